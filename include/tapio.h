@@ -1,0 +1,453 @@
+/*
+ * tapio.h — asyncio's transports and protocols, in C.
+ *
+ * This header is the C API reference. It follows the asyncio documentation
+ * ("Transports and Protocols"): an event loop runs callbacks; a transport
+ * moves bytes over a socket; a protocol is a table of callbacks that the
+ * transport calls as things happen.
+ *
+ * Conventions
+ *   - Functions that can fail return 0 or a negative errno value
+ *     (-ECONNREFUSED, ...). tapio_strerror() names it. A call that fails never
+ *     runs its callback later.
+ *   - Callbacks take the object first and the user's `void *` last.
+ *   - Everything except tapio_call_soon_threadsafe() is called on the loop's
+ *     thread.
+ *   - An error of 0 passed to connection_lost means "no error" (asyncio's
+ *     `None`).
+ */
+#ifndef TAPIO_H
+#define TAPIO_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TAPIO_API __attribute__((visibility("default")))
+#else
+#define TAPIO_API
+#endif
+
+#define TAPIO_VERSION_MAJOR 0
+#define TAPIO_VERSION_MINOR 1
+#define TAPIO_VERSION_PATCH 0
+
+/* asyncio's defaults for write flow control. */
+#define TAPIO_DEFAULT_HIGH_WATER (64 * 1024)
+
+typedef struct tapio_loop tapio_loop;
+typedef struct tapio_handle tapio_handle;
+typedef struct tapio_transport tapio_transport;
+typedef struct tapio_server tapio_server;
+typedef struct tapio_connect_req tapio_connect_req;
+
+/** Name of a (negative) error code returned by tapio, e.g. "Connection refused". */
+TAPIO_API const char *tapio_strerror(int err);
+
+/* ======================================================================
+ * Event loop
+ * ====================================================================== */
+
+typedef void (*tapio_callback)(tapio_loop *loop, void *arg);
+
+/**
+ * Create a loop. The I/O backend is epoll, or poll when the environment
+ * variable TAPIO_BACKEND=poll is set. Returns 0 and stores the loop in *out.
+ */
+TAPIO_API int tapio_loop_new(tapio_loop **out);
+
+/**
+ * Close and free the loop. Fails with -EBUSY while it runs. Pending
+ * callbacks are dropped, watchers removed, transports that are still open
+ * are aborted without running their protocol callbacks, and the loop's
+ * worker threads are joined. Afterwards no fd and no memory of the loop
+ * remains.
+ */
+TAPIO_API int tapio_loop_close(tapio_loop *loop);
+
+/** Run until tapio_loop_stop(). Returns -EBUSY if already running. */
+TAPIO_API int tapio_loop_run_forever(tapio_loop *loop);
+
+/**
+ * Run one iteration: wait for I/O (not at all if callbacks are ready, and no
+ * longer than the nearest timer), then run every callback that was ready
+ * when the iteration began. Returns -EBUSY if the loop is already running.
+ */
+TAPIO_API int tapio_loop_run_once(tapio_loop *loop);
+
+/**
+ * Ask a running loop to stop after the current iteration (asyncio's
+ * loop.stop()). Called before run_forever, the next run_forever runs a single
+ * iteration.
+ */
+TAPIO_API void tapio_loop_stop(tapio_loop *loop);
+
+TAPIO_API bool tapio_loop_is_running(const tapio_loop *loop);
+
+/** The name of the loop's I/O backend: "epoll" or "poll". */
+TAPIO_API const char *tapio_loop_backend(const tapio_loop *loop);
+
+/** Monotonic time in seconds, the clock of call_at (asyncio's loop.time()). */
+TAPIO_API double tapio_loop_time(const tapio_loop *loop);
+
+/**
+ * Called for errors that have no caller to return to (asyncio's exception
+ * handler): a failing accept, a fatal transport error. `message` describes
+ * the context; `err` is a negative errno or 0.
+ */
+typedef void (*tapio_error_handler)(tapio_loop *loop, const char *message,
+                                    int err, void *arg);
+
+/** Replace the error handler; NULL restores the default (print to stderr). */
+TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
+                                            tapio_error_handler handler,
+                                            void *arg);
+
+/* ----------------------------------------------------------------------
+ * Callbacks and timers (asyncio's Handle and TimerHandle)
+ *
+ * call_soon/call_later/call_at return a handle owned by the loop: it is valid
+ * until its callback has run or it was cancelled, then the loop releases it.
+ * To keep using it beyond that point, take a reference with
+ * tapio_handle_ref() and drop it with tapio_handle_unref().
+ * ---------------------------------------------------------------------- */
+
+/** Run cb(loop, arg) on the next iteration, in FIFO order. NULL on -ENOMEM. */
+TAPIO_API tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb,
+                                        void *arg);
+
+/** Run cb after `delay` seconds (negative counts as 0). NULL on -ENOMEM. */
+TAPIO_API tapio_handle *tapio_call_later(tapio_loop *loop, double delay,
+                                         tapio_callback cb, void *arg);
+
+/** Run cb at loop time `when`. Equal deadlines run in scheduling order. */
+TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
+                                      tapio_callback cb, void *arg);
+
+/**
+ * Schedule cb from any thread and wake the loop if it sleeps. Returns 0 or
+ * -ENOMEM, or -ESHUTDOWN once the loop is closing.
+ */
+TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
+                                         void *arg);
+
+/** Cancel: the callback will not run. Idempotent; harmless after it ran. */
+TAPIO_API void tapio_handle_cancel(tapio_handle *h);
+TAPIO_API bool tapio_handle_cancelled(const tapio_handle *h);
+/** The deadline of a timer handle in loop time; 0 for call_soon handles. */
+TAPIO_API double tapio_handle_when(const tapio_handle *h);
+TAPIO_API void tapio_handle_ref(tapio_handle *h);
+TAPIO_API void tapio_handle_unref(tapio_handle *h);
+
+/* ----------------------------------------------------------------------
+ * File descriptor watchers (loop.add_reader / add_writer)
+ * ---------------------------------------------------------------------- */
+
+typedef void (*tapio_fd_callback)(tapio_loop *loop, int fd, void *arg);
+
+/**
+ * Call cb whenever fd is readable (level-triggered), replacing an earlier
+ * reader of the same fd. -EBUSY if a transport owns the fd, -EBADF for an
+ * invalid fd, -EPERM for a regular file (not pollable).
+ */
+TAPIO_API int tapio_add_reader(tapio_loop *loop, int fd, tapio_fd_callback cb,
+                               void *arg);
+TAPIO_API int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb,
+                               void *arg);
+/** Returns true if a watcher was removed. */
+TAPIO_API bool tapio_remove_reader(tapio_loop *loop, int fd);
+TAPIO_API bool tapio_remove_writer(tapio_loop *loop, int fd);
+
+/* ----------------------------------------------------------------------
+ * Signals (loop.add_signal_handler): the callback runs as a loop callback,
+ * never inside the signal handler. One loop per signal number in a process.
+ * ---------------------------------------------------------------------- */
+
+typedef void (*tapio_signal_callback)(tapio_loop *loop, int signum, void *arg);
+
+/** -EINVAL for SIGKILL/SIGSTOP or an invalid number, -EBUSY if another loop has it. */
+TAPIO_API int tapio_add_signal_handler(tapio_loop *loop, int signum,
+                                       tapio_signal_callback cb, void *arg);
+/** Restores the default disposition. Returns true if a handler was removed. */
+TAPIO_API bool tapio_remove_signal_handler(tapio_loop *loop, int signum);
+
+/* ======================================================================
+ * Protocols
+ * ====================================================================== */
+
+/**
+ * A protocol is a const table of callbacks plus a user pointer, passed as the
+ * last argument of each callback. Any callback may be NULL.
+ *
+ * A table with get_buffer set is a buffered protocol (asyncio's
+ * BufferedProtocol): the transport reads straight into the memory get_buffer
+ * returns and reports the byte count through buffer_updated; data_received is
+ * then not used.
+ */
+typedef struct tapio_protocol {
+    /** The transport is ready; called once, from the loop. */
+    void (*connection_made)(tapio_transport *t, void *user);
+    /** Bytes arrived. `data` is valid only during the call. */
+    void (*data_received)(tapio_transport *t, const void *data, size_t len,
+                          void *user);
+    /**
+     * The peer shut its write side. Return true to keep the transport open
+     * (it stops reading; the protocol may still write), false to close it.
+     * A NULL callback counts as returning false.
+     */
+    bool (*eof_received)(tapio_transport *t, void *user);
+    /**
+     * The connection is gone: 0 after close()/abort()/EOF, or a negative
+     * errno. Called exactly once, from the loop; nothing is called after it.
+     */
+    void (*connection_lost)(tapio_transport *t, int err, void *user);
+    /** The write buffer went over the high-water mark. */
+    void (*pause_writing)(tapio_transport *t, void *user);
+    /** The write buffer drained to the low-water mark or below. */
+    void (*resume_writing)(tapio_transport *t, void *user);
+    /**
+     * Buffered protocol: return memory to read into and store its size in
+     * *len (at least 1). `sizehint` is the size the transport would like, or
+     * 0 for no preference. Returning NULL or a size of 0 is a fatal error.
+     */
+    void *(*get_buffer)(tapio_transport *t, size_t sizehint, size_t *len,
+                        void *user);
+    /** Buffered protocol: `nbytes` were written at the start of the buffer. */
+    void (*buffer_updated)(tapio_transport *t, size_t nbytes, void *user);
+} tapio_protocol;
+
+/* Fatal protocol error reported through connection_lost by tapio_transport_fail(). */
+#define TAPIO_EPROTOCOL (-EPROTO)
+
+/* ======================================================================
+ * Stream transports (TCP, Unix stream sockets; asyncio's Transport)
+ *
+ * A transport lives from creation until its connection_lost callback has run;
+ * then the loop frees it. Hold a reference (tapio_transport_ref) to use the
+ * pointer after that; every call on a closed transport is then harmless.
+ * ====================================================================== */
+
+/**
+ * Queue bytes for sending; the caller may reuse `data` at once. Tries an
+ * immediate send when nothing is queued. May call pause_writing before it
+ * returns. Returns 0, or -ESHUTDOWN after write_eof(). Data written after
+ * the transport closed is dropped, as asyncio drops it.
+ */
+TAPIO_API int tapio_transport_write(tapio_transport *t, const void *data,
+                                    size_t len);
+
+/** Write several buffers with one writev (asyncio's writelines). */
+TAPIO_API int tapio_transport_writev(tapio_transport *t,
+                                     const struct iovec *iov, int iovcnt);
+
+/**
+ * Shut the write side once the buffer has drained. Idempotent; -ENOTSUP if
+ * the transport cannot (see can_write_eof).
+ */
+TAPIO_API int tapio_transport_write_eof(tapio_transport *t);
+TAPIO_API bool tapio_transport_can_write_eof(const tapio_transport *t);
+
+/**
+ * Stop reading, send what is buffered, then call connection_lost(0).
+ * Idempotent.
+ */
+TAPIO_API void tapio_transport_close(tapio_transport *t);
+
+/** Drop the buffer and call connection_lost(0) without waiting. */
+TAPIO_API void tapio_transport_abort(tapio_transport *t);
+
+/**
+ * Close at once like abort, reporting `err` (a negative errno, for example
+ * TAPIO_EPROTOCOL when a protocol callback failed) to connection_lost and
+ * to the loop's error handler.
+ */
+TAPIO_API void tapio_transport_fail(tapio_transport *t, int err);
+
+TAPIO_API bool tapio_transport_is_closing(const tapio_transport *t);
+
+/** Stop calling data_received until resume_reading. Idempotent. */
+TAPIO_API void tapio_transport_pause_reading(tapio_transport *t);
+TAPIO_API void tapio_transport_resume_reading(tapio_transport *t);
+/** False when paused or closing. */
+TAPIO_API bool tapio_transport_is_reading(const tapio_transport *t);
+
+TAPIO_API size_t tapio_transport_get_write_buffer_size(const tapio_transport *t);
+
+/**
+ * Set the write watermarks. A negative value means "not given", as None in
+ * asyncio: high defaults to 64 KiB (or 4 * low), low to high / 4.
+ * Returns -EINVAL unless high >= low >= 0. May call pause/resume_writing.
+ */
+TAPIO_API int tapio_transport_set_write_buffer_limits(tapio_transport *t,
+                                                      ssize_t high,
+                                                      ssize_t low);
+TAPIO_API void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
+                                                       size_t *low,
+                                                       size_t *high);
+
+/** Switch to another protocol; the old one gets no further callbacks. */
+TAPIO_API void tapio_transport_set_protocol(tapio_transport *t,
+                                            const tapio_protocol *proto,
+                                            void *user);
+TAPIO_API const tapio_protocol *tapio_transport_get_protocol(
+    const tapio_transport *t, void **user);
+
+TAPIO_API tapio_loop *tapio_transport_loop(const tapio_transport *t);
+
+/** Extra info: the socket fd (-1 once closed). */
+TAPIO_API int tapio_transport_fd(const tapio_transport *t);
+/**
+ * Extra info: the peer's / local address, as they were when the transport
+ * was made (still given after it closed, as asyncio gives them). -ENOTCONN
+ * if the socket had none (an unnamed Unix socket has an empty address).
+ */
+TAPIO_API int tapio_transport_peername(const tapio_transport *t,
+                                       struct sockaddr_storage *addr,
+                                       socklen_t *len);
+TAPIO_API int tapio_transport_sockname(const tapio_transport *t,
+                                       struct sockaddr_storage *addr,
+                                       socklen_t *len);
+
+TAPIO_API void tapio_transport_ref(tapio_transport *t);
+TAPIO_API void tapio_transport_unref(tapio_transport *t);
+
+/**
+ * Wrap a connected stream socket (asyncio's connect_accepted_socket and
+ * "Connecting Existing Sockets"). The transport owns `fd` from then on, even
+ * when the call fails. connection_made runs on the next iteration.
+ */
+TAPIO_API int tapio_transport_from_fd(tapio_loop *loop, int fd,
+                                      const tapio_protocol *proto, void *user,
+                                      tapio_transport **out);
+
+/* ======================================================================
+ * Connections (loop.create_connection / create_unix_connection)
+ * ====================================================================== */
+
+typedef struct tapio_connect_options {
+    int family;              /* AF_UNSPEC (default), AF_INET or AF_INET6 */
+    const char *local_host;  /* bind here before connecting (NULL: no bind) */
+    const char *local_port;  /* with local_host; NULL means port 0 */
+} tapio_connect_options;
+
+/**
+ * Called once when a connection attempt ends: with the transport (its
+ * connection_made already ran) and err 0, or with NULL and a negative errno
+ * (-ECANCELED after tapio_connect_cancel).
+ */
+typedef void (*tapio_connect_callback)(tapio_transport *t, int err, void *arg);
+
+/**
+ * Connect to host:port. The name is resolved on a worker thread (numeric
+ * addresses without one); each resolved address is tried in turn until one
+ * connects. `opts` may be NULL. If `req` is not NULL it receives a request
+ * pointer valid until the callback runs, usable with tapio_connect_cancel.
+ */
+TAPIO_API int tapio_connect(tapio_loop *loop, const char *host,
+                            const char *port,
+                            const tapio_connect_options *opts,
+                            const tapio_protocol *proto, void *user,
+                            tapio_connect_callback cb, void *arg,
+                            tapio_connect_req **req);
+
+/**
+ * Connect to a Unix stream socket. `path_len` 0 means strlen(path); a path
+ * starting with '\0' names a Linux abstract socket.
+ */
+TAPIO_API int tapio_connect_unix(tapio_loop *loop, const char *path,
+                                 size_t path_len, const tapio_protocol *proto,
+                                 void *user, tapio_connect_callback cb,
+                                 void *arg, tapio_connect_req **req);
+
+/** Abandon a pending connect; its callback runs with -ECANCELED. */
+TAPIO_API void tapio_connect_cancel(tapio_connect_req *req);
+
+/* ======================================================================
+ * Servers (loop.create_server / create_unix_server; asyncio's Server)
+ * ====================================================================== */
+
+/**
+ * Called for each accepted connection: return the protocol for it and store
+ * its user pointer in *user, or return NULL to refuse the connection.
+ */
+typedef const tapio_protocol *(*tapio_protocol_factory)(tapio_server *server,
+                                                        void *arg,
+                                                        void **user);
+
+typedef struct tapio_server_options {
+    int family;            /* AF_UNSPEC (default), AF_INET or AF_INET6 */
+    int backlog;           /* 0 means asyncio's 100 */
+    bool no_reuse_address; /* SO_REUSEADDR is on unless this is set */
+    bool reuse_port;       /* SO_REUSEPORT */
+    bool no_start_serving; /* create without accepting (start_serving=False) */
+    double accept_retry_delay; /* back-off after EMFILE etc.; 0 means 1 s */
+} tapio_server_options;
+
+/**
+ * Listen on every address of each host in `hosts` (a NULL-terminated list;
+ * NULL or an empty list, or a host of "" means all interfaces, IPv4 and IPv6)
+ * at `port` ("0" picks a free port, the same one for every socket when it
+ * can). IPv6 sockets are IPV6_V6ONLY. `opts` may be NULL.
+ */
+TAPIO_API int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
+                                  const char *port,
+                                  const tapio_server_options *opts,
+                                  tapio_protocol_factory factory, void *arg,
+                                  tapio_server **out);
+
+/**
+ * Listen on a Unix stream socket. A stale socket file at `path` is removed
+ * first. `path_len` 0 means strlen(path); a leading '\0' names a Linux
+ * abstract socket.
+ */
+TAPIO_API int tapio_server_listen_unix(tapio_loop *loop, const char *path,
+                                       size_t path_len,
+                                       const tapio_server_options *opts,
+                                       tapio_protocol_factory factory,
+                                       void *arg, tapio_server **out);
+
+/**
+ * Serve connections on sockets the caller made and bound. The server takes
+ * ownership of the fds (they are put into listening mode).
+ */
+TAPIO_API int tapio_server_from_fds(tapio_loop *loop, const int *fds,
+                                    size_t nfds,
+                                    const tapio_server_options *opts,
+                                    tapio_protocol_factory factory, void *arg,
+                                    tapio_server **out);
+
+TAPIO_API int tapio_server_start_serving(tapio_server *s);
+TAPIO_API void tapio_server_stop_serving(tapio_server *s);
+TAPIO_API bool tapio_server_is_serving(const tapio_server *s);
+
+/** Number of listening sockets; fills up to `n` of their fds into `fds`. */
+TAPIO_API size_t tapio_server_sockets(const tapio_server *s, int *fds, size_t n);
+
+/** The port of the first listening socket (0 for Unix servers). */
+TAPIO_API int tapio_server_port(const tapio_server *s);
+
+/**
+ * Stop listening and close the listening sockets (a Unix socket file the
+ * server created is removed). Connections already accepted stay open. The
+ * server is freed once it is closed and all its connections are gone; until
+ * then `on_closed` (may be NULL) waits, and it runs once from the loop (asyncio's
+ * wait_closed). The pointer must not be used after on_closed.
+ */
+TAPIO_API void tapio_server_close(tapio_server *s, tapio_callback on_closed,
+                                  void *arg);
+
+TAPIO_API tapio_loop *tapio_server_loop(const tapio_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TAPIO_H */

@@ -1,0 +1,73 @@
+/* The epoll backend (level-triggered). */
+#include "../internal.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 1024
+
+static int epoll_backend_init(tapio_loop *loop)
+{
+    loop->backend_fd = epoll_create1(EPOLL_CLOEXEC);
+    return loop->backend_fd < 0 ? -errno : 0;
+}
+
+static void epoll_backend_destroy(tapio_loop *loop)
+{
+    if (loop->backend_fd >= 0)
+        close(loop->backend_fd);
+    loop->backend_fd = -1;
+}
+
+static int epoll_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
+{
+    struct epoll_event ev = {0};
+    ev.events = ((want & TAPIO__READ) ? EPOLLIN : 0) |
+                ((want & TAPIO__WRITE) ? EPOLLOUT : 0);
+    ev.data.fd = io->fd;
+    int op = io->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(loop->backend_fd, op, io->fd, &ev) < 0) {
+        /* The fd may still be registered under a number closed and reused
+         * behind our back; modifying it is then the right thing. */
+        if (errno != EEXIST ||
+            epoll_ctl(loop->backend_fd, EPOLL_CTL_MOD, io->fd, &ev) < 0)
+            return -errno;
+    }
+    io->registered = true;
+    return 0;
+}
+
+static void epoll_backend_remove(tapio_loop *loop, tapio__io *io)
+{
+    struct epoll_event ev = {0};
+    epoll_ctl(loop->backend_fd, EPOLL_CTL_DEL, io->fd, &ev);
+    io->registered = false;
+}
+
+static unsigned to_tapio_events(uint32_t ev)
+{
+    return ((ev & EPOLLIN) ? TAPIO__READ : 0) |
+           ((ev & EPOLLOUT) ? TAPIO__WRITE : 0) |
+           ((ev & (EPOLLERR | EPOLLHUP)) ? TAPIO__ERROR : 0);
+}
+
+static int epoll_backend_poll(tapio_loop *loop, int timeout_ms)
+{
+    struct epoll_event events[MAX_EVENTS];
+    int n = epoll_wait(loop->backend_fd, events, MAX_EVENTS, timeout_ms);
+    if (n < 0)
+        return -errno;
+    for (int i = 0; i < n; i++)
+        tapio__io_dispatch(loop, events[i].data.fd,
+                           to_tapio_events(events[i].events));
+    return 0;
+}
+
+const tapio__backend tapio__backend_epoll = {
+    .name = "epoll",
+    .init = epoll_backend_init,
+    .destroy = epoll_backend_destroy,
+    .modify = epoll_backend_modify,
+    .remove = epoll_backend_remove,
+    .poll = epoll_backend_poll,
+};

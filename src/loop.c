@@ -1,0 +1,325 @@
+/* The event loop: run phases, the ready queue, stop and close. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Recycled handles kept for reuse; enough for a busy loop's steady state. */
+#define HANDLE_POOL_MAX 1024
+
+double tapio__clock_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static const tapio__backend *choose_backend(void)
+{
+    const char *name = getenv("TAPIO_BACKEND");
+    if (name && strcmp(name, "poll") == 0)
+        return &tapio__backend_poll;
+    return &tapio__backend_epoll;
+}
+
+static void default_error_handler(tapio_loop *loop, const char *message,
+                                  int err, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    if (err)
+        fprintf(stderr, "tapio: %s: %s\n", message, tapio_strerror(err));
+    else
+        fprintf(stderr, "tapio: %s\n", message);
+}
+
+void tapio__report_error(tapio_loop *loop, const char *message, int err)
+{
+    loop->error_handler(loop, message, err, loop->error_arg);
+}
+
+void tapio_loop_set_error_handler(tapio_loop *loop, tapio_error_handler handler,
+                                  void *arg)
+{
+    loop->error_handler = handler ? handler : default_error_handler;
+    loop->error_arg = handler ? arg : NULL;
+}
+
+int tapio_loop_new(tapio_loop **out)
+{
+    tapio_loop *loop = calloc(1, sizeof(*loop));
+    if (!loop)
+        return -ENOMEM;
+    loop->backend = choose_backend();
+    loop->backend_fd = -1;
+    loop->wake_fd = -1;
+    loop->signal_pipe[0] = loop->signal_pipe[1] = -1;
+    loop->error_handler = default_error_handler;
+    tapio__list_init(&loop->user_watchers);
+    tapio__list_init(&loop->transports);
+    tapio__list_init(&loop->servers);
+    tapio__list_init(&loop->connects);
+    pthread_mutex_init(&loop->tsq_lock, NULL);
+    pthread_mutex_init(&loop->work_lock, NULL);
+    pthread_cond_init(&loop->work_cond, NULL);
+
+    int err = -ENOMEM;
+    loop->read_buf = malloc(TAPIO__READ_SIZE);
+    if (!loop->read_buf)
+        goto fail;
+    err = loop->backend->init(loop);
+    if (err)
+        goto fail;
+    err = tapio__wakeup_init(loop);
+    if (err)
+        goto fail;
+    *out = loop;
+    return 0;
+fail:
+    if (loop->backend_fd >= 0 || loop->backend_data)
+        loop->backend->destroy(loop);
+    pthread_mutex_destroy(&loop->tsq_lock);
+    pthread_mutex_destroy(&loop->work_lock);
+    pthread_cond_destroy(&loop->work_cond);
+    free(loop->read_buf);
+    free(loop);
+    return err;
+}
+
+/* ---- handles -------------------------------------------------------- */
+
+tapio_handle *tapio__handle_new(tapio_loop *loop, tapio_callback cb, void *arg)
+{
+    tapio_handle *h = loop->handle_pool;
+    if (h) {
+        loop->handle_pool = h->next;
+        loop->handle_pool_len--;
+    } else {
+        h = malloc(sizeof(*h));
+        if (!h)
+            return NULL;
+    }
+    memset(h, 0, sizeof(*h));
+    h->loop = loop;
+    h->cb = cb;
+    h->arg = arg;
+    h->refs = 1;
+    return h;
+}
+
+void tapio_handle_ref(tapio_handle *h) { h->refs++; }
+
+void tapio_handle_unref(tapio_handle *h)
+{
+    if (--h->refs)
+        return;
+    tapio_loop *loop = h->loop;
+    if (loop && loop->handle_pool_len < HANDLE_POOL_MAX) {
+        h->next = loop->handle_pool;
+        loop->handle_pool = h;
+        loop->handle_pool_len++;
+    } else {
+        free(h);
+    }
+}
+
+bool tapio_handle_cancelled(const tapio_handle *h)
+{
+    return h->flags & TAPIO__H_CANCELLED;
+}
+
+double tapio_handle_when(const tapio_handle *h) { return h->when; }
+
+void tapio__ready_push(tapio_loop *loop, tapio_handle *h)
+{
+    h->flags |= TAPIO__H_QUEUED;
+    h->next = NULL;
+    if (loop->ready_tail)
+        loop->ready_tail->next = h;
+    else
+        loop->ready_head = h;
+    loop->ready_tail = h;
+    loop->nready++;
+}
+
+static tapio_handle *ready_pop(tapio_loop *loop)
+{
+    tapio_handle *h = loop->ready_head;
+    loop->ready_head = h->next;
+    if (!loop->ready_head)
+        loop->ready_tail = NULL;
+    loop->nready--;
+    h->flags &= ~TAPIO__H_QUEUED;
+    return h;
+}
+
+tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb, void *arg)
+{
+    tapio_handle *h = tapio__handle_new(loop, cb, arg);
+    if (h)
+        tapio__ready_push(loop, h);
+    return h;
+}
+
+/* ---- running -------------------------------------------------------- */
+
+bool tapio_loop_is_running(const tapio_loop *loop) { return loop->running; }
+
+const char *tapio_loop_backend(const tapio_loop *loop)
+{
+    return loop->backend->name;
+}
+
+double tapio_loop_time(const tapio_loop *loop)
+{
+    (void)loop;
+    return tapio__clock_now();
+}
+
+void tapio_loop_stop(tapio_loop *loop) { loop->stopping = true; }
+
+/* Milliseconds to wait for I/O: none when work is ready, else until the
+ * nearest timer (rounded up so the timer is due when we wake). */
+static int poll_timeout_ms(tapio_loop *loop)
+{
+    if (loop->nready || loop->stopping)
+        return 0;
+    tapio_handle *top = tapio__heap_top(&loop->timers);
+    if (!top)
+        return -1;
+    double delay = top->when - tapio__clock_now();
+    if (delay <= 0)
+        return 0;
+    double ms = ceil(delay * 1e3);
+    return ms > 86400e3 ? 86400000 : (int)ms;
+}
+
+static void move_due_timers(tapio_loop *loop)
+{
+    tapio_handle *top = tapio__heap_top(&loop->timers);
+    if (!top)
+        return;
+    double now = tapio__clock_now();
+    while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
+        tapio__heap_pop(&loop->timers);
+        top->flags &= ~TAPIO__H_IN_HEAP;
+        tapio__ready_push(loop, top);
+    }
+}
+
+/* Run what was ready when the phase began; callbacks scheduled meanwhile
+ * wait for the next iteration, as in asyncio. */
+static void run_ready(tapio_loop *loop)
+{
+    size_t ntodo = loop->nready;
+    while (ntodo--) {
+        tapio_handle *h = ready_pop(loop);
+        if (!(h->flags & TAPIO__H_CANCELLED))
+            h->cb(loop, h->arg);
+        tapio_handle_unref(h);
+    }
+}
+
+static void run_iteration(tapio_loop *loop)
+{
+    tapio__io_flush_changes(loop);
+    int err = loop->backend->poll(loop, poll_timeout_ms(loop));
+    if (err && err != -EINTR)
+        tapio__report_error(loop, "I/O backend poll failed", err);
+    move_due_timers(loop);
+    run_ready(loop);
+}
+
+int tapio_loop_run_once(tapio_loop *loop)
+{
+    if (loop->running)
+        return -EBUSY;
+    if (loop->closing)
+        return -ESHUTDOWN;
+    loop->running = true;
+    run_iteration(loop);
+    loop->running = false;
+    return 0;
+}
+
+int tapio_loop_run_forever(tapio_loop *loop)
+{
+    if (loop->running)
+        return -EBUSY;
+    if (loop->closing)
+        return -ESHUTDOWN;
+    loop->running = true;
+    for (;;) {
+        run_iteration(loop);
+        if (loop->stopping)
+            break;
+    }
+    loop->stopping = false;
+    loop->running = false;
+    return 0;
+}
+
+/* ---- closing -------------------------------------------------------- */
+
+static void drop_ready(tapio_loop *loop)
+{
+    while (loop->ready_head) {
+        tapio_handle *h = ready_pop(loop);
+        h->loop = NULL; /* survivors held by the user must not pool */
+        tapio_handle_unref(h);
+    }
+}
+
+static void drop_timers(tapio_loop *loop)
+{
+    tapio_handle *h;
+    while ((h = tapio__heap_pop(&loop->timers))) {
+        h->flags &= ~TAPIO__H_IN_HEAP;
+        h->loop = NULL;
+        tapio_handle_unref(h);
+    }
+    tapio__heap_free(&loop->timers);
+}
+
+static void free_handle_pool(tapio_loop *loop)
+{
+    while (loop->handle_pool) {
+        tapio_handle *h = loop->handle_pool;
+        loop->handle_pool = h->next;
+        free(h);
+    }
+}
+
+int tapio_loop_close(tapio_loop *loop)
+{
+    if (loop->running)
+        return -EBUSY;
+    pthread_mutex_lock(&loop->tsq_lock); /* call_soon_threadsafe reads it */
+    loop->closing = true;
+    pthread_mutex_unlock(&loop->tsq_lock);
+    tapio__workers_join(loop);
+    /* Pending connects first (they may own transports), servers last (their
+     * connections point at them). */
+    tapio__connects_destroy_all(loop);
+    tapio__transports_destroy_all(loop);
+    tapio__servers_destroy_all(loop);
+    tapio__signals_release(loop);
+    tapio__io_close_all(loop);
+    tapio__wakeup_close(loop);
+    drop_ready(loop);
+    drop_timers(loop);
+    free_handle_pool(loop);
+    loop->backend->destroy(loop);
+    pthread_mutex_destroy(&loop->tsq_lock);
+    pthread_mutex_destroy(&loop->work_lock);
+    pthread_cond_destroy(&loop->work_cond);
+    free(loop->fds);
+    free(loop->changes);
+    free(loop->read_buf);
+    free(loop);
+    return 0;
+}

@@ -1,0 +1,42 @@
+/* Small socket helpers shared by transports, servers and connects. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/un.h>
+
+int tapio__set_nonblocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+int tapio__socket(int family, int type, int protocol)
+{
+    int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    return fd < 0 ? -errno : fd;
+}
+
+/* A path of length 0 means strlen(path); a leading NUL is a Linux abstract
+ * name, whose length counts exactly. */
+int tapio__unix_addr(const char *path, size_t path_len,
+                     struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+    if (!path)
+        return -EINVAL;
+    if (path_len == 0)
+        path_len = strlen(path);
+    if (path_len == 0 || path_len >= sizeof(sun->sun_path))
+        return -EINVAL;
+    memset(ss, 0, sizeof(*ss));
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, path_len);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len +
+                       (path[0] ? 1 : 0));
+    return 0;
+}

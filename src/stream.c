@@ -1,0 +1,591 @@
+/* The stream transport shared by TCP and Unix sockets: reading into the
+ * protocol, the write buffer with flow control, close/abort/write_eof and the
+ * transport's lifetime. Mirrors asyncio's _SelectorSocketTransport. */
+#include "internal.h"
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Reasons to stop reading; one resume does not undo another's pause. */
+enum {
+    READ_PAUSED_USER = 1u,   /* pause_reading() */
+    READ_STOPPED_EOF = 2u,   /* the peer sent EOF and the protocol kept us */
+    READ_NOT_STARTED = 4u,   /* connection_made has not run yet */
+};
+
+/* Shrink an idle write buffer above this size, so memory follows load. */
+#define WBUF_KEEP (256 * 1024)
+
+struct tapio_transport {
+    tapio__io io;
+    tapio__list node; /* in loop->transports while alive */
+    tapio_loop *loop;
+    tapio_server *server;
+    const tapio_protocol *proto;
+    void *user;
+    unsigned refs;       /* the loop's (until connection_lost ran) + user's */
+    unsigned read_stop;  /* READ_* bits */
+    unsigned conn_lost;  /* asyncio's counter: set once connection_lost is due */
+    bool closing;
+    bool eof;            /* write_eof() was called */
+    bool eof_sent;
+    bool protocol_paused;
+    bool dead;           /* fd closed; only the memory remains */
+    bool lost_pending;   /* connection_lost has been scheduled */
+    int lost_error;
+
+    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
+    size_t wstart, wend, wcap;
+    size_t high, low;
+
+    struct sockaddr_storage peer, local;
+    socklen_t peer_len, local_len;
+};
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void transport_free(tapio_transport *t)
+{
+    free(t->wbuf);
+    free(t);
+}
+
+void tapio_transport_ref(tapio_transport *t) { t->refs++; }
+
+void tapio_transport_unref(tapio_transport *t)
+{
+    if (--t->refs == 0)
+        transport_free(t);
+}
+
+/* Release the socket and every tie to the loop; the memory stays while
+ * references remain. */
+static void transport_release(tapio_transport *t)
+{
+    tapio__io_detach(t->loop, &t->io);
+    close(t->io.fd);
+    t->io.fd = -1;
+    t->dead = true;
+    t->closing = true;
+    if (!t->conn_lost)
+        t->conn_lost = 1;
+    free(t->wbuf);
+    t->wbuf = NULL;
+    t->wstart = t->wend = t->wcap = 0;
+    tapio__list_remove(&t->node);
+    tapio_server *server = t->server;
+    t->server = NULL;
+    if (server)
+        tapio__server_connection_gone(server);
+}
+
+static void call_connection_lost(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_transport *t = arg;
+    if (t->proto && t->proto->connection_lost)
+        t->proto->connection_lost(t, t->lost_error, t->user);
+    transport_release(t);
+    tapio_transport_unref(t);
+}
+
+static void schedule_connection_lost(tapio_transport *t, int err)
+{
+    t->conn_lost++;
+    t->lost_error = err;
+    t->lost_pending = true;
+    if (!tapio_call_soon(t->loop, call_connection_lost, t)) {
+        /* Out of memory: still run it exactly once, right away. */
+        tapio__report_error(t->loop, "scheduling connection_lost", -ENOMEM);
+        call_connection_lost(t->loop, t);
+    }
+}
+
+void tapio__transports_destroy_all(tapio_loop *loop)
+{
+    while (!tapio__list_empty(&loop->transports)) {
+        tapio_transport *t =
+            tapio__container_of(loop->transports.next, tapio_transport, node);
+        /* Servers go after transports, so the server link is dropped here
+         * without touching it. */
+        t->server = NULL;
+        transport_release(t);
+        tapio_transport_unref(t);
+    }
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void update_interest(tapio_transport *t)
+{
+    unsigned want = 0;
+    if (!t->read_stop && !t->closing)
+        want |= TAPIO__READ;
+    if (t->wend > t->wstart)
+        want |= TAPIO__WRITE;
+    if (want != t->io.want)
+        tapio__io_set(t->loop, &t->io, want);
+}
+
+static void force_close(tapio_transport *t, int err)
+{
+    if (t->conn_lost)
+        return;
+    t->wstart = t->wend = 0;
+    t->closing = true;
+    update_interest(t);
+    schedule_connection_lost(t, err);
+}
+
+/* asyncio's _fatal_error: OS errors are normal connection endings and
+ * reach only connection_lost; anything else is reported as well. */
+static void fatal_error(tapio_transport *t, int err, const char *message)
+{
+    if (message)
+        tapio__report_error(t->loop, message, err);
+    force_close(t, err);
+}
+
+static void on_eof(tapio_transport *t)
+{
+    bool keep_open = t->proto && t->proto->eof_received &&
+                     t->proto->eof_received(t, t->user);
+    if (keep_open) {
+        t->read_stop |= READ_STOPPED_EOF;
+        update_interest(t);
+    } else {
+        tapio_transport_close(t);
+    }
+}
+
+static void read_into_protocol(tapio_transport *t)
+{
+    const tapio_protocol *proto = t->proto;
+    char *buf = t->loop->read_buf;
+    size_t cap = TAPIO__READ_SIZE;
+    if (proto && proto->get_buffer) {
+        buf = proto->get_buffer(t, 0, &cap, t->user);
+        if (!buf || cap == 0) {
+            fatal_error(t, TAPIO_EPROTOCOL,
+                        "get_buffer() returned an empty buffer");
+            return;
+        }
+    }
+    ssize_t n = read(t->io.fd, buf, cap);
+    if (n > 0) {
+        if (proto && proto->get_buffer) {
+            if (proto->buffer_updated)
+                proto->buffer_updated(t, (size_t)n, t->user);
+        }
+        else if (proto && proto->data_received)
+            proto->data_received(t, buf, (size_t)n, t->user);
+    } else if (n == 0) {
+        on_eof(t);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        fatal_error(t, -errno, NULL);
+    }
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static size_t buffered(const tapio_transport *t) { return t->wend - t->wstart; }
+
+static void maybe_pause_protocol(tapio_transport *t)
+{
+    if (buffered(t) <= t->high || t->protocol_paused)
+        return;
+    t->protocol_paused = true;
+    if (t->proto && t->proto->pause_writing)
+        t->proto->pause_writing(t, t->user);
+}
+
+static void maybe_resume_protocol(tapio_transport *t)
+{
+    if (!t->protocol_paused || buffered(t) > t->low)
+        return;
+    t->protocol_paused = false;
+    if (t->proto && t->proto->resume_writing)
+        t->proto->resume_writing(t, t->user);
+}
+
+static int reserve(tapio_transport *t, size_t extra)
+{
+    size_t len = buffered(t);
+    if (t->wcap - t->wend >= extra)
+        return 0;
+    if (t->wstart && t->wcap - len >= extra) { /* compact instead of grow */
+        memmove(t->wbuf, t->wbuf + t->wstart, len);
+        t->wstart = 0;
+        t->wend = len;
+        return 0;
+    }
+    size_t cap = t->wcap ? t->wcap : 16 * 1024;
+    while (cap - len < extra)
+        cap *= 2;
+    char *wbuf = malloc(cap);
+    if (!wbuf)
+        return -ENOMEM;
+    memcpy(wbuf, t->wbuf + t->wstart, len);
+    free(t->wbuf);
+    t->wbuf = wbuf;
+    t->wcap = cap;
+    t->wstart = 0;
+    t->wend = len;
+    return 0;
+}
+
+static int append_iov(tapio_transport *t, const struct iovec *iov, int iovcnt,
+                      size_t skip)
+{
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    int err = reserve(t, total - skip);
+    if (err)
+        return err;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        memcpy(t->wbuf + t->wend, (const char *)iov[i].iov_base + skip,
+               len - skip);
+        t->wend += len - skip;
+        skip = 0;
+    }
+    return 0;
+}
+
+static ssize_t send_iov(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {0};
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    ssize_t n;
+    do
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static void shutdown_write(tapio_transport *t)
+{
+    t->eof_sent = true;
+    if (shutdown(t->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        fatal_error(t, -errno, NULL);
+}
+
+static void drained(tapio_transport *t)
+{
+    t->wstart = t->wend = 0;
+    if (t->wcap > WBUF_KEEP) {
+        free(t->wbuf);
+        t->wbuf = NULL;
+        t->wcap = 0;
+    }
+    update_interest(t);
+    if (t->closing) {
+        if (!t->lost_pending)
+            schedule_connection_lost(t, 0);
+    } else if (t->eof && !t->eof_sent) {
+        shutdown_write(t);
+    }
+}
+
+static void flush_buffer(tapio_transport *t)
+{
+    struct iovec iov = {t->wbuf + t->wstart, buffered(t)};
+    ssize_t n = send_iov(t->io.fd, &iov, 1);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        fatal_error(t, -errno, NULL);
+        return;
+    }
+    t->wstart += (size_t)n;
+    maybe_resume_protocol(t);
+    if (!buffered(t))
+        drained(t);
+}
+
+static int write_check(tapio_transport *t)
+{
+    if (t->eof)
+        return -ESHUTDOWN;
+    return 0;
+}
+
+int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
+                           int iovcnt)
+{
+    int err = write_check(t);
+    if (err)
+        return err;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    if (t->conn_lost) { /* asyncio drops writes once the end is due */
+        t->conn_lost++;
+        return 0;
+    }
+    size_t sent = 0;
+    if (!buffered(t) && iovcnt <= IOV_MAX) {
+        ssize_t n = send_iov(t->io.fd, iov, iovcnt);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            fatal_error(t, -errno, NULL);
+            return 0;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+        if (sent == total)
+            return 0;
+    }
+    bool was_empty = !buffered(t);
+    err = append_iov(t, iov, iovcnt, sent);
+    if (err)
+        return err;
+    if (was_empty)
+        update_interest(t);
+    maybe_pause_protocol(t);
+    return 0;
+}
+
+int tapio_transport_write(tapio_transport *t, const void *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+    return tapio_transport_writev(t, &iov, 1);
+}
+
+static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
+{
+    (void)loop;
+    tapio_transport *t = tapio__container_of(io, tapio_transport, io);
+    if ((events & TAPIO__WRITE) && buffered(t))
+        flush_buffer(t);
+    if ((events & TAPIO__READ) && !t->read_stop && !t->closing)
+        read_into_protocol(t);
+}
+
+/* ---- the Transport API ----------------------------------------------- */
+
+int tapio_transport_write_eof(tapio_transport *t)
+{
+    if (t->closing || t->eof)
+        return 0;
+    t->eof = true;
+    if (!buffered(t))
+        shutdown_write(t);
+    return 0;
+}
+
+bool tapio_transport_can_write_eof(const tapio_transport *t)
+{
+    (void)t;
+    return true;
+}
+
+void tapio_transport_close(tapio_transport *t)
+{
+    if (t->closing)
+        return;
+    t->closing = true;
+    update_interest(t);
+    if (!buffered(t))
+        schedule_connection_lost(t, 0);
+}
+
+void tapio_transport_abort(tapio_transport *t)
+{
+    if (!t->dead)
+        force_close(t, 0);
+}
+
+void tapio_transport_fail(tapio_transport *t, int err)
+{
+    if (!t->dead && !t->conn_lost)
+        fatal_error(t, err, "Fatal error on transport");
+}
+
+bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }
+
+void tapio_transport_pause_reading(tapio_transport *t)
+{
+    if (t->closing || (t->read_stop & READ_PAUSED_USER))
+        return;
+    t->read_stop |= READ_PAUSED_USER;
+    update_interest(t);
+}
+
+void tapio_transport_resume_reading(tapio_transport *t)
+{
+    if (t->closing || !(t->read_stop & READ_PAUSED_USER))
+        return;
+    t->read_stop &= ~READ_PAUSED_USER;
+    update_interest(t);
+}
+
+bool tapio_transport_is_reading(const tapio_transport *t)
+{
+    return !(t->read_stop & READ_PAUSED_USER) && !t->closing;
+}
+
+size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
+{
+    return buffered(t);
+}
+
+int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
+                                            ssize_t low)
+{
+    if (high < 0)
+        high = low < 0 ? TAPIO_DEFAULT_HIGH_WATER : 4 * low;
+    if (low < 0)
+        low = high / 4;
+    if (!(high >= low && low >= 0))
+        return -EINVAL;
+    t->high = (size_t)high;
+    t->low = (size_t)low;
+    if (!t->dead)
+        maybe_pause_protocol(t);
+    return 0;
+}
+
+void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
+                                             size_t *low, size_t *high)
+{
+    if (low)
+        *low = t->low;
+    if (high)
+        *high = t->high;
+}
+
+void tapio_transport_set_protocol(tapio_transport *t,
+                                  const tapio_protocol *proto, void *user)
+{
+    t->proto = proto;
+    t->user = user;
+}
+
+const tapio_protocol *tapio_transport_get_protocol(const tapio_transport *t,
+                                                   void **user)
+{
+    if (user)
+        *user = t->user;
+    return t->proto;
+}
+
+tapio_loop *tapio_transport_loop(const tapio_transport *t) { return t->loop; }
+
+int tapio_transport_fd(const tapio_transport *t) { return t->io.fd; }
+
+static int copy_addr(const struct sockaddr_storage *src, socklen_t src_len,
+                     struct sockaddr_storage *addr, socklen_t *len)
+{
+    if (!src_len)
+        return -ENOTCONN;
+    memcpy(addr, src, src_len);
+    *len = src_len;
+    return 0;
+}
+
+int tapio_transport_peername(const tapio_transport *t,
+                             struct sockaddr_storage *addr, socklen_t *len)
+{
+    return copy_addr(&t->peer, t->peer_len, addr, len);
+}
+
+int tapio_transport_sockname(const tapio_transport *t,
+                             struct sockaddr_storage *addr, socklen_t *len)
+{
+    return copy_addr(&t->local, t->local_len, addr, len);
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+static void call_connection_made(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_transport *t = arg;
+    if (t->proto && t->proto->connection_made)
+        t->proto->connection_made(t, t->user);
+    t->read_stop &= ~READ_NOT_STARTED;
+    update_interest(t);
+}
+
+static void cache_addresses(tapio_transport *t)
+{
+    t->local_len = sizeof(t->local);
+    if (getsockname(t->io.fd, (struct sockaddr *)&t->local, &t->local_len) < 0)
+        t->local_len = 0;
+    t->peer_len = sizeof(t->peer);
+    if (getpeername(t->io.fd, (struct sockaddr *)&t->peer, &t->peer_len) < 0)
+        t->peer_len = 0;
+}
+
+/* asyncio turns Nagle off on every TCP transport. */
+static void set_nodelay(tapio_transport *t)
+{
+    int family = t->local.ss_family;
+    if (family == AF_INET || family == AF_INET6) {
+        int one = 1;
+        setsockopt(t->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+}
+
+int tapio__transport_new(tapio_loop *loop, int fd, const tapio_protocol *proto,
+                         void *user, tapio_server *server,
+                         tapio_transport **out)
+{
+    tapio_transport *t = calloc(1, sizeof(*t));
+    if (!t) {
+        close(fd);
+        return -ENOMEM;
+    }
+    tapio__io_init(&t->io, fd, on_io);
+    tapio__list_init(&t->node);
+    t->loop = loop;
+    t->proto = proto;
+    t->user = user;
+    t->refs = 1;
+    t->read_stop = READ_NOT_STARTED;
+    t->high = TAPIO_DEFAULT_HIGH_WATER;
+    t->low = TAPIO_DEFAULT_HIGH_WATER / 4;
+    int err = tapio__io_attach(loop, &t->io);
+    if (!err && !tapio_call_soon(loop, call_connection_made, t)) {
+        tapio__io_detach(loop, &t->io);
+        err = -ENOMEM;
+    }
+    if (err) {
+        close(fd);
+        free(t);
+        return err;
+    }
+    cache_addresses(t);
+    set_nodelay(t);
+    tapio__list_push(&loop->transports, &t->node);
+    t->server = server;
+    *out = t;
+    return 0;
+}
+
+int tapio_transport_from_fd(tapio_loop *loop, int fd,
+                            const tapio_protocol *proto, void *user,
+                            tapio_transport **out)
+{
+    int err = tapio__set_nonblocking(fd);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    tapio_transport *t;
+    err = tapio__transport_new(loop, fd, proto, user, NULL, &t);
+    if (!err && out)
+        *out = t;
+    return err;
+}
