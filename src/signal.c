@@ -51,6 +51,15 @@ static void signal_pipe_cb(tapio_loop *loop, tapio__io *io, unsigned events)
     }
 }
 
+static void close_signal_pipe(tapio_loop *loop)
+{
+    close(loop->signal_pipe[0]);
+    close(loop->signal_pipe[1]);
+    loop->signal_pipe[0] = loop->signal_pipe[1] = -1;
+    free(loop->signal_handlers);
+    loop->signal_handlers = NULL;
+}
+
 static int open_signal_pipe(tapio_loop *loop)
 {
     if (loop->signal_pipe[0] >= 0)
@@ -66,8 +75,10 @@ static int open_signal_pipe(tapio_loop *loop)
     }
     tapio__io_init(&loop->signal_io, loop->signal_pipe[0], signal_pipe_cb);
     int err = tapio__io_attach(loop, &loop->signal_io);
-    if (err)
+    if (err) {
+        close_signal_pipe(loop);
         return err;
+    }
     tapio__io_set(loop, &loop->signal_io, TAPIO__READ);
     return 0;
 }
@@ -134,9 +145,5 @@ void tapio__signals_release(tapio_loop *loop)
     for (int signum = 1; signum < NSIG; signum++)
         tapio_remove_signal_handler(loop, signum);
     tapio__io_detach(loop, &loop->signal_io);
-    close(loop->signal_pipe[0]);
-    close(loop->signal_pipe[1]);
-    loop->signal_pipe[0] = loop->signal_pipe[1] = -1;
-    free(loop->signal_handlers);
-    loop->signal_handlers = NULL;
+    close_signal_pipe(loop);
 }

@@ -229,7 +229,8 @@ static int reserve(tapio_transport *t, size_t extra)
     char *wbuf = malloc(cap);
     if (!wbuf)
         return -ENOMEM;
-    memcpy(wbuf, t->wbuf + t->wstart, len);
+    if (len)
+        memcpy(wbuf, t->wbuf + t->wstart, len);
     free(t->wbuf);
     t->wbuf = wbuf;
     t->wcap = cap;
@@ -578,7 +579,13 @@ int tapio_transport_from_fd(tapio_loop *loop, int fd,
                             const tapio_protocol *proto, void *user,
                             tapio_transport **out)
 {
-    int err = tapio__set_nonblocking(fd);
+    int type = 0;
+    socklen_t len = sizeof(type);
+    int err = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ? -errno : 0;
+    if (!err && type != SOCK_STREAM)
+        err = -EINVAL; /* asyncio: "A Stream Socket was expected" */
+    if (!err)
+        err = tapio__set_nonblocking(fd);
     if (err) {
         close(fd);
         return err;

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Runs the benchmark's echo servers side by side and reports ratios to the floor.
+
+Usage: python3 bench/run.py --build-dir BUILD [--seconds S] [--rounds N] [--quick]
+                            [--out FILE]
+
+Every server binary found in BUILD/bench/ is started once on a free port of
+127.0.0.1. For each configuration (message size x connection count) the servers
+take turns under bench/load_client, so that a noisy machine slows them all
+alike; with several rounds each server's median is kept. The server's own CPU
+time (utime + stime from /proc) is read around each run, giving CPU time per
+request. Absolute numbers vary from machine to machine and run to run; the
+ratios to `floor` (a bare epoll echo server) within one run are the result.
+
+Exits 1 on a harness failure (a server that does not start or stop cleanly, a
+load client error); a server whose binary is missing is only reported missing.
+"""
+import argparse
+import os
+import select
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HOST = "127.0.0.1"
+SERVERS = [  # (name, binary, arguments after PORT)
+    ("floor", "floor_echo", []),
+    ("tapio", "echo_server", ["protocol"]),
+    ("tapio-buffered", "echo_server", ["buffered"]),
+    ("libuv", "uv_echo", []),
+]
+MESSAGE_SIZES = [1024, 64 * 1024]
+CONNECTION_COUNTS = [10, 100]
+WARMUP_SECONDS = 0.3  # load_client's uncounted warm-up
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+CLIENT_SLACK = 30.0  # beyond warm-up + run time, before a load client is declared hung
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class HarnessError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name, path, args):
+        self.name = name
+        self.port = free_port()
+        self.argv = [path, str(self.port)] + args
+        self.proc = None
+
+    def start(self):
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE)
+        except OSError as e:
+            raise HarnessError(f"{self.name}: cannot run {self.argv[0]}: {e}")
+        line = self._read_line(time.monotonic() + START_TIMEOUT)
+        if line != b"ready":
+            self.kill()
+            raise HarnessError(f"{self.name}: did not start ({' '.join(self.argv)}: "
+                               f"printed {line!r} instead of 'ready')")
+
+    def _read_line(self, deadline):
+        fd = self.proc.stdout.fileno()
+        data = b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 256)
+            if not chunk:
+                break
+            data += chunk
+        return data.strip()
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            # the command name may hold spaces; fields after it start at 3 (state)
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise HarnessError(f"{self.name}: exited with status {self.proc.returncode}")
+
+    def stop(self):
+        self.check_alive()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            status = self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise HarnessError(f"{self.name}: still running {STOP_TIMEOUT:g} s after SIGTERM")
+        finally:
+            self.proc.stdout.close()
+        if status != 0:
+            raise HarnessError(f"{self.name}: exited with status {status} on SIGTERM")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def load(client, server, connections, size, seconds):
+    """One load run against `server`: (requests per second, server CPU µs per request)."""
+    argv = [client, HOST, str(server.port), str(connections), str(size), str(seconds)]
+    cpu_before = server.cpu_seconds()
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=WARMUP_SECONDS + seconds + CLIENT_SLACK)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{server.name}: load client did not finish")
+    cpu = server.cpu_seconds() - cpu_before
+    server.check_alive()
+    if done.returncode != 0:
+        raise HarnessError(f"{server.name}: load client failed: "
+                           f"{done.stderr.decode(errors='replace').strip()}")
+    try:
+        result = dict(item.split("=", 1) for item in done.stdout.decode().split())
+        rps, total = float(result["rps"]), int(result["total_requests"])
+    except (KeyError, ValueError):
+        raise HarnessError(f"{server.name}: load client printed {done.stdout!r}")
+    # the server's CPU time covers the warm-up too, so divide by every request
+    return rps, cpu / total * 1e6
+
+
+def ratio(value, floor):
+    return f"{value / floor:.2f}" if floor else "n/a"
+
+
+def table(title, names, results):
+    """Markdown table; `results` maps a name to (rps, cpu_us), or lacks it if missing."""
+    floor_rps, floor_cpu = results.get("floor", (0, 0))
+    lines = [f"### {title}", "",
+             "| server | requests/s | CPU µs/request | rps ratio to floor | CPU ratio to floor |",
+             "|---|---:|---:|---:|---:|"]
+    for name in names:
+        if name not in results:
+            lines.append(f"| {name} | missing | | | |")
+            continue
+        rps, cpu = results[name]
+        lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {ratio(rps, floor_rps)} "
+                     f"| {ratio(cpu, floor_cpu)} |")
+    return "\n".join(lines) + "\n"
+
+
+def size_label(size):
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
+
+
+def run_configuration(client, servers, connections, size, args):
+    """Every server in turn, `args.rounds` times; the median of each server's runs."""
+    runs = {s.name: [] for s in servers}
+    for _ in range(args.rounds):
+        for server in servers:
+            runs[server.name].append(load(client, server, connections, size, args.seconds))
+    return {name: (statistics.median(r for r, _ in results),
+                   statistics.median(c for _, c in results))
+            for name, results in runs.items()}
+
+
+def benchmark(bench_dir, servers, args):
+    client = os.path.join(bench_dir, "load_client")
+    if not os.access(client, os.X_OK):
+        raise HarnessError(f"{client}: not found")
+    report = [f"Echo benchmark: {args.seconds:g} s per run, {args.rounds} round(s), "
+              f"median per server, {os.cpu_count()} CPUs.\n"]
+    print(report[0], flush=True)
+    for size in MESSAGE_SIZES:
+        for connections in CONNECTION_COUNTS:
+            title = f"{size_label(size)} messages, {connections} connections"
+            print(f"running: {title}", file=sys.stderr, flush=True)
+            results = run_configuration(client, servers, connections, size, args)
+            report.append(table(title, [name for name, _, _ in SERVERS], results))
+            print(report[-1], flush=True)
+    return "\n".join(report)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--build-dir", required=True,
+                        help="CMake build directory; binaries are taken from its bench/")
+    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 2)")
+    parser.add_argument("--rounds", type=int, help="runs per server and configuration, "
+                        "median kept (default 2)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 s per run, 1 round, unless given otherwise")
+    parser.add_argument("--out", help="also write the tables to this file")
+    args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 1.0 if args.quick else 2.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    if args.seconds <= 0 or args.rounds < 1:
+        parser.error("--seconds and --rounds must be positive")
+    return args
+
+
+def main():
+    args = parse_args()
+    bench_dir = os.path.join(args.build_dir, "bench")
+    servers = []
+    try:
+        for name, binary, extra in SERVERS:
+            path = os.path.join(bench_dir, binary)
+            if not os.access(path, os.X_OK):
+                print(f"{name}: {path} missing, skipped", file=sys.stderr)
+                continue
+            servers.append(Server(name, path, extra))
+            servers[-1].start()
+        report = benchmark(bench_dir, servers, args)
+        while servers:
+            servers.pop(0).stop()
+    except HarnessError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        for server in servers:
+            if server.proc:
+                server.kill()
+        return 1
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install the Debian packages the build, the tests and the benchmarks need.
+# Idempotent: asks apt only for what is missing.
+set -eu
+
+PACKAGES="cmake ninja-build gcc pkg-config libuv1-dev"
+
+missing=""
+for pkg in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $pkg"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "installing:$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+else
+    SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq $missing
