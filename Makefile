@@ -18,7 +18,8 @@ deps:
 
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
-	      -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	      -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DTAPIO_BUILD_EXAMPLES=ON \
+	      -DTAPIO_BUILD_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
 	cmake --build $(BUILD)
 
 examples: build

@@ -1,0 +1,589 @@
+/* test_loop.c — callbacks, timers, handles, thread-safe calls, fd watchers. */
+#define _GNU_SOURCE /* pipe2 */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------- a log of callback ids */
+
+#define LOG_MAX 20000
+static int log_ids[LOG_MAX];
+static int log_n;
+
+#define ID(i) ((void *)(intptr_t)(i))
+
+static void log_id(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    CHECK(log_n < LOG_MAX);
+    log_ids[log_n++] = (int)(intptr_t)arg;
+}
+
+static void check_log(const int *want, int n)
+{
+    CHECK_EQ_INT(log_n, n);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ_INT(log_ids[i], want[i]);
+}
+
+static void fail_if_called(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    FAIL("callback %p should not have run", arg);
+}
+
+/* A timer that fails the test if run_forever does not return in time. */
+static tapio_handle *watchdog(tapio_loop *loop)
+{
+    tapio_handle *h = tapio_call_later(loop, 10, fail_if_called, ID(-1));
+    CHECK(h != NULL);
+    tapio_handle_ref(h);
+    return h;
+}
+
+static void watchdog_disarm(tapio_handle *h)
+{
+    tapio_handle_cancel(h);
+    tapio_handle_unref(h);
+}
+
+TEST(strerror_names_negative_errnos)
+{
+    CHECK(strcmp(tapio_strerror(-ECONNREFUSED), "Connection refused") == 0);
+    CHECK(strcmp(tapio_strerror(-EMFILE), "Too many open files") == 0);
+    CHECK(tapio_strerror(0) != NULL && tapio_strerror(-99999) != NULL);
+}
+
+/* ---------------------------------------------------------- call_soon */
+
+TEST(call_soon_runs_in_fifo_order)
+{
+    tapio_loop *loop = test_loop();
+    int want[100];
+    for (int i = 0; i < 100; i++) {
+        CHECK(tapio_call_soon(loop, log_id, ID(i)) != NULL);
+        want[i] = i;
+    }
+    CHECK_EQ_INT(log_n, 0);
+    CHECK_OK(tapio_loop_run_once(loop));
+    check_log(want, 100);
+}
+
+static void log_then_schedule(tapio_loop *loop, void *arg)
+{
+    log_id(loop, arg);
+    CHECK(tapio_call_soon(loop, log_id, ID(2)) != NULL);
+}
+
+/* Callbacks scheduled while an iteration runs wait for the next one. */
+TEST(call_soon_from_callback_runs_next_iteration)
+{
+    tapio_loop *loop = test_loop();
+    CHECK(tapio_call_soon(loop, log_then_schedule, ID(1)) != NULL);
+    CHECK(tapio_call_soon(loop, log_id, ID(3)) != NULL);
+    CHECK_OK(tapio_loop_run_once(loop));
+    check_log((int[]){1, 3}, 2);
+    CHECK_OK(tapio_loop_run_once(loop));
+    check_log((int[]){1, 3, 2}, 3);
+}
+
+/* --------------------------------------------------------- stop / run */
+
+static void stop_and_schedule(tapio_loop *loop, void *arg)
+{
+    log_id(loop, arg);
+    tapio_loop_stop(loop);
+    CHECK(tapio_call_soon(loop, log_id, ID(3)) != NULL);
+}
+
+TEST(stop_finishes_the_current_iteration)
+{
+    tapio_loop *loop = test_loop();
+    tapio_handle *dog = watchdog(loop);
+    CHECK(tapio_call_soon(loop, stop_and_schedule, ID(1)) != NULL);
+    CHECK(tapio_call_soon(loop, log_id, ID(2)) != NULL);
+    CHECK_OK(tapio_loop_run_forever(loop));
+    /* 2 was ready when the iteration began; 3 was not. */
+    check_log((int[]){1, 2}, 2);
+    CHECK(!tapio_loop_is_running(loop));
+
+    /* stop() before run_forever: exactly one iteration runs. */
+    tapio_loop_stop(loop);
+    CHECK_OK(tapio_loop_run_forever(loop));
+    check_log((int[]){1, 2, 3}, 3);
+    watchdog_disarm(dog);
+}
+
+static void check_reentry_refused(tapio_loop *loop, void *arg)
+{
+    CHECK(tapio_loop_is_running(loop));
+    CHECK_ERR(tapio_loop_run_once(loop), -EBUSY);
+    CHECK_ERR(tapio_loop_run_forever(loop), -EBUSY);
+    CHECK_ERR(tapio_loop_close(loop), -EBUSY);
+    *(bool *)arg = true;
+}
+
+TEST(running_loop_refuses_run_and_close)
+{
+    tapio_loop *loop = test_loop();
+    bool checked = false;
+    CHECK(!tapio_loop_is_running(loop));
+    CHECK(tapio_call_soon(loop, check_reentry_refused, &checked) != NULL);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK(checked);
+    CHECK(!tapio_loop_is_running(loop));
+}
+
+/* ------------------------------------------------------------- timers */
+
+struct timed {
+    tapio_handle *h;
+    double when;
+    int id;
+};
+
+static void timed_fired(tapio_loop *loop, void *arg)
+{
+    struct timed *t = arg;
+    /* Never early (1 ms of slack for millisecond poll timeouts). */
+    CHECK(tapio_loop_time(loop) >= t->when - 1e-3);
+    log_id(loop, ID(t->id));
+}
+
+TEST(run_once_sleeps_until_the_next_timer)
+{
+    tapio_loop *loop = test_loop();
+    struct timed t = {.id = 7};
+    double start = monotonic_now();
+    double before = tapio_loop_time(loop);
+    t.h = tapio_call_later(loop, 0.05, timed_fired, &t);
+    double after = tapio_loop_time(loop);
+    CHECK(t.h != NULL);
+    t.when = tapio_handle_when(t.h);
+    CHECK(t.when >= before + 0.05 - 1e-9 && t.when <= after + 0.05 + 1e-9);
+    int iterations = 0;
+    while (log_n == 0 && iterations < 10) {
+        CHECK_OK(tapio_loop_run_once(loop));
+        iterations++;
+    }
+    CHECK_EQ_INT(log_n, 1);
+    CHECK(iterations <= 3); /* slept, did not spin */
+    double elapsed = monotonic_now() - start;
+    CHECK(elapsed >= 0.045 && elapsed < 2.0);
+}
+
+TEST(timers_fire_in_deadline_order)
+{
+    tapio_loop *loop = test_loop();
+    static const double delays[] = {0.04, 0.01, 0.03, 0.02, 0.0, -1.0};
+    struct timed t[6];
+    for (int i = 0; i < 6; i++) {
+        t[i] = (struct timed){.id = i};
+        t[i].h = tapio_call_later(loop, delays[i], timed_fired, &t[i]);
+        CHECK(t[i].h != NULL);
+        t[i].when = tapio_handle_when(t[i].h);
+    }
+    /* A negative delay counts as 0, so 5 is due right after 4. */
+    CHECK(t[5].when >= t[4].when && t[5].when < t[1].when);
+    RUN_UNTIL(loop, log_n == 6, 5);
+    check_log((int[]){4, 5, 1, 3, 2, 0}, 6);
+}
+
+TEST(equal_deadlines_run_in_scheduling_order)
+{
+    tapio_loop *loop = test_loop();
+    double when = tapio_loop_time(loop) + 0.02;
+    struct timed t[50];
+    int want[50];
+    for (int i = 0; i < 50; i++) {
+        t[i] = (struct timed){.id = i, .when = when};
+        t[i].h = tapio_call_at(loop, when, timed_fired, &t[i]);
+        CHECK(t[i].h != NULL);
+        CHECK(tapio_handle_when(t[i].h) == when);
+        want[i] = i;
+    }
+    RUN_UNTIL(loop, log_n == 50, 5);
+    check_log(want, 50);
+}
+
+TEST(cancelled_callbacks_do_not_run)
+{
+    tapio_loop *loop = test_loop();
+    tapio_handle *h = tapio_call_later(loop, 0.01, fail_if_called, ID(10));
+    tapio_handle *s = tapio_call_soon(loop, fail_if_called, ID(11));
+    CHECK(h && s);
+    tapio_handle_cancel(s);
+    tapio_handle_ref(h);
+    tapio_handle_cancel(h);
+    CHECK(tapio_handle_cancelled(h));
+    tapio_handle_cancel(h); /* idempotent */
+    CHECK(tapio_handle_cancelled(h));
+    tapio_handle_unref(h);
+    run_for(loop, 0.03);
+    CHECK_EQ_INT(log_n, 0);
+}
+
+/* Cancels the handle stored in *arg (stored after this one was scheduled). */
+static void cancel_slot(tapio_loop *loop, void *arg)
+{
+    log_id(loop, ID(1));
+    tapio_handle_cancel(*(tapio_handle **)arg);
+}
+
+/*
+ * A callback cancels one that is due in the same iteration: the victim must
+ * not run although it was already due (asyncio skips cancelled handles).
+ */
+TEST(cancel_from_another_callback_of_the_same_iteration)
+{
+    tapio_loop *loop = test_loop();
+    double when = tapio_loop_time(loop) + 0.01;
+    tapio_handle *timer_victim = NULL, *soon_victim = NULL;
+    /* Each killer runs first: same deadline or queue, scheduled earlier. */
+    CHECK(tapio_call_at(loop, when, cancel_slot, &timer_victim) != NULL);
+    timer_victim = tapio_call_at(loop, when, fail_if_called, ID(11));
+    CHECK(tapio_call_soon(loop, cancel_slot, &soon_victim) != NULL);
+    soon_victim = tapio_call_soon(loop, fail_if_called, ID(12));
+    CHECK(timer_victim && soon_victim);
+    run_for(loop, 0.05);
+    check_log((int[]){1, 1}, 2);
+}
+
+/* ------------------------------------------- 10,000 random timers */
+
+#define NRANDOM 10000
+
+struct rtimer {
+    tapio_handle *h;
+    double when;
+    bool cancelled, fired;
+};
+
+static struct rtimer rtimers[NRANDOM];
+static int ncancelled;
+static unsigned rng_state = 12345;
+
+static unsigned rng(void)
+{
+    rng_state = rng_state * 1103515245u + 12345u;
+    return rng_state >> 8;
+}
+
+static void rtimer_cancel(struct rtimer *r)
+{
+    if (r->fired || r->cancelled)
+        return;
+    tapio_handle_cancel(r->h);
+    r->cancelled = true;
+    ncancelled++;
+}
+
+static void rtimer_fired(tapio_loop *loop, void *arg)
+{
+    struct rtimer *r = arg;
+    CHECK(!r->cancelled && !r->fired);
+    CHECK(tapio_loop_time(loop) >= r->when - 1e-3);
+    r->fired = true;
+    log_id(loop, ID(r - rtimers));
+    /* Now and then cancel a random timer that may be due in this iteration. */
+    if (rng() % 7 == 0)
+        rtimer_cancel(&rtimers[rng() % NRANDOM]);
+}
+
+/* Fired timers ran by (deadline, scheduling order). */
+static void check_random_order(void)
+{
+    for (int i = 1; i < log_n; i++) {
+        const struct rtimer *a = &rtimers[log_ids[i - 1]];
+        const struct rtimer *b = &rtimers[log_ids[i]];
+        CHECK(a->when < b->when ||
+              (a->when == b->when && log_ids[i - 1] < log_ids[i]));
+    }
+}
+
+TEST(many_random_timers_with_cancellations)
+{
+    tapio_loop *loop = test_loop();
+    double base = tapio_loop_time(loop) + 0.05;
+    for (int i = 0; i < NRANDOM; i++) {
+        /* 2000 distinct deadlines over 0.2 s: many are equal. */
+        rtimers[i].when = base + (rng() % 2000) * 1e-4;
+        rtimers[i].h = tapio_call_at(loop, rtimers[i].when, rtimer_fired,
+                                     &rtimers[i]);
+        CHECK(rtimers[i].h != NULL);
+    }
+    for (int i = 0; i < NRANDOM; i++)
+        if (rng() % 2)
+            rtimer_cancel(&rtimers[i]);
+    CHECK(ncancelled > NRANDOM / 3);
+    RUN_UNTIL(loop, log_n + ncancelled == NRANDOM, 20);
+    run_for(loop, 0.02); /* no cancelled timer fires late */
+    CHECK_EQ_INT(log_n + ncancelled, NRANDOM);
+    check_random_order();
+}
+
+/* ------------------------------------------------------------ handles */
+
+TEST(handle_reference_outlives_the_callback)
+{
+    tapio_loop *loop = test_loop();
+    tapio_handle *h = tapio_call_soon(loop, log_id, ID(1));
+    CHECK(h != NULL);
+    tapio_handle_ref(h);
+    CHECK(tapio_handle_when(h) == 0);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_EQ_INT(log_n, 1);
+    /* Still valid through our reference: ASan would see a use after free. */
+    CHECK(!tapio_handle_cancelled(h));
+    tapio_handle_cancel(h); /* harmless after it ran */
+    CHECK(tapio_handle_cancelled(h)); /* as asyncio's Handle.cancel() */
+    tapio_handle_unref(h);
+
+    tapio_handle *t = tapio_call_later(loop, 10, fail_if_called, ID(2));
+    CHECK(t != NULL);
+    tapio_handle_ref(t);
+    tapio_handle_ref(t);
+    CHECK(tapio_handle_when(t) > tapio_loop_time(loop) + 9);
+    tapio_handle_cancel(t);
+    tapio_handle_unref(t);
+    CHECK(tapio_handle_cancelled(t));
+    tapio_handle_unref(t); /* the last reference frees it (LSan checks) */
+}
+
+TEST(loop_time_is_monotonic)
+{
+    tapio_loop *loop = test_loop();
+    double start = tapio_loop_time(loop), prev = start;
+    for (int i = 0; i < 10000; i++) {
+        double now = tapio_loop_time(loop);
+        CHECK(now >= prev);
+        prev = now;
+    }
+    nanosleep(&(struct timespec){.tv_nsec = 20 * 1000 * 1000}, NULL);
+    double elapsed = tapio_loop_time(loop) - start;
+    CHECK(elapsed >= 0.019 && elapsed < 5);
+}
+
+/* -------------------------------------------------- call_soon_threadsafe */
+
+#define PER_THREAD 10000
+
+struct producer {
+    tapio_loop *loop;
+    int id;
+    int next_seen; /* the loop thread's view: next sequence number expected */
+};
+
+static struct producer producers[2];
+static pthread_t loop_thread;
+static int threadsafe_calls;
+
+/* arg encodes producer id * PER_THREAD + sequence number. */
+static void count_threadsafe(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    int v = (int)(intptr_t)arg;
+    struct producer *p = &producers[v / PER_THREAD];
+    CHECK(pthread_equal(pthread_self(), loop_thread));
+    CHECK_EQ_INT(v % PER_THREAD, p->next_seen); /* FIFO per thread */
+    p->next_seen++;
+    threadsafe_calls++;
+}
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        CHECK_OK(tapio_call_soon_threadsafe(p->loop, count_threadsafe,
+                                            ID(p->id * PER_THREAD + i)));
+    return NULL;
+}
+
+TEST(call_soon_threadsafe_from_two_threads)
+{
+    tapio_loop *loop = test_loop();
+    loop_thread = pthread_self();
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) {
+        producers[i] = (struct producer){.loop = loop, .id = i};
+        CHECK(pthread_create(&threads[i], NULL, produce, &producers[i]) == 0);
+    }
+    RUN_UNTIL(loop, threadsafe_calls == 2 * PER_THREAD, 30);
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    CHECK_EQ_INT(producers[0].next_seen, PER_THREAD);
+    CHECK_EQ_INT(producers[1].next_seen, PER_THREAD);
+}
+
+static void set_true(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    *(bool *)arg = true;
+}
+
+struct late_call {
+    tapio_loop *loop;
+    bool *flag;
+};
+
+static void *call_after_100ms(void *arg)
+{
+    struct late_call *lc = arg;
+    nanosleep(&(struct timespec){.tv_nsec = 100 * 1000 * 1000}, NULL);
+    CHECK_OK(tapio_call_soon_threadsafe(lc->loop, set_true, lc->flag));
+    return NULL;
+}
+
+TEST(call_soon_threadsafe_wakes_a_sleeping_loop)
+{
+    tapio_loop *loop = test_loop();
+    bool called = false;
+    struct late_call lc = {loop, &called};
+    pthread_t thread;
+    double start = monotonic_now();
+    CHECK(pthread_create(&thread, NULL, call_after_100ms, &lc) == 0);
+    /* Only a 10 s timer is pending: without the wakeup the loop sleeps on. */
+    RUN_UNTIL(loop, called, 10);
+    CHECK(monotonic_now() - start < 5);
+    CHECK(pthread_join(thread, NULL) == 0);
+}
+
+/* --------------------------------------------------------- fd watchers */
+
+struct watch {
+    int calls;
+    bool read_one; /* read one byte per call */
+    bool remove_self_writer;
+};
+
+static void on_fd(tapio_loop *loop, int fd, void *arg)
+{
+    struct watch *w = arg;
+    w->calls++;
+    char c;
+    if (w->read_one)
+        CHECK(read(fd, &c, 1) == 1);
+    if (w->remove_self_writer)
+        CHECK(tapio_remove_writer(loop, fd));
+}
+
+static void make_pipe(int p[2])
+{
+    CHECK(pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0);
+}
+
+TEST(reader_is_level_triggered_and_removable)
+{
+    tapio_loop *loop = test_loop();
+    int p[2];
+    make_pipe(p);
+    struct watch w = {.read_one = true};
+    CHECK_OK(tapio_add_reader(loop, p[0], on_fd, &w));
+    CHECK(write(p[1], "ab", 2) == 2);
+    /* One byte per call: still readable after the first call. */
+    RUN_UNTIL(loop, w.calls == 2, 5);
+    CHECK(tapio_remove_reader(loop, p[0]));
+    CHECK(!tapio_remove_reader(loop, p[0]));
+    CHECK(write(p[1], "c", 1) == 1);
+    run_for(loop, 0.03);
+    CHECK_EQ_INT(w.calls, 2);
+    close(p[0]);
+    close(p[1]);
+}
+
+TEST(writer_fires_and_can_remove_itself)
+{
+    tapio_loop *loop = test_loop();
+    int p[2];
+    make_pipe(p);
+    struct watch w = {.remove_self_writer = true};
+    CHECK_OK(tapio_add_writer(loop, p[1], on_fd, &w));
+    RUN_UNTIL(loop, w.calls == 1, 5);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(w.calls, 1);
+    CHECK(!tapio_remove_writer(loop, p[1]));
+    close(p[0]);
+    close(p[1]);
+}
+
+TEST(add_reader_replaces_the_earlier_reader)
+{
+    tapio_loop *loop = test_loop();
+    int p[2];
+    make_pipe(p);
+    struct watch first = {.read_one = true}, second = {.read_one = true};
+    CHECK_OK(tapio_add_reader(loop, p[0], on_fd, &first));
+    CHECK_OK(tapio_add_reader(loop, p[0], on_fd, &second));
+    CHECK(write(p[1], "x", 1) == 1);
+    RUN_UNTIL(loop, second.calls == 1, 5);
+    CHECK_EQ_INT(first.calls, 0);
+    CHECK(tapio_remove_reader(loop, p[0]));
+    close(p[0]);
+    close(p[1]);
+}
+
+/* Removing the reader of an fd leaves its writer working, and back. */
+TEST(reader_and_writer_on_one_fd_are_independent)
+{
+    tapio_loop *loop = test_loop();
+    int sp[2];
+    socket_pair(AF_UNIX, sp);
+    set_nonblocking(sp[0]);
+    struct watch reader = {.read_one = true}, writer = {0};
+    CHECK_OK(tapio_add_reader(loop, sp[0], on_fd, &reader));
+    CHECK_OK(tapio_add_writer(loop, sp[0], on_fd, &writer));
+    CHECK(tapio_remove_reader(loop, sp[0]));
+    RUN_UNTIL(loop, writer.calls >= 3, 5);
+    CHECK_EQ_INT(reader.calls, 0);
+
+    CHECK_OK(tapio_add_reader(loop, sp[0], on_fd, &reader));
+    CHECK(tapio_remove_writer(loop, sp[0]));
+    int writes = writer.calls;
+    CHECK(write(sp[1], "x", 1) == 1);
+    RUN_UNTIL(loop, reader.calls == 1, 5);
+    run_briefly(loop, 2);
+    CHECK_EQ_INT(writer.calls, writes);
+    CHECK(tapio_remove_reader(loop, sp[0]));
+    close(sp[0]);
+    close(sp[1]);
+}
+
+TEST(add_reader_rejects_bad_fds)
+{
+    tapio_loop *loop = test_loop();
+    struct watch w = {0};
+    int closed_fd = dup(0);
+    CHECK(closed_fd >= 0);
+    close(closed_fd);
+    CHECK_ERR(tapio_add_reader(loop, closed_fd, on_fd, &w), -EBADF);
+    CHECK_ERR(tapio_add_reader(loop, -1, on_fd, &w), -EBADF);
+
+    char path[] = "/tmp/tapio-test-regular-XXXXXX";
+    int file = mkstemp(path);
+    CHECK(file >= 0);
+    unlink(path);
+    CHECK_ERR(tapio_add_reader(loop, file, on_fd, &w), -EPERM);
+    CHECK_ERR(tapio_add_writer(loop, file, on_fd, &w), -EPERM);
+    close(file);
+    CHECK_EQ_INT(w.calls, 0);
+}
+
+TEST(add_reader_refuses_a_transport_fd)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    struct watch w = {0};
+    int fd = tapio_transport_fd(c->t);
+    CHECK(fd >= 0);
+    CHECK_ERR(tapio_add_reader(loop, fd, on_fd, &w), -EBUSY);
+    CHECK_ERR(tapio_add_writer(loop, fd, on_fd, &w), -EBUSY);
+    close(peer);
+}
