@@ -84,10 +84,11 @@ class Server:
         return data.strip()
 
     def cpu_seconds(self):
+        """(user, system) CPU seconds the server has used so far."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             # the command name may hold spaces; fields after it start at 3 (state)
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
     def check_alive(self):
         if self.proc.poll() is not None:
@@ -114,7 +115,8 @@ class Server:
 
 
 def load(client, server, connections, size, seconds):
-    """One load run against `server`: (requests per second, server CPU µs per request)."""
+    """One load run against `server`: (requests per second, server CPU µs per
+    request, of which user-space µs per request)."""
     argv = [client, HOST, str(server.port), str(connections), str(size), str(seconds)]
     cpu_before = server.cpu_seconds()
     try:
@@ -122,7 +124,9 @@ def load(client, server, connections, size, seconds):
                               timeout=WARMUP_SECONDS + seconds + CLIENT_SLACK)
     except subprocess.TimeoutExpired:
         raise HarnessError(f"{server.name}: load client did not finish")
-    cpu = server.cpu_seconds() - cpu_before
+    cpu_after = server.cpu_seconds()
+    user = cpu_after[0] - cpu_before[0]
+    cpu = user + cpu_after[1] - cpu_before[1]
     server.check_alive()
     if done.returncode != 0:
         raise HarnessError(f"{server.name}: load client failed: "
@@ -133,7 +137,7 @@ def load(client, server, connections, size, seconds):
     except (KeyError, ValueError):
         raise HarnessError(f"{server.name}: load client printed {done.stdout!r}")
     # the server's CPU time covers the warm-up too, so divide by every request
-    return rps, cpu / total * 1e6
+    return rps, cpu / total * 1e6, user / total * 1e6
 
 
 def ratio(value, floor):
@@ -141,17 +145,19 @@ def ratio(value, floor):
 
 
 def table(title, names, results):
-    """Markdown table; `results` maps a name to (rps, cpu_us), or lacks it if missing."""
-    floor_rps, floor_cpu = results.get("floor", (0, 0))
+    """Markdown table; `results` maps a name to (rps, cpu_us, user_us), or lacks
+    it if missing."""
+    floor_rps, floor_cpu, _ = results.get("floor", (0, 0, 0))
     lines = [f"### {title}", "",
-             "| server | requests/s | CPU µs/request | rps ratio to floor | CPU ratio to floor |",
-             "|---|---:|---:|---:|---:|"]
+             "| server | requests/s | CPU µs/request | of which user | "
+             "rps ratio to floor | CPU ratio to floor |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name in names:
         if name not in results:
-            lines.append(f"| {name} | missing | | | |")
+            lines.append(f"| {name} | missing | | | | |")
             continue
-        rps, cpu = results[name]
-        lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {ratio(rps, floor_rps)} "
+        rps, cpu, user = results[name]
+        lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {user:.2f} | {ratio(rps, floor_rps)} "
                      f"| {ratio(cpu, floor_cpu)} |")
     return "\n".join(lines) + "\n"
 
@@ -166,8 +172,7 @@ def run_configuration(client, servers, connections, size, args):
     for _ in range(args.rounds):
         for server in servers:
             runs[server.name].append(load(client, server, connections, size, args.seconds))
-    return {name: (statistics.median(r for r, _ in results),
-                   statistics.median(c for _, c in results))
+    return {name: tuple(statistics.median(column) for column in zip(*results))
             for name, results in runs.items()}
 
 
