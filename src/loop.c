@@ -234,34 +234,26 @@ static void run_iteration(tapio_loop *loop)
     run_ready(loop);
 }
 
-int tapio_loop_run_once(tapio_loop *loop)
+/* Run iterations until asked to stop; `once` stops after the first. */
+static int run(tapio_loop *loop, bool once)
 {
     if (loop->running)
         return -EBUSY;
     if (loop->closing)
         return -ESHUTDOWN;
     loop->running = true;
-    run_iteration(loop);
+    do
+        run_iteration(loop);
+    while (!once && !loop->stopping);
+    if (!once)
+        loop->stopping = false;
     loop->running = false;
     return 0;
 }
 
-int tapio_loop_run_forever(tapio_loop *loop)
-{
-    if (loop->running)
-        return -EBUSY;
-    if (loop->closing)
-        return -ESHUTDOWN;
-    loop->running = true;
-    for (;;) {
-        run_iteration(loop);
-        if (loop->stopping)
-            break;
-    }
-    loop->stopping = false;
-    loop->running = false;
-    return 0;
-}
+int tapio_loop_run_once(tapio_loop *loop) { return run(loop, true); }
+
+int tapio_loop_run_forever(tapio_loop *loop) { return run(loop, false); }
 
 /* ---- closing -------------------------------------------------------- */
 

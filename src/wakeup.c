@@ -7,13 +7,19 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Move what other threads queued into the loop's ready queue. */
-static void drain_threadsafe_calls(tapio_loop *loop)
+static tapio__tsq_item *take_threadsafe_calls(tapio_loop *loop)
 {
     pthread_mutex_lock(&loop->tsq_lock);
     tapio__tsq_item *item = loop->tsq_head;
     loop->tsq_head = loop->tsq_tail = NULL;
     pthread_mutex_unlock(&loop->tsq_lock);
+    return item;
+}
+
+/* Move what other threads queued into the loop's ready queue. */
+static void drain_threadsafe_calls(tapio_loop *loop)
+{
+    tapio__tsq_item *item = take_threadsafe_calls(loop);
     while (item) {
         tapio__tsq_item *next = item->next;
         if (!tapio_call_soon(loop, item->cb, item->arg))
@@ -86,10 +92,7 @@ void tapio__wakeup_close(tapio_loop *loop)
     tapio__io_detach(loop, &loop->wake_io);
     close(loop->wake_fd);
     loop->wake_fd = -1;
-    pthread_mutex_lock(&loop->tsq_lock);
-    tapio__tsq_item *item = loop->tsq_head;
-    loop->tsq_head = loop->tsq_tail = NULL;
-    pthread_mutex_unlock(&loop->tsq_lock);
+    tapio__tsq_item *item = take_threadsafe_calls(loop);
     while (item) {
         tapio__tsq_item *next = item->next;
         free(item);
