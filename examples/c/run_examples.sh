@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# run_examples.sh BUILD_DIR — run the C examples against each other on
+# 127.0.0.1 and check that each prints exactly the lines its Python original
+# prints and exits as expected. Prints a transcript; exits 1 if anything is off.
+#
+# BUILD_DIR is the CMake build directory (the examples are in
+# BUILD_DIR/examples/c) or the directory holding the example binaries.
+set -u
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 BUILD_DIR" >&2
+    exit 2
+fi
+bin=$1/examples/c
+[ -x "$bin/tcp_echo_server" ] || bin=$1
+for prog in tcp_echo_server tcp_echo_client connect_existing_socket \
+            tutorial_echo_server; do
+    if [ ! -x "$bin/$prog" ]; then
+        echo "run_examples.sh: $bin/$prog not found; build first" >&2
+        exit 2
+    fi
+done
+
+tmp=$(mktemp -d)
+server_pid=
+cleanup() {
+    [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+checks=0
+failed=0
+declare -A cmdline      # NAME -> the command line shown in the transcript
+preset_problem=         # a failure found before report runs
+
+# report NAME STATUS WANT_STATUS PATTERN...
+# Prints what NAME printed (from $tmp/NAME.out and .err), then checks that the
+# exit status is WANT_STATUS ("nonzero": any failure, with a message on stderr)
+# and that stdout is exactly the given lines, each one a shell glob pattern.
+report() {
+    local name=$1 status=$2 want=$3 line i=0 problem=$preset_problem
+    shift 3
+    preset_problem=
+    local -a got=()
+    mapfile -t got <"$tmp/$name.out"
+
+    echo "\$ ${cmdline[$name]}"
+    for line in "${got[@]}"; do echo "    $line"; done
+    while IFS= read -r line; do echo "    (stderr) $line"; done <"$tmp/$name.err"
+
+    if [ "$want" = nonzero ]; then
+        [ "$status" -ne 0 ] || problem="exit status 0, expected a failure"
+        [ -s "$tmp/$name.err" ] || problem="no error message on stderr"
+    elif [ "$status" -ne "$want" ]; then
+        problem="exit status $status, expected $want"
+    fi
+    for line in "$@"; do
+        if [ -z "$problem" ] && [[ "${got[i]-<nothing>}" != $line ]]; then
+            problem="line $((i + 1)) is '${got[i]-<nothing>}', expected '$line'"
+        fi
+        i=$((i + 1))
+    done
+    if [ -z "$problem" ] && [ "${#got[@]}" -gt $i ]; then
+        problem="unexpected line $((i + 1)): '${got[i]}'"
+    fi
+
+    checks=$((checks + 1))
+    if [ -n "$problem" ]; then
+        failed=$((failed + 1))
+        echo "    FAIL: $problem"
+    else
+        echo "    ok (exit $status)"
+    fi
+    echo
+}
+
+# show_command NAME PROGRAM ARGS...: record the command line for the transcript.
+show_command() {
+    local name=$1 arg
+    cmdline[$name]=$(basename "$2")
+    for arg in "${@:3}"; do
+        [[ $arg == *[[:space:]\']* ]] && arg="\"$arg\""
+        cmdline[$name]+=" $arg"
+    done
+}
+
+# run NAME PROGRAM ARGS...: run an example in the foreground (10 s at most).
+run() {
+    local name=$1
+    show_command "$@"
+    shift
+    timeout 10 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+}
+
+# start_server NAME PROGRAM: start it on a free port in the background and
+# wait until it announces "listening on HOST:PORT" on stderr; sets $port.
+start_server() {
+    local name=$1 prog=$2 tries=0
+    show_command "$name" "$prog" 127.0.0.1 0
+    "$bin/$prog" 127.0.0.1 0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    server_pid=$!
+    port=
+    while [ -z "$port" ] && [ $tries -lt 100 ]; do
+        port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.err")
+        [ -n "$port" ] || { sleep 0.05; tries=$((tries + 1)); }
+    done
+    [ -n "$port" ]
+}
+
+# wait_server: wait (5 s at most) for the background server to exit; sets $status.
+wait_server() {
+    local tries=0
+    while kill -0 "$server_pid" 2>/dev/null && [ $tries -lt 100 ]; do
+        sleep 0.05
+        tries=$((tries + 1))
+    done
+    kill -KILL "$server_pid" 2>/dev/null   # still running: status 137
+    wait "$server_pid"
+    status=$?
+    server_pid=
+}
+
+# not_listening NAME: the server never announced its port; stop and report it.
+not_listening() {
+    kill -TERM "$server_pid" 2>/dev/null
+    wait_server
+    preset_problem="no 'listening on HOST:PORT' on stderr"
+    report "$1" "$status" 0
+}
+
+echo "== TCP echo server and client"
+echo
+if start_server server tcp_echo_server; then
+    run client1 "$bin/tcp_echo_client" 127.0.0.1 "$port"
+    report client1 $? 0 \
+        "Data sent: 'Hello World!'" \
+        "Data received: 'Hello World!'" \
+        "The server closed the connection"
+
+    run client2 "$bin/tcp_echo_client" 127.0.0.1 "$port" "Don't panic"
+    report client2 $? 0 \
+        "Data sent: \"Don't panic\"" \
+        "Data received: \"Don't panic\"" \
+        "The server closed the connection"
+
+    kill -TERM "$server_pid"
+    wait_server
+    cmdline[server]+="   (stopped with SIGTERM)"
+    report server $status 0 \
+        "Connection from ('127.0.0.1', [0-9]*)" \
+        "Data received: 'Hello World!'" \
+        "Send: 'Hello World!'" \
+        "Close the client socket" \
+        "Connection from ('127.0.0.1', [0-9]*)" \
+        "Data received: \"Don't panic\"" \
+        "Send: \"Don't panic\"" \
+        "Close the client socket"
+
+    # Nothing listens on that port any more: the client must fail.
+    run refused "$bin/tcp_echo_client" 127.0.0.1 "$port"
+    status=$?
+    cmdline[refused]+="   (server gone: must fail)"
+    report refused $status nonzero
+else
+    not_listening server
+fi
+
+echo "== Connecting existing sockets"
+echo
+run existing "$bin/connect_existing_socket"
+report existing $? 0 "Received: abc"
+
+echo "== Tutorial: SimpleEchoProtocol"
+echo
+if start_server tutorial tutorial_echo_server; then
+    # A tiny client: send "abc", read the 8-byte answer, close.
+    cmdline[tiny]="(bash /dev/tcp client) send 'abc' to 127.0.0.1:$port"
+    {
+        exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+            printf abc >&3 &&
+            read -r -t 5 -N 8 reply <&3 &&
+            echo "received '$reply'"
+    } >"$tmp/tiny.out" 2>"$tmp/tiny.err"
+    status=$?
+    exec 3<&-
+    report tiny $status 0 "received 'echo:abc'"
+
+    # The tutorial's server closes itself when its connection is lost.
+    wait_server
+    report tutorial $status 0 \
+        "Connection received!" \
+        "b'abc'" \
+        "Connection lost! Closing server..."
+else
+    not_listening tutorial
+fi
+
+if [ $failed -ne 0 ]; then
+    echo "examples: $failed of $checks checks FAILED"
+    exit 1
+fi
+echo "examples: all $checks checks passed"
