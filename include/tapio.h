@@ -90,7 +90,27 @@ TAPIO_API int tapio_loop_run_once(tapio_loop *loop);
  */
 TAPIO_API void tapio_loop_stop(tapio_loop *loop);
 
+/**
+ * Stop at once: the callback that is running finishes, the rest of the
+ * iteration's ready callbacks stay queued for the next run, and
+ * run_forever/run_once return. For a binding whose callback raised an error
+ * that must leave the loop (asyncio's KeyboardInterrupt/SystemExit).
+ */
+TAPIO_API void tapio_loop_interrupt(tapio_loop *loop);
+
 TAPIO_API bool tapio_loop_is_running(const tapio_loop *loop);
+
+/**
+ * Hooks around a poll that may block (timeout other than 0): `before` runs
+ * just before it, `after` just after with 0 or a negative errno (-EINTR when
+ * a signal interrupted the wait). A language binding releases its
+ * interpreter lock in `before`, takes it back and checks for signals in
+ * `after`. Either may be NULL.
+ */
+typedef void (*tapio_poll_hook)(tapio_loop *loop, int result, void *arg);
+TAPIO_API void tapio_loop_set_poll_hooks(tapio_loop *loop,
+                                         tapio_poll_hook before,
+                                         tapio_poll_hook after, void *arg);
 
 /** The name of the loop's I/O backend: "epoll" or "poll". */
 TAPIO_API const char *tapio_loop_backend(const tapio_loop *loop);

@@ -83,8 +83,10 @@ typedef struct tapio__backend {
     int (*modify)(tapio_loop *loop, tapio__io *io, unsigned want);
     /* Forget a registered watcher's fd (before it is closed or idles). */
     void (*remove)(tapio_loop *loop, tapio__io *io);
-    /* Wait up to timeout_ms (-1 forever) and dispatch ready fds. */
-    int (*poll)(tapio_loop *loop, int timeout_ms);
+    /* Wait up to timeout_ms (-1 forever) and keep what is ready. */
+    int (*wait)(tapio_loop *loop, int timeout_ms);
+    /* Hand what the last wait found to tapio__io_dispatch. */
+    void (*dispatch)(tapio_loop *loop);
 } tapio__backend;
 
 TAPIO__HIDDEN extern const tapio__backend tapio__backend_epoll;
@@ -163,7 +165,7 @@ TAPIO__HIDDEN void tapio__signals_release(tapio_loop *loop);
 struct tapio_loop {
     const tapio__backend *backend;
     int backend_fd;              /* epoll fd */
-    void *backend_data;          /* poll: the pollfd array and index */
+    void *backend_data;          /* the backend's own state */
 
     tapio__io **fds;             /* fd -> watcher */
     size_t nfds;
@@ -178,6 +180,9 @@ struct tapio_loop {
     size_t handle_pool_len;
 
     bool running, stopping, closing;
+    bool interrupted;            /* leave run_ready at once */
+    tapio_poll_hook before_poll, after_poll;
+    void *poll_hook_arg;
 
     /* Wakeup for call_soon_threadsafe and worker completions. */
     int wake_fd;

@@ -182,6 +182,20 @@ double tapio_loop_time(const tapio_loop *loop)
 
 void tapio_loop_stop(tapio_loop *loop) { loop->stopping = true; }
 
+void tapio_loop_interrupt(tapio_loop *loop)
+{
+    loop->stopping = true;
+    loop->interrupted = true;
+}
+
+void tapio_loop_set_poll_hooks(tapio_loop *loop, tapio_poll_hook before,
+                               tapio_poll_hook after, void *arg)
+{
+    loop->before_poll = before;
+    loop->after_poll = after;
+    loop->poll_hook_arg = arg;
+}
+
 /* Milliseconds to wait for I/O: none when work is ready, else until the
  * nearest timer (rounded up so the timer is due when we wake). */
 static int poll_timeout_ms(tapio_loop *loop)
@@ -216,7 +230,7 @@ static void move_due_timers(tapio_loop *loop)
 static void run_ready(tapio_loop *loop)
 {
     size_t ntodo = loop->nready;
-    while (ntodo--) {
+    while (ntodo-- && !loop->interrupted) {
         tapio_handle *h = ready_pop(loop);
         if (!(h->flags & TAPIO__H_CANCELLED))
             h->cb(loop, h->arg);
@@ -227,9 +241,17 @@ static void run_ready(tapio_loop *loop)
 static void run_iteration(tapio_loop *loop)
 {
     tapio__io_flush_changes(loop);
-    int err = loop->backend->poll(loop, poll_timeout_ms(loop));
+    int timeout = poll_timeout_ms(loop);
+    bool hooked = timeout != 0 && (loop->before_poll || loop->after_poll);
+    if (hooked && loop->before_poll)
+        loop->before_poll(loop, 0, loop->poll_hook_arg);
+    int err = loop->backend->wait(loop, timeout);
+    if (hooked && loop->after_poll)
+        loop->after_poll(loop, err, loop->poll_hook_arg);
     if (err && err != -EINTR)
         tapio__report_error(loop, "I/O backend poll failed", err);
+    if (!err)
+        loop->backend->dispatch(loop);
     move_due_timers(loop);
     run_ready(loop);
 }
@@ -245,8 +267,9 @@ static int run(tapio_loop *loop, bool once)
     do
         run_iteration(loop);
     while (!once && !loop->stopping);
-    if (!once)
+    if (!once || loop->interrupted)
         loop->stopping = false;
+    loop->interrupted = false;
     loop->running = false;
     return 0;
 }

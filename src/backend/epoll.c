@@ -1,13 +1,22 @@
 /* The epoll backend (level-triggered). */
 #include "../internal.h"
 
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 1024
 
+typedef struct epoll_state {
+    struct epoll_event events[MAX_EVENTS];
+    int nready; /* found by the last wait */
+} epoll_state;
+
 static int epoll_backend_init(tapio_loop *loop)
 {
+    loop->backend_data = calloc(1, sizeof(epoll_state));
+    if (!loop->backend_data)
+        return -ENOMEM;
     loop->backend_fd = epoll_create1(EPOLL_CLOEXEC);
     return loop->backend_fd < 0 ? -errno : 0;
 }
@@ -17,6 +26,8 @@ static void epoll_backend_destroy(tapio_loop *loop)
     if (loop->backend_fd >= 0)
         close(loop->backend_fd);
     loop->backend_fd = -1;
+    free(loop->backend_data);
+    loop->backend_data = NULL;
 }
 
 static int epoll_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
@@ -51,16 +62,24 @@ static unsigned to_tapio_events(uint32_t ev)
            ((ev & (EPOLLERR | EPOLLHUP)) ? TAPIO__ERROR : 0);
 }
 
-static int epoll_backend_poll(tapio_loop *loop, int timeout_ms)
+static int epoll_backend_wait(tapio_loop *loop, int timeout_ms)
 {
-    struct epoll_event events[MAX_EVENTS];
-    int n = epoll_wait(loop->backend_fd, events, MAX_EVENTS, timeout_ms);
+    epoll_state *st = loop->backend_data;
+    st->nready = 0;
+    int n = epoll_wait(loop->backend_fd, st->events, MAX_EVENTS, timeout_ms);
     if (n < 0)
         return -errno;
-    for (int i = 0; i < n; i++)
-        tapio__io_dispatch(loop, events[i].data.fd,
-                           to_tapio_events(events[i].events));
+    st->nready = n;
     return 0;
+}
+
+static void epoll_backend_dispatch(tapio_loop *loop)
+{
+    epoll_state *st = loop->backend_data;
+    for (int i = 0; i < st->nready && !loop->interrupted; i++)
+        tapio__io_dispatch(loop, st->events[i].data.fd,
+                           to_tapio_events(st->events[i].events));
+    st->nready = 0;
 }
 
 const tapio__backend tapio__backend_epoll = {
@@ -69,5 +88,6 @@ const tapio__backend tapio__backend_epoll = {
     .destroy = epoll_backend_destroy,
     .modify = epoll_backend_modify,
     .remove = epoll_backend_remove,
-    .poll = epoll_backend_poll,
+    .wait = epoll_backend_wait,
+    .dispatch = epoll_backend_dispatch,
 };

@@ -11,6 +11,7 @@ typedef struct poll_state {
     int *index;           /* fd -> position in pfds, -1 if absent */
     size_t index_len;
     struct pollfd *ready; /* copy of the ready entries for dispatch */
+    size_t nready;
 } poll_state;
 
 static int poll_backend_init(tapio_loop *loop)
@@ -109,22 +110,28 @@ static unsigned to_tapio_events(short ev)
            ((ev & (POLLERR | POLLHUP | POLLNVAL)) ? TAPIO__ERROR : 0);
 }
 
-static int poll_backend_poll(tapio_loop *loop, int timeout_ms)
+static int poll_backend_wait(tapio_loop *loop, int timeout_ms)
 {
     poll_state *st = loop->backend_data;
+    st->nready = 0;
     int n = poll(st->pfds, st->len, timeout_ms);
     if (n < 0)
         return -errno;
     /* Callbacks may add and remove fds, which reorders pfds: dispatch from
      * a copy of the ready entries. */
-    size_t nready = 0;
-    for (size_t i = 0; i < st->len && nready < (size_t)n; i++)
+    for (size_t i = 0; i < st->len && st->nready < (size_t)n; i++)
         if (st->pfds[i].revents)
-            st->ready[nready++] = st->pfds[i];
-    for (size_t i = 0; i < nready; i++)
+            st->ready[st->nready++] = st->pfds[i];
+    return 0;
+}
+
+static void poll_backend_dispatch(tapio_loop *loop)
+{
+    poll_state *st = loop->backend_data;
+    for (size_t i = 0; i < st->nready && !loop->interrupted; i++)
         tapio__io_dispatch(loop, st->ready[i].fd,
                            to_tapio_events(st->ready[i].revents));
-    return 0;
+    st->nready = 0;
 }
 
 const tapio__backend tapio__backend_poll = {
@@ -133,5 +140,6 @@ const tapio__backend tapio__backend_poll = {
     .destroy = poll_backend_destroy,
     .modify = poll_backend_modify,
     .remove = poll_backend_remove,
-    .poll = poll_backend_poll,
+    .wait = poll_backend_wait,
+    .dispatch = poll_backend_dispatch,
 };

@@ -141,6 +141,68 @@ TEST(running_loop_refuses_run_and_close)
     CHECK(!tapio_loop_is_running(loop));
 }
 
+static void interrupt_here(tapio_loop *loop, void *arg)
+{
+    log_id(loop, arg);
+    tapio_loop_interrupt(loop);
+}
+
+TEST(interrupt_leaves_the_rest_of_the_iteration_queued)
+{
+    tapio_loop *loop = test_loop();
+    tapio_handle *dog = watchdog(loop);
+    CHECK(tapio_call_soon(loop, log_id, ID(1)) != NULL);
+    CHECK(tapio_call_soon(loop, interrupt_here, ID(2)) != NULL);
+    CHECK(tapio_call_soon(loop, log_id, ID(3)) != NULL);
+    CHECK_OK(tapio_loop_run_forever(loop));
+    check_log((int[]){1, 2}, 2);
+    /* The interrupt does not linger: the next run goes on normally. */
+    CHECK_OK(tapio_loop_run_once(loop));
+    check_log((int[]){1, 2, 3}, 3);
+    watchdog_disarm(dog);
+}
+
+struct hook_record {
+    int before, after, last_result;
+};
+
+static void hook_before(tapio_loop *loop, int result, void *arg)
+{
+    (void)loop;
+    (void)result;
+    struct hook_record *r = arg;
+    CHECK_EQ_INT(r->before, r->after); /* strictly paired */
+    r->before++;
+}
+
+static void hook_after(tapio_loop *loop, int result, void *arg)
+{
+    (void)loop;
+    struct hook_record *r = arg;
+    r->after++;
+    r->last_result = result;
+    CHECK_EQ_INT(r->before, r->after);
+}
+
+TEST(poll_hooks_wrap_only_blocking_polls)
+{
+    tapio_loop *loop = test_loop();
+    struct hook_record rec = {0, 0, 1};
+    tapio_loop_set_poll_hooks(loop, hook_before, hook_after, &rec);
+    /* Ready work: the poll does not block, so no hooks. */
+    CHECK(tapio_call_soon(loop, log_id, ID(1)) != NULL);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_EQ_INT(rec.before, 0);
+    /* A timer in the future: the poll blocks until it, inside the hooks. */
+    CHECK(tapio_call_later(loop, 0.01, log_id, ID(2)) != NULL);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_EQ_INT(rec.before, 1);
+    CHECK_EQ_INT(rec.after, 1);
+    CHECK_EQ_INT(rec.last_result, 0);
+    check_log((int[]){1, 2}, 2);
+    tapio_loop_set_poll_hooks(loop, NULL, NULL, NULL);
+}
+
 /* ------------------------------------------------------------- timers */
 
 struct timed {
