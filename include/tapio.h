@@ -137,7 +137,8 @@ TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
  * call_soon/call_later/call_at return a handle owned by the loop: it is valid
  * until its callback has run or it was cancelled, then the loop releases it.
  * To keep using it beyond that point, take a reference with
- * tapio_handle_ref() and drop it with tapio_handle_unref().
+ * tapio_handle_ref() and drop it with tapio_handle_unref(); a referenced
+ * handle stays valid even after its loop is closed.
  * ---------------------------------------------------------------------- */
 
 /** Run cb(loop, arg) on the next iteration, in FIFO order. NULL on -ENOMEM. */
@@ -159,8 +160,12 @@ TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
 TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
                                          void *arg);
 
-/** Cancel: the callback will not run. Idempotent; harmless after it ran. */
-TAPIO_API void tapio_handle_cancel(tapio_handle *h);
+/**
+ * Cancel: the callback will not run. Returns true if this call stopped a
+ * pending callback, false if it had already run or been cancelled (or the
+ * loop was closed). Harmless at any time while the handle is valid.
+ */
+TAPIO_API bool tapio_handle_cancel(tapio_handle *h);
 TAPIO_API bool tapio_handle_cancelled(const tapio_handle *h);
 /** The deadline of a timer handle in loop time; 0 for call_soon handles. */
 TAPIO_API double tapio_handle_when(const tapio_handle *h);

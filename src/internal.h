@@ -98,6 +98,7 @@ enum {
     TAPIO__H_CANCELLED = 1u,
     TAPIO__H_IN_HEAP = 2u, /* a timer waiting in the heap */
     TAPIO__H_QUEUED = 4u,  /* in the ready queue */
+    TAPIO__H_SHARED = 8u,  /* referenced by the user: may outlive the loop */
 };
 
 struct tapio_handle {

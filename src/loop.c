@@ -111,14 +111,21 @@ tapio_handle *tapio__handle_new(tapio_loop *loop, tapio_callback cb, void *arg)
     return h;
 }
 
-void tapio_handle_ref(tapio_handle *h) { h->refs++; }
+void tapio_handle_ref(tapio_handle *h)
+{
+    h->refs++;
+    h->flags |= TAPIO__H_SHARED;
+}
 
+/* Only handles the user never referenced go back to the pool: a referenced
+ * one may be released after its loop is gone. */
 void tapio_handle_unref(tapio_handle *h)
 {
     if (--h->refs)
         return;
     tapio_loop *loop = h->loop;
-    if (loop && loop->handle_pool_len < HANDLE_POOL_MAX) {
+    if (!(h->flags & TAPIO__H_SHARED) && loop &&
+        loop->handle_pool_len < HANDLE_POOL_MAX) {
         h->next = loop->handle_pool;
         loop->handle_pool = h;
         loop->handle_pool_len++;

@@ -120,14 +120,15 @@ tapio_handle *tapio_call_later(tapio_loop *loop, double delay,
 
 /* A cancelled timer leaves the heap at once (O(log n)); a cancelled
  * call_soon handle is skipped when the ready queue reaches it. */
-void tapio_handle_cancel(tapio_handle *h)
+bool tapio_handle_cancel(tapio_handle *h)
 {
-    if (h->flags & TAPIO__H_CANCELLED)
-        return;
+    bool pending = !(h->flags & TAPIO__H_CANCELLED) &&
+                   (h->flags & (TAPIO__H_IN_HEAP | TAPIO__H_QUEUED));
     h->flags |= TAPIO__H_CANCELLED;
     if (h->flags & TAPIO__H_IN_HEAP) {
         tapio__heap_remove(&h->loop->timers, h);
         h->flags &= ~TAPIO__H_IN_HEAP;
         tapio_handle_unref(h);
     }
+    return pending;
 }

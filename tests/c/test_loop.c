@@ -281,22 +281,34 @@ TEST(cancelled_callbacks_do_not_run)
     tapio_handle *h = tapio_call_later(loop, 0.01, fail_if_called, ID(10));
     tapio_handle *s = tapio_call_soon(loop, fail_if_called, ID(11));
     CHECK(h && s);
-    tapio_handle_cancel(s);
+    CHECK(tapio_handle_cancel(s)); /* it was pending */
     tapio_handle_ref(h);
-    tapio_handle_cancel(h);
+    CHECK(tapio_handle_cancel(h));
     CHECK(tapio_handle_cancelled(h));
-    tapio_handle_cancel(h); /* idempotent */
+    CHECK(!tapio_handle_cancel(h)); /* idempotent: nothing left to stop */
     CHECK(tapio_handle_cancelled(h));
     tapio_handle_unref(h);
     run_for(loop, 0.03);
     CHECK_EQ_INT(log_n, 0);
 }
 
+TEST(cancel_after_the_callback_ran_stops_nothing)
+{
+    tapio_loop *loop = test_loop();
+    tapio_handle *h = tapio_call_soon(loop, log_id, ID(1));
+    CHECK(h != NULL);
+    tapio_handle_ref(h);
+    CHECK_OK(tapio_loop_run_once(loop));
+    check_log((int[]){1}, 1);
+    CHECK(!tapio_handle_cancel(h));
+    tapio_handle_unref(h);
+}
+
 /* Cancels the handle stored in *arg (stored after this one was scheduled). */
 static void cancel_slot(tapio_loop *loop, void *arg)
 {
     log_id(loop, ID(1));
-    tapio_handle_cancel(*(tapio_handle **)arg);
+    CHECK(tapio_handle_cancel(*(tapio_handle **)arg)); /* due, not yet run */
 }
 
 /*
