@@ -115,7 +115,10 @@ TAPIO_API void tapio_loop_set_poll_hooks(tapio_loop *loop,
 /** The name of the loop's I/O backend: "epoll" or "poll". */
 TAPIO_API const char *tapio_loop_backend(const tapio_loop *loop);
 
-/** Monotonic time in seconds, the clock of call_at (asyncio's loop.time()). */
+/**
+ * Monotonic time in seconds, the clock of call_at (asyncio's loop.time()).
+ * The clock is process-wide: `loop` may be NULL or closed.
+ */
 TAPIO_API double tapio_loop_time(const tapio_loop *loop);
 
 /**

@@ -1,0 +1,345 @@
+"""tapio.Loop: asyncio's event loop API over the C core.
+
+The C base class (_tapio.LoopCore) does the per-callback work: scheduling,
+timers, fd watchers and the run loop. This class adds what asyncio does
+around it: running coroutines, tasks and futures, the exception handler,
+executors, async generators, debug mode, signals and socket operations.
+"""
+import asyncio
+import concurrent.futures
+import os
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+
+from . import _tapio
+from ._helpers import format_callback, logger
+from ._signals import SignalsMixin
+from ._sockops import SockOpsMixin
+
+
+def _debug_from_environment():
+    """asyncio's default: dev mode, or PYTHONASYNCIODEBUG set."""
+    if sys.flags.dev_mode:
+        return True
+    return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
+def _stop_when_done(fut):
+    # SystemExit/KeyboardInterrupt already left run_forever on their own.
+    if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
+        return
+    fut.get_loop().stop()
+
+
+class Loop(SignalsMixin, SockOpsMixin, _tapio.LoopCore, asyncio.AbstractEventLoop):
+    """An asyncio event loop on libtapio."""
+
+    def __init__(self):
+        self._thread_id = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._exception_handler = None
+        self._task_factory = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._origin_tracking = False
+        self._origin_saved_depth = None
+        self._init_signals()
+        self.set_debug(_debug_from_environment())
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    # ---- running ------------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+
+    def _check_not_running(self):
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    def is_running(self):
+        return self._thread_id is not None
+
+    def run_forever(self):
+        self._check_closed()
+        self._check_not_running()
+        self._track_coroutine_origins(self.get_debug())
+        saved_hooks = sys.get_asyncgen_hooks()
+        try:
+            self._thread_id = threading.get_ident()
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter,
+                                   finalizer=self._asyncgen_finalizer)
+            asyncio._set_running_loop(self)
+            self._run_forever_core()
+        finally:
+            self._thread_id = None
+            asyncio._set_running_loop(None)
+            self._track_coroutine_origins(False)
+            sys.set_asyncgen_hooks(*saved_hooks)
+
+    def run_until_complete(self, future):
+        self._check_closed()
+        self._check_not_running()
+        wrapped = not asyncio.isfuture(future)
+        future = asyncio.ensure_future(future, loop=self)
+        if wrapped:
+            # The caller cannot see this task, so no "destroyed but pending".
+            future._log_destroy_pending = False
+        future.add_done_callback(_stop_when_done)
+        try:
+            self.run_forever()
+        except BaseException:
+            if wrapped and future.done() and not future.cancelled():
+                future.exception()  # mark it retrieved: the error is on its way up
+            raise
+        finally:
+            future.remove_done_callback(_stop_when_done)
+        if not future.done():
+            raise RuntimeError("Event loop stopped before Future completed.")
+        return future.result()
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        self._close_signals()
+        executor, self._default_executor = self._default_executor, None
+        self._close_core()
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def set_debug(self, enabled):
+        self._set_debug_core(enabled)
+        if self.is_running():
+            self.call_soon_threadsafe(self._track_coroutine_origins, enabled)
+
+    def _track_coroutine_origins(self, enabled):
+        if bool(enabled) == self._origin_tracking:
+            return
+        if enabled:
+            self._origin_saved_depth = sys.get_coroutine_origin_tracking_depth()
+            sys.set_coroutine_origin_tracking_depth(asyncio.constants.DEBUG_STACK_DEPTH)
+        else:
+            sys.set_coroutine_origin_tracking_depth(self._origin_saved_depth)
+        self._origin_tracking = bool(enabled)
+
+    def _debug_check_callback(self, callback, method, check_thread):
+        """Debug mode's checks on call_soon and friends (asyncio's)."""
+        if check_thread and self._thread_id is not None \
+                and threading.get_ident() != self._thread_id:
+            raise RuntimeError("Non-thread-safe operation invoked on an event loop "
+                               "other than the current one")
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    # ---- futures and tasks ---------------------------------------------
+
+    def create_future(self):
+        return asyncio.Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None):
+        self._check_closed()
+        if self._task_factory is None:
+            task = asyncio.Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                del task._source_traceback[-1]  # this frame is noise
+            return task
+        if context is None:
+            task = self._task_factory(self, coro)
+        else:
+            task = self._task_factory(self, coro, context=context)
+        if name is not None:
+            try:
+                task.set_name(name)
+            except AttributeError:
+                pass
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # ---- fd watchers ----------------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        self._check_closed()
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd):
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args):
+        self._check_closed()
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd):
+        return self._remove_writer(fd)
+
+    # ---- exception handling ---------------------------------------------
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        message = context.get("message") or "Unhandled exception in event loop"
+        exception = context.get("exception")
+        exc_info = (type(exception), exception, exception.__traceback__) \
+            if exception is not None else False
+        lines = [message]
+        for key in sorted(context):
+            if key in ("message", "exception"):
+                continue
+            value = context[key]
+            if key == "source_traceback":
+                value = "Object created at (most recent call last):\n" + \
+                    "".join(traceback.format_list(value)).rstrip()
+            elif key == "handle_traceback":
+                value = "Handle created at (most recent call last):\n" + \
+                    "".join(traceback.format_list(value)).rstrip()
+            else:
+                value = repr(value)
+            lines.append(f"{key}: {value}")
+        logger.error("\n".join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler", exc_info=True)
+            return
+        try:
+            self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    "message": "Unhandled error in exception handler",
+                    "exception": exc,
+                    "context": context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error("Exception in default exception handler while handling "
+                             "an unexpected error in custom exception handler",
+                             exc_info=True)
+
+    # ---- async generators -----------------------------------------------
+
+    def _asyncgen_firstiter(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(f"asynchronous generator {agen!r} was scheduled after "
+                          f"loop.shutdown_asyncgens() call", ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    async def shutdown_asyncgens(self):
+        self._asyncgens_shutdown_called = True
+        if not self._asyncgens:
+            return
+        closing = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await asyncio.gather(*[agen.aclose() for agen in closing],
+                                       return_exceptions=True)
+        for result, agen in zip(results, closing):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    "message": f"an error occurred during closing of "
+                               f"asynchronous generator {agen!r}",
+                    "exception": result,
+                    "asyncgen": agen,
+                })
+
+    # ---- executors ------------------------------------------------------
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        if self.get_debug():
+            self._debug_check_callback(func, "run_in_executor", True)
+        if executor is None:
+            executor = self._default_executor
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
+                self._default_executor = executor
+        return asyncio.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError("executor must be ThreadPoolExecutor")
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self):
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is None:
+            return
+        done = self.create_future()
+
+        def shut_down():
+            try:
+                executor.shutdown(wait=True)
+                if not self.is_closed():
+                    self.call_soon_threadsafe(done.set_result, None)
+            except Exception as exc:
+                if not self.is_closed():
+                    self.call_soon_threadsafe(done.set_exception, exc)
+
+        thread = threading.Thread(target=shut_down)
+        thread.start()
+        try:
+            await done
+        finally:
+            thread.join()
+
+    # ---- names ------------------------------------------------------------
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        import socket
+        return await self.run_in_executor(None, socket.getaddrinfo, host, port,
+                                          family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        import socket
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+__all__ = ["Loop", "format_callback"]

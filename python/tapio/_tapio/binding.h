@@ -1,0 +1,108 @@
+/* The _tapio extension: Python objects over libtapio. Shared declarations. */
+#ifndef TAPIO_BINDING_H
+#define TAPIO_BINDING_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+
+#include "tapio.h"
+
+typedef struct LoopCore LoopCore;
+
+/* Per-module state: the heap types and the Python helpers C calls into. */
+typedef struct {
+    PyTypeObject *LoopCoreType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+    PyObject *str_call_exception_handler;
+    PyObject *str_message;
+    PyObject *str_exception;
+    PyObject *str_handle;
+    PyObject *format_callback;   /* tapio._format_callback(cb, args) */
+    PyObject *handle_repr;       /* tapio._handle_repr(handle) */
+    PyObject *log_slow_callback; /* tapio._log_slow_callback(handle, dt) */
+} ModuleState;
+
+/* A queued callback (asyncio's Handle; TimerHandle adds a deadline). */
+typedef struct Handle {
+    PyObject_HEAD
+    PyObject *weakreflist;
+    LoopCore *loop;        /* strong reference */
+    PyObject *callback;
+    PyObject *args;        /* tuple */
+    PyObject *context;     /* contextvars.Context */
+    tapio_handle *c_handle;/* referenced while this object lives */
+    struct Handle *prev, *next; /* the loop's list of queued handles */
+    bool cancelled;
+    bool queued;           /* the loop holds a reference for the queue */
+    bool timer;
+} Handle;
+
+struct LoopCore {
+    PyObject_HEAD
+    PyObject *weakreflist;
+    PyObject *dict;
+    tapio_loop *loop;
+    PyThreadState *saved_tstate; /* while the GIL is released in poll */
+    PyObject *pending_exc;       /* BaseException to raise out of run */
+    Handle queued;               /* sentinel of the queued-handle list */
+    PyObject *readers;           /* fd -> Handle */
+    PyObject *writers;
+    double slow_callback_duration;
+    bool debug;
+    bool closed;
+    ModuleState *state;
+};
+
+ModuleState *binding_state_of_type(PyTypeObject *type);
+
+/* The raised exception as one object (PyErr_GetRaisedException before 3.12). */
+static inline PyObject *binding_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type)
+        return NULL;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static inline void binding_restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    if (!exc)
+        return;
+    PyObject *tb = PyException_GetTraceback(exc);
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
+#endif
+}
+
+/* handle.c */
+extern PyType_Spec handle_spec;
+extern PyType_Spec timer_handle_spec;
+Handle *handle_new(LoopCore *loop, PyTypeObject *type, PyObject *callback,
+                   PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *context);
+/* Run the handle's callback in its context, routing errors like asyncio. */
+void handle_run(Handle *h);
+/* Queue bookkeeping: the loop keeps a reference while the C side has it. */
+void handle_enqueue(Handle *h);
+void handle_dequeue(Handle *h);
+void handle_release_all(LoopCore *loop);
+
+/* loop.c */
+extern PyType_Spec loop_core_spec;
+void loop_core_set_pending(LoopCore *loop); /* from the current exception */
+
+#endif

@@ -1,0 +1,116 @@
+/* The _tapio extension module: types and module state. */
+#include "binding.h"
+
+static struct PyModuleDef tapio_module;
+
+ModuleState *binding_state_of_type(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &tapio_module);
+    return module ? PyModule_GetState(module) : NULL;
+}
+
+/* tapio/__init__.py hands over the Python helpers the C side calls on slow
+ * paths (error reports, reprs, debug logging). */
+static PyObject *set_helpers(PyObject *module, PyObject *const *args,
+                             Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_set_helpers() takes 3 arguments");
+        return NULL;
+    }
+    ModuleState *st = PyModule_GetState(module);
+    Py_XSETREF(st->format_callback, Py_NewRef(args[0]));
+    Py_XSETREF(st->handle_repr, Py_NewRef(args[1]));
+    Py_XSETREF(st->log_slow_callback, Py_NewRef(args[2]));
+    Py_RETURN_NONE;
+}
+
+static PyTypeObject *add_type(PyObject *module, PyType_Spec *spec,
+                              PyObject *base)
+{
+    PyTypeObject *type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, spec, base);
+    if (type && PyModule_AddType(module, type) < 0)
+        Py_CLEAR(type);
+    return type;
+}
+
+static int intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot ? 0 : -1;
+}
+
+static int module_exec(PyObject *module)
+{
+    ModuleState *st = PyModule_GetState(module);
+    st->LoopCoreType = add_type(module, &loop_core_spec, NULL);
+    st->HandleType = add_type(module, &handle_spec, NULL);
+    if (!st->LoopCoreType || !st->HandleType)
+        return -1;
+    st->TimerHandleType =
+        add_type(module, &timer_handle_spec, (PyObject *)st->HandleType);
+    if (!st->TimerHandleType)
+        return -1;
+    if (intern(&st->str_call_exception_handler, "call_exception_handler") ||
+        intern(&st->str_message, "message") ||
+        intern(&st->str_exception, "exception") ||
+        intern(&st->str_handle, "handle"))
+        return -1;
+    return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", "0.1.0");
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ModuleState *st = PyModule_GetState(module);
+    Py_VISIT(st->LoopCoreType);
+    Py_VISIT(st->HandleType);
+    Py_VISIT(st->TimerHandleType);
+    Py_VISIT(st->format_callback);
+    Py_VISIT(st->handle_repr);
+    Py_VISIT(st->log_slow_callback);
+    return 0;
+}
+
+static int module_clear(PyObject *module)
+{
+    ModuleState *st = PyModule_GetState(module);
+    Py_CLEAR(st->LoopCoreType);
+    Py_CLEAR(st->HandleType);
+    Py_CLEAR(st->TimerHandleType);
+    Py_CLEAR(st->str_call_exception_handler);
+    Py_CLEAR(st->str_message);
+    Py_CLEAR(st->str_exception);
+    Py_CLEAR(st->str_handle);
+    Py_CLEAR(st->format_callback);
+    Py_CLEAR(st->handle_repr);
+    Py_CLEAR(st->log_slow_callback);
+    return 0;
+}
+
+static void module_free(void *module) { module_clear(module); }
+
+static PyMethodDef module_methods[] = {
+    {"_set_helpers", (PyCFunction)(void (*)(void))set_helpers, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef tapio_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tapio._tapio",
+    .m_doc = "The C half of tapio's event loop, over libtapio.",
+    .m_size = sizeof(ModuleState),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__tapio(void) { return PyModuleDef_Init(&tapio_module); }
