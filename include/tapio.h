@@ -157,8 +157,10 @@ TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
                                       tapio_callback cb, void *arg);
 
 /**
- * Schedule cb from any thread and wake the loop if it sleeps. Returns 0 or
- * -ENOMEM, or -ESHUTDOWN once the loop is closing.
+ * Schedule cb from any thread and wake the loop if it sleeps. Calls keep
+ * one FIFO order with call_soon: a threadsafe call that returned before a
+ * call_soon runs before that call_soon's callback. Returns 0 or -ENOMEM, or
+ * -ESHUTDOWN once the loop is closing.
  */
 TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
                                          void *arg);

@@ -151,6 +151,8 @@ typedef struct tapio__work {
 TAPIO__HIDDEN int tapio__wakeup_init(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_close(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_signal(tapio_loop *loop);
+/* Move calls queued by other threads into the ready queue, in order. */
+TAPIO__HIDDEN void tapio__drain_threadsafe_calls(tapio_loop *loop);
 
 TAPIO__HIDDEN int tapio__work_submit(tapio_loop *loop, tapio__work *w);
 TAPIO__HIDDEN void tapio__workers_join(tapio_loop *loop);
@@ -191,6 +193,7 @@ struct tapio_loop {
     atomic_bool wake_pending;
     pthread_mutex_t tsq_lock;
     tapio__tsq_item *tsq_head, *tsq_tail;
+    atomic_bool tsq_pending;     /* tsq_head is not empty */
 
     /* Worker threads (name resolution). */
     pthread_mutex_t work_lock;

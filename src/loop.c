@@ -166,6 +166,10 @@ static tapio_handle *ready_pop(tapio_loop *loop)
 
 tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb, void *arg)
 {
+    /* A call another thread made before this one goes first: one FIFO, as
+     * in asyncio, whichever thread scheduled. */
+    if (atomic_load_explicit(&loop->tsq_pending, memory_order_relaxed))
+        tapio__drain_threadsafe_calls(loop);
     tapio_handle *h = tapio__handle_new(loop, cb, arg);
     if (h)
         tapio__ready_push(loop, h);

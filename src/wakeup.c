@@ -12,17 +12,22 @@ static tapio__tsq_item *take_threadsafe_calls(tapio_loop *loop)
     pthread_mutex_lock(&loop->tsq_lock);
     tapio__tsq_item *item = loop->tsq_head;
     loop->tsq_head = loop->tsq_tail = NULL;
+    atomic_store_explicit(&loop->tsq_pending, false, memory_order_relaxed);
     pthread_mutex_unlock(&loop->tsq_lock);
     return item;
 }
 
-/* Move what other threads queued into the loop's ready queue. */
-static void drain_threadsafe_calls(tapio_loop *loop)
+void tapio__drain_threadsafe_calls(tapio_loop *loop)
 {
     tapio__tsq_item *item = take_threadsafe_calls(loop);
     while (item) {
         tapio__tsq_item *next = item->next;
-        if (!tapio_call_soon(loop, item->cb, item->arg))
+        /* Straight to the ready queue: tapio_call_soon would drain newer
+         * arrivals ahead of this one. */
+        tapio_handle *h = tapio__handle_new(loop, item->cb, item->arg);
+        if (h)
+            tapio__ready_push(loop, h);
+        else
             tapio__report_error(loop, "call_soon_threadsafe dropped a call",
                                 -ENOMEM);
         free(item);
@@ -62,7 +67,7 @@ static void wake_cb(tapio_loop *loop, tapio__io *io, unsigned events)
     /* Cleared before draining: a producer that comes after the drain writes
      * the eventfd again. */
     atomic_store(&loop->wake_pending, false);
-    drain_threadsafe_calls(loop);
+    tapio__drain_threadsafe_calls(loop);
     run_finished_work(loop);
 }
 
@@ -128,6 +133,7 @@ int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb, void *arg)
     else
         loop->tsq_head = item;
     loop->tsq_tail = item;
+    atomic_store_explicit(&loop->tsq_pending, true, memory_order_relaxed);
     pthread_mutex_unlock(&loop->tsq_lock);
     tapio__wakeup_signal(loop);
     return 0;

@@ -529,6 +529,25 @@ TEST(call_soon_threadsafe_wakes_a_sleeping_loop)
     CHECK(pthread_join(thread, NULL) == 0);
 }
 
+static void *call_log_threadsafe(void *arg)
+{
+    CHECK_OK(tapio_call_soon_threadsafe(arg, log_id, ID(1)));
+    return NULL;
+}
+
+/* asyncio keeps one ready queue: a threadsafe call made before a call_soon
+ * runs first, even though it arrived from another thread. */
+TEST(call_soon_threadsafe_keeps_fifo_order_with_call_soon)
+{
+    tapio_loop *loop = test_loop();
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, call_log_threadsafe, loop) == 0);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(tapio_call_soon(loop, log_id, ID(2)) != NULL);
+    RUN_UNTIL(loop, log_n == 2, 5);
+    check_log((int[]){1, 2}, 2);
+}
+
 /* --------------------------------------------------------- fd watchers */
 
 struct watch {
