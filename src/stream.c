@@ -412,8 +412,8 @@ void tapio_transport_abort(tapio_transport *t)
 
 void tapio_transport_fail(tapio_transport *t, int err)
 {
-    if (!t->dead && !t->conn_lost)
-        fatal_error(t, err, "Fatal error on transport");
+    if (!t->dead)
+        force_close(t, err);
 }
 
 bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }

@@ -15,6 +15,7 @@ import warnings
 import weakref
 
 from . import _tapio
+from ._connections import ConnectionsMixin
 from ._helpers import format_callback, logger
 from ._signals import SignalsMixin
 from ._sockops import SockOpsMixin
@@ -34,7 +35,8 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(SignalsMixin, SockOpsMixin, _tapio.LoopCore, asyncio.AbstractEventLoop):
+class Loop(ConnectionsMixin, SignalsMixin, SockOpsMixin, _tapio.LoopCore,
+           asyncio.AbstractEventLoop):
     """An asyncio event loop on libtapio."""
 
     def __init__(self):

@@ -336,7 +336,7 @@ TEST(peer_reset_while_writing_reports_an_error)
     CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 0);
 }
 
-TEST(transport_fail_reports_the_error)
+TEST(transport_fail_reports_the_error_to_connection_lost)
 {
     tapio_loop *loop = test_loop();
     int peer;
@@ -349,8 +349,8 @@ TEST(transport_fail_reports_the_error)
     CHECK_EQ_INT(c->lost, 0); /* connection_lost comes from the loop */
     RUN_UNTIL(loop, c->lost, 5);
     CHECK_ERR(c->lost_err, TAPIO_EPROTOCOL);
-    CHECK(loop_error_count() > errors);
-    CHECK_ERR(loop_last_error(), TAPIO_EPROTOCOL);
+    /* The caller knows the error: the loop's handler is not bothered. */
+    CHECK_EQ_INT(loop_error_count(), errors);
     close(peer);
 }
 

@@ -9,12 +9,24 @@
 #include "tapio.h"
 
 typedef struct LoopCore LoopCore;
+typedef struct ServerCore ServerCore;
 
 /* Per-module state: the heap types and the Python helpers C calls into. */
 typedef struct {
     PyTypeObject *LoopCoreType;
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
+    PyTypeObject *TransportType;
+    PyTypeObject *ServerCoreType;
+    PyObject *BufferedProtocolType; /* asyncio.BufferedProtocol */
+    PyObject *str_connection_made;
+    PyObject *str_data_received;
+    PyObject *str_eof_received;
+    PyObject *str_connection_lost;
+    PyObject *str_pause_writing;
+    PyObject *str_resume_writing;
+    PyObject *str_get_buffer;
+    PyObject *str_buffer_updated;
     PyObject *str_call_exception_handler;
     PyObject *str_message;
     PyObject *str_exception;
@@ -39,6 +51,37 @@ typedef struct Handle {
     bool timer;
 } Handle;
 
+/* An asyncio.Transport over a libtapio stream transport. The first field
+ * after the header is asyncio.BaseTransport's `_extra` slot: the type
+ * derives from asyncio.Transport and shares its layout. */
+typedef struct Transport {
+    PyObject_HEAD
+    PyObject *extra;         /* dict for get_extra_info */
+    PyObject *weakreflist;
+    tapio_transport *t;      /* referenced from connection_made on */
+    LoopCore *loop;
+    ServerCore *server;      /* the server that accepted it, if any */
+    PyObject *protocol;
+    PyObject *sock;          /* socket object viewing the fd */
+    PyObject *lost_exc;      /* for connection_lost after a protocol error */
+    struct Transport *prev, *next; /* the loop's list of open transports */
+    Py_buffer view;          /* BufferedProtocol buffer being filled */
+    bool view_held;
+    bool lost;               /* connection_lost has run */
+    char scratch;            /* target of a read after get_buffer failed */
+} Transport;
+
+/* The C half of a tapio Server: a libtapio server accepting on sockets
+ * the Python Server bound. */
+struct ServerCore {
+    PyObject_HEAD
+    LoopCore *loop;
+    tapio_server *server;      /* NULL once closed */
+    PyObject *protocol_factory;
+    PyObject *make_extra;      /* make_extra(fd) -> (socket, extra dict) */
+    PyObject *on_closed;       /* called once closed with no connections left */
+};
+
 struct LoopCore {
     PyObject_HEAD
     PyObject *weakreflist;
@@ -47,6 +90,8 @@ struct LoopCore {
     PyThreadState *saved_tstate; /* while the GIL is released in poll */
     PyObject *pending_exc;       /* BaseException to raise out of run */
     Handle queued;               /* sentinel of the queued-handle list */
+    Transport open_transports;   /* sentinel: transports libtapio holds */
+    PyObject *servers;           /* set of open ServerCores */
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
@@ -100,6 +145,22 @@ void handle_run(Handle *h);
 void handle_enqueue(Handle *h);
 void handle_dequeue(Handle *h);
 void handle_release_all(LoopCore *loop);
+
+/* transport.c */
+extern PyType_Spec transport_spec;
+Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
+                         PyObject *extra);
+/* The libtapio protocol table for the transport's Python protocol. */
+const tapio_protocol *transport_table(Transport *self);
+/* Hand the transport to libtapio, which holds a reference until
+ * connection_lost; transport_release_all drops those at loop close. */
+void transport_attach(Transport *self);
+void transport_release_all(LoopCore *loop);
+
+/* server.c */
+extern PyType_Spec server_core_spec;
+PyObject *server_core_new(LoopCore *loop, PyObject *args);
+void server_core_forget_all(LoopCore *loop);
 
 /* loop.c */
 extern PyType_Spec loop_core_spec;

@@ -427,6 +427,52 @@ static void close_core(LoopCore *self)
     handle_release_all(self);
     tapio_loop_close(self->loop);
     self->loop = NULL;
+    /* libtapio dropped its transports and servers without callbacks. */
+    transport_release_all(self);
+    server_core_forget_all(self);
+}
+
+/* ---- transports and servers ------------------------------------------ */
+
+/* _wrap_socket(sock, protocol, extra): a Transport over a connected stream
+ * socket. libtapio owns the fd from now on; the socket object is detached
+ * when the transport ends. */
+static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    if (nargs != 3)
+        return PyErr_Format(PyExc_TypeError, "_wrap_socket() takes 3 arguments");
+    if (!check_open(self))
+        return NULL;
+    PyObject *fileno = PyObject_CallMethod(args[0], "fileno", NULL);
+    int fd = fileno ? PyLong_AsLong(fileno) : -1;
+    Py_XDECREF(fileno);
+    if (fd < 0 && PyErr_Occurred())
+        return NULL;
+    Transport *t = transport_new(self, args[1], args[0], args[2]);
+    const tapio_protocol *table = t ? transport_table(t) : NULL;
+    if (!table) {
+        Py_XDECREF(t);
+        return NULL;
+    }
+    int err = tapio_transport_from_fd(self->loop, fd, table, t, &t->t);
+    if (err) {
+        t->t = NULL;
+        PyObject *res = PyObject_CallMethod(args[0], "detach", NULL);
+        Py_XDECREF(res);
+        Py_DECREF(t);
+        return set_errno_error(err);
+    }
+    tapio_transport_ref(t->t);
+    transport_attach(t);
+    return (PyObject *)t;
+}
+
+static PyObject *loop_serve(LoopCore *self, PyObject *args)
+{
+    if (!check_open(self))
+        return NULL;
+    return server_core_new(self, args);
 }
 
 static PyObject *loop_close_core(LoopCore *self, PyObject *unused)
@@ -488,10 +534,13 @@ static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
         return NULL;
     self->state = binding_state_of_type(type);
     self->queued.prev = self->queued.next = &self->queued;
+    self->open_transports.prev = self->open_transports.next =
+        &self->open_transports;
+    self->servers = PySet_New(NULL);
     self->slow_callback_duration = DEFAULT_SLOW_CALLBACK;
     self->readers = PyDict_New();
     self->writers = PyDict_New();
-    if (!self->readers || !self->writers) {
+    if (!self->readers || !self->writers || !self->servers) {
         Py_DECREF(self);
         return NULL;
     }
@@ -511,6 +560,10 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->pending_exc);
     Py_VISIT(self->readers);
     Py_VISIT(self->writers);
+    Py_VISIT(self->servers);
+    for (Transport *t = self->open_transports.next;
+         t != &self->open_transports; t = t->next)
+        Py_VISIT((PyObject *)t);
     for (Handle *h = self->queued.next; h != &self->queued; h = h->next)
         Py_VISIT((PyObject *)h);
     return 0;
@@ -523,6 +576,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->pending_exc);
     Py_CLEAR(self->readers);
     Py_CLEAR(self->writers);
+    Py_CLEAR(self->servers);
     return 0;
 }
 
@@ -562,6 +616,9 @@ static PyMethodDef loop_core_methods[] = {
     {"get_debug", (PyCFunction)loop_get_debug, METH_NOARGS, NULL},
     {"_set_debug_core", (PyCFunction)loop_set_debug_core, METH_O, NULL},
     {"_backend", (PyCFunction)loop_backend, METH_NOARGS, NULL},
+    {"_wrap_socket", (PyCFunction)(void (*)(void))loop_wrap_socket,
+     METH_FASTCALL, NULL},
+    {"_serve", (PyCFunction)loop_serve, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,9 +41,41 @@ static int intern(PyObject **slot, const char *text)
     return *slot ? 0 : -1;
 }
 
+/* The Transport type derives from asyncio.Transport and puts its own
+ * fields after BaseTransport's single `_extra` slot. */
+static int add_transport_type(PyObject *module, ModuleState *st)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    if (!asyncio)
+        return -1;
+    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
+    st->BufferedProtocolType = PyObject_GetAttrString(asyncio,
+                                                      "BufferedProtocol");
+    Py_DECREF(asyncio);
+    if (!base || !st->BufferedProtocolType) {
+        Py_XDECREF(base);
+        return -1;
+    }
+    if (((PyTypeObject *)base)->tp_basicsize !=
+        (Py_ssize_t)offsetof(Transport, weakreflist)) {
+        PyErr_SetString(PyExc_ImportError,
+                        "asyncio.Transport has an unexpected layout");
+        Py_DECREF(base);
+        return -1;
+    }
+    st->TransportType = add_type(module, &transport_spec, base);
+    Py_DECREF(base);
+    return st->TransportType ? 0 : -1;
+}
+
 static int module_exec(PyObject *module)
 {
     ModuleState *st = PyModule_GetState(module);
+    if (add_transport_type(module, st) < 0)
+        return -1;
+    st->ServerCoreType = add_type(module, &server_core_spec, NULL);
+    if (!st->ServerCoreType)
+        return -1;
     st->LoopCoreType = add_type(module, &loop_core_spec, NULL);
     st->HandleType = add_type(module, &handle_spec, NULL);
     if (!st->LoopCoreType || !st->HandleType)
@@ -55,7 +87,15 @@ static int module_exec(PyObject *module)
     if (intern(&st->str_call_exception_handler, "call_exception_handler") ||
         intern(&st->str_message, "message") ||
         intern(&st->str_exception, "exception") ||
-        intern(&st->str_handle, "handle"))
+        intern(&st->str_handle, "handle") ||
+        intern(&st->str_connection_made, "connection_made") ||
+        intern(&st->str_data_received, "data_received") ||
+        intern(&st->str_eof_received, "eof_received") ||
+        intern(&st->str_connection_lost, "connection_lost") ||
+        intern(&st->str_pause_writing, "pause_writing") ||
+        intern(&st->str_resume_writing, "resume_writing") ||
+        intern(&st->str_get_buffer, "get_buffer") ||
+        intern(&st->str_buffer_updated, "buffer_updated"))
         return -1;
     return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", "0.1.0");
 }
@@ -66,6 +106,9 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->LoopCoreType);
     Py_VISIT(st->HandleType);
     Py_VISIT(st->TimerHandleType);
+    Py_VISIT(st->TransportType);
+    Py_VISIT(st->ServerCoreType);
+    Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->format_callback);
     Py_VISIT(st->handle_repr);
     Py_VISIT(st->log_slow_callback);
@@ -78,7 +121,18 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->LoopCoreType);
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
+    Py_CLEAR(st->TransportType);
+    Py_CLEAR(st->ServerCoreType);
+    Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->str_call_exception_handler);
+    Py_CLEAR(st->str_connection_made);
+    Py_CLEAR(st->str_data_received);
+    Py_CLEAR(st->str_eof_received);
+    Py_CLEAR(st->str_connection_lost);
+    Py_CLEAR(st->str_pause_writing);
+    Py_CLEAR(st->str_resume_writing);
+    Py_CLEAR(st->str_get_buffer);
+    Py_CLEAR(st->str_buffer_updated);
     Py_CLEAR(st->str_message);
     Py_CLEAR(st->str_exception);
     Py_CLEAR(st->str_handle);

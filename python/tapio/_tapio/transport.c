@@ -1,0 +1,666 @@
+/* Transport: an asyncio.Transport over a libtapio stream transport. The type
+ * derives from asyncio.Transport, so isinstance checks and the inherited
+ * get_extra_info work; the C protocol table below turns libtapio's protocol
+ * callbacks into calls on the Python protocol. */
+#include "binding.h"
+
+#include <structmember.h>
+
+/* ---- calling the protocol -------------------------------------------- */
+
+static bool is_exit_exception(PyObject *exc)
+{
+    return PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+           PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
+}
+
+/* loop.call_exception_handler({'message', 'exception', 'transport',
+ * 'protocol'}) for an error that has no caller to go to. */
+static void report(Transport *self, const char *message, PyObject *exc)
+{
+    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message,
+                                  "exception", exc, "transport", self,
+                                  "protocol",
+                                  self->protocol ? self->protocol : Py_None);
+    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)self->loop,
+                                              "call_exception_handler", "O",
+                                              ctx)
+                        : NULL;
+    if (!res) {
+        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+            loop_core_set_pending(self->loop);
+        else
+            PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(res);
+    Py_XDECREF(ctx);
+}
+
+/* After a failed protocol call: SystemExit/KeyboardInterrupt leave the
+ * loop; anything else is reported and, if `fatal`, closes the transport
+ * with the error going to connection_lost (asyncio's _fatal_error). */
+static void protocol_failed(Transport *self, const char *message, bool fatal)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (!exc)
+        return;
+    if (is_exit_exception(exc)) {
+        binding_restore_exception(exc);
+        loop_core_set_pending(self->loop);
+        return;
+    }
+    report(self, message, exc);
+    if (fatal && self->t && !self->lost_exc) {
+        self->lost_exc = Py_NewRef(exc);
+        tapio_transport_fail(self->t, TAPIO_EPROTOCOL);
+    }
+    Py_DECREF(exc);
+}
+
+static PyObject *call_protocol(Transport *self, PyObject *name,
+                               PyObject *arg)
+{
+    if (!self->protocol)
+        Py_RETURN_NONE;
+    PyObject *args[2] = {self->protocol, arg};
+    return PyObject_VectorcallMethod(name, args,
+                                     (arg ? 2 : 1) |
+                                         PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+static void detach_socket(Transport *self);
+
+/* ---- the loop's list of transports libtapio holds --------------------- */
+
+void transport_attach(Transport *self)
+{
+    Transport *head = &self->loop->open_transports;
+    Py_INCREF(self);
+    self->next = head;
+    self->prev = head->prev;
+    head->prev->next = self;
+    head->prev = self;
+}
+
+/* libtapio is done with it: connection_lost ran, or the loop closed. */
+static void transport_detach(Transport *self)
+{
+    if (!self->prev)
+        return;
+    self->lost = true;
+    self->prev->next = self->next;
+    self->next->prev = self->prev;
+    self->prev = self->next = NULL;
+    Py_DECREF(self);
+}
+
+void transport_release_all(LoopCore *loop)
+{
+    Transport *head = &loop->open_transports;
+    while (head->next != head) {
+        Transport *self = head->next;
+        detach_socket(self);
+        transport_detach(self);
+    }
+}
+
+/* ---- the libtapio protocol table -------------------------------------- */
+
+/* An accepted connection gets its socket object and extra info here, the
+ * first moment its fd is known. */
+static int fill_accepted_extra(Transport *self)
+{
+    PyObject *pair = PyObject_CallFunction(self->server->make_extra, "i",
+                                           tapio_transport_fd(self->t));
+    if (!pair)
+        return -1;
+    PyObject *sock, *extra;
+    if (!PyArg_ParseTuple(pair, "OO", &sock, &extra)) {
+        Py_DECREF(pair);
+        return -1;
+    }
+    Py_XSETREF(self->sock, Py_NewRef(sock));
+    Py_XSETREF(self->extra, Py_NewRef(extra));
+    Py_DECREF(pair);
+    return 0;
+}
+
+static void on_connection_made(tapio_transport *t, void *user)
+{
+    Transport *self = user;
+    if (!self->t) { /* accepted: first sight of the libtapio transport */
+        self->t = t;
+        tapio_transport_ref(t);
+    }
+    if (self->server && !self->sock && fill_accepted_extra(self) < 0) {
+        protocol_failed(self, "Error on transport creation for incoming "
+                              "connection", true);
+        return;
+    }
+    PyObject *res = call_protocol(self, self->loop->state->str_connection_made,
+                                  (PyObject *)self);
+    if (!res)
+        protocol_failed(self, "protocol.connection_made() failed", false);
+    Py_XDECREF(res);
+}
+
+static void on_data_received(tapio_transport *t, const void *data,
+                             size_t len, void *user)
+{
+    (void)t;
+    Transport *self = user;
+    PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    PyObject *res = bytes ? call_protocol(self,
+                                          self->loop->state->str_data_received,
+                                          bytes)
+                          : NULL;
+    Py_XDECREF(bytes);
+    if (!res)
+        protocol_failed(self,
+                        "Fatal error: protocol.data_received() call failed.",
+                        true);
+    Py_XDECREF(res);
+}
+
+static bool on_eof_received(tapio_transport *t, void *user)
+{
+    (void)t;
+    Transport *self = user;
+    PyObject *res = call_protocol(self, self->loop->state->str_eof_received,
+                                  NULL);
+    if (!res) {
+        protocol_failed(self,
+                        "Fatal error: protocol.eof_received() call failed.",
+                        true);
+        return true; /* already closing with the error */
+    }
+    int keep_open = PyObject_IsTrue(res);
+    Py_DECREF(res);
+    if (keep_open < 0) {
+        protocol_failed(self,
+                        "Fatal error: protocol.eof_received() call failed.",
+                        true);
+        return true;
+    }
+    return keep_open;
+}
+
+static PyObject *lost_exception(Transport *self, int err)
+{
+    if (self->lost_exc) {
+        PyObject *exc = self->lost_exc;
+        self->lost_exc = NULL;
+        return exc;
+    }
+    if (!err)
+        return Py_NewRef(Py_None);
+    errno = -err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return binding_fetch_exception();
+}
+
+static void detach_socket(Transport *self)
+{
+    if (!self->sock)
+        return;
+    /* libtapio closes the fd; the socket object must not close it again. */
+    PyObject *res = PyObject_CallMethod(self->sock, "detach", NULL);
+    if (!res)
+        PyErr_WriteUnraisable(self->sock);
+    Py_XDECREF(res);
+    Py_CLEAR(self->sock);
+}
+
+static void on_connection_lost(tapio_transport *t, int err, void *user)
+{
+    (void)t;
+    Transport *self = user; /* the reference libtapio held, released below */
+    PyObject *exc = lost_exception(self, err);
+    if (exc) {
+        PyObject *res = call_protocol(
+            self, self->loop->state->str_connection_lost, exc);
+        if (!res)
+            protocol_failed(self, "protocol.connection_lost() failed", false);
+        Py_XDECREF(res);
+        Py_DECREF(exc);
+    } else {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    detach_socket(self);
+    Py_CLEAR(self->protocol);
+    transport_detach(self);
+}
+
+static void on_pause_writing(tapio_transport *t, void *user)
+{
+    (void)t;
+    Transport *self = user;
+    PyObject *res = call_protocol(self, self->loop->state->str_pause_writing,
+                                  NULL);
+    if (!res)
+        protocol_failed(self, "protocol.pause_writing() failed", false);
+    Py_XDECREF(res);
+}
+
+static void on_resume_writing(tapio_transport *t, void *user)
+{
+    (void)t;
+    Transport *self = user;
+    PyObject *res = call_protocol(self, self->loop->state->str_resume_writing,
+                                  NULL);
+    if (!res)
+        protocol_failed(self, "protocol.resume_writing() failed", false);
+    Py_XDECREF(res);
+}
+
+/* BufferedProtocol: the transport reads straight into the protocol's
+ * buffer, held from get_buffer until buffer_updated. */
+static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
+                           void *user)
+{
+    (void)t;
+    (void)sizehint;
+    Transport *self = user;
+    PyObject *hint = PyLong_FromLong(-1);
+    PyObject *buf = hint ? call_protocol(self,
+                                         self->loop->state->str_get_buffer,
+                                         hint)
+                         : NULL;
+    Py_XDECREF(hint);
+    if (buf && PyObject_GetBuffer(buf, &self->view, PyBUF_WRITABLE) == 0) {
+        Py_DECREF(buf);
+        if (self->view.len > 0) {
+            self->view_held = true;
+            *len = (size_t)self->view.len;
+            return self->view.buf;
+        }
+        PyBuffer_Release(&self->view);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "get_buffer() returned an empty buffer");
+    } else {
+        Py_XDECREF(buf);
+    }
+    protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.",
+                    true);
+    *len = 1; /* the transport is failing already: read nothing into this */
+    return &self->scratch;
+}
+
+static void release_view(Transport *self)
+{
+    if (self->view_held) {
+        PyBuffer_Release(&self->view);
+        self->view_held = false;
+    }
+}
+
+static void on_buffer_updated(tapio_transport *t, size_t nbytes, void *user)
+{
+    (void)t;
+    Transport *self = user;
+    release_view(self);
+    PyObject *n = PyLong_FromSize_t(nbytes);
+    PyObject *res = n ? call_protocol(self,
+                                      self->loop->state->str_buffer_updated, n)
+                      : NULL;
+    Py_XDECREF(n);
+    if (!res)
+        protocol_failed(self,
+                        "Fatal error: protocol.buffer_updated() call failed.",
+                        true);
+    Py_XDECREF(res);
+}
+
+static const tapio_protocol stream_protocol = {
+    .connection_made = on_connection_made,
+    .data_received = on_data_received,
+    .eof_received = on_eof_received,
+    .connection_lost = on_connection_lost,
+    .pause_writing = on_pause_writing,
+    .resume_writing = on_resume_writing,
+};
+
+static const tapio_protocol buffered_protocol = {
+    .connection_made = on_connection_made,
+    .eof_received = on_eof_received,
+    .connection_lost = on_connection_lost,
+    .pause_writing = on_pause_writing,
+    .resume_writing = on_resume_writing,
+    .get_buffer = on_get_buffer,
+    .buffer_updated = on_buffer_updated,
+};
+
+static const tapio_protocol *table_for(Transport *self, PyObject *protocol)
+{
+    int buffered = PyObject_IsInstance(
+        protocol, self->loop->state->BufferedProtocolType);
+    if (buffered < 0)
+        return NULL;
+    return buffered ? &buffered_protocol : &stream_protocol;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
+                         PyObject *extra)
+{
+    ModuleState *st = loop->state;
+    Transport *self = PyObject_GC_New(Transport, st->TransportType);
+    if (!self)
+        return NULL;
+    self->extra = Py_NewRef(extra);
+    self->weakreflist = NULL;
+    self->t = NULL;
+    self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
+    self->protocol = Py_NewRef(protocol);
+    self->sock = Py_XNewRef(sock);
+    self->server = NULL;
+    self->prev = self->next = NULL;
+    self->lost_exc = NULL;
+    self->view_held = false;
+    self->lost = false;
+    PyObject_GC_Track(self);
+    return self;
+}
+
+const tapio_protocol *transport_table(Transport *self)
+{
+    return table_for(self, self->protocol);
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static bool usable(Transport *self)
+{
+    return self->t != NULL && !self->lost;
+}
+
+static PyObject *raise_tapio(int err)
+{
+    if (err == -ESHUTDOWN) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot call write() after write_eof()");
+        return NULL;
+    }
+    errno = -err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static bool is_bytes_like(PyObject *data)
+{
+    return PyBytes_Check(data) || PyByteArray_Check(data) ||
+           PyMemoryView_Check(data);
+}
+
+static PyObject *transport_write(Transport *self, PyObject *data)
+{
+    if (!is_bytes_like(data))
+        return PyErr_Format(PyExc_TypeError,
+                            "data argument must be a bytes-like object, "
+                            "not '%.100s'",
+                            Py_TYPE(data)->tp_name);
+    if (!usable(self))
+        Py_RETURN_NONE; /* asyncio drops writes once the end is due */
+    int err;
+    if (PyBytes_CheckExact(data)) {
+        err = tapio_transport_write(self->t, PyBytes_AS_STRING(data),
+                                    (size_t)PyBytes_GET_SIZE(data));
+    } else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        err = tapio_transport_write(self->t, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+    }
+    if (PyErr_Occurred()) /* pause_writing may have raised SystemExit */
+        return NULL;
+    return err ? raise_tapio(err) : Py_NewRef(Py_None);
+}
+
+static PyObject *transport_writelines(Transport *self, PyObject *list)
+{
+    PyObject *joined = PyBytes_FromStringAndSize(NULL, 0);
+    if (!joined)
+        return NULL;
+    /* b''.join accepts exactly what asyncio's writelines accepts. */
+    PyObject *data = PyObject_CallMethod(joined, "join", "O", list);
+    Py_DECREF(joined);
+    if (!data)
+        return NULL;
+    PyObject *res = transport_write(self, data);
+    Py_DECREF(data);
+    return res;
+}
+
+static PyObject *transport_write_eof(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self)) {
+        int err = tapio_transport_write_eof(self->t);
+        if (err)
+            return raise_tapio(err);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_can_write_eof(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(!self->t || tapio_transport_can_write_eof(self->t));
+}
+
+static PyObject *transport_close(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_transport_close(self->t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_abort(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_transport_abort(self->t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_is_closing(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(!usable(self) || tapio_transport_is_closing(self->t));
+}
+
+static PyObject *transport_pause_reading(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_transport_pause_reading(self->t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_resume_reading(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_transport_resume_reading(self->t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_is_reading(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(usable(self) && tapio_transport_is_reading(self->t));
+}
+
+static PyObject *transport_get_write_buffer_size(Transport *self,
+                                                 PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromSize_t(
+        self->t ? tapio_transport_get_write_buffer_size(self->t) : 0);
+}
+
+static PyObject *transport_get_write_buffer_limits(Transport *self,
+                                                   PyObject *unused)
+{
+    (void)unused;
+    size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
+    if (self->t)
+        tapio_transport_get_write_buffer_limits(self->t, &low, &high);
+    return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
+}
+
+/* asyncio's rules: high defaults to 64 KiB (or 4 * low), low to high // 4,
+ * and high >= low >= 0 must hold. */
+static PyObject *transport_set_write_buffer_limits(Transport *self,
+                                                   PyObject *args,
+                                                   PyObject *kwargs)
+{
+    static char *names[] = {"high", "low", NULL};
+    PyObject *high_obj = Py_None, *low_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", names, &high_obj,
+                                     &low_obj))
+        return NULL;
+    Py_ssize_t high, low = 0;
+    if (low_obj != Py_None && (low = PyNumber_AsSsize_t(low_obj, NULL)) == -1 &&
+        PyErr_Occurred())
+        return NULL;
+    if (high_obj == Py_None)
+        high = low_obj == Py_None ? TAPIO_DEFAULT_HIGH_WATER : 4 * low;
+    else if ((high = PyNumber_AsSsize_t(high_obj, NULL)) == -1 &&
+             PyErr_Occurred())
+        return NULL;
+    if (low_obj == Py_None)
+        low = high / 4;
+    if (!(high >= low && low >= 0))
+        return PyErr_Format(PyExc_ValueError,
+                            "high (%zd) must be >= low (%zd) must be >= 0",
+                            high, low);
+    if (usable(self))
+        tapio_transport_set_write_buffer_limits(self->t, high, low);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_set_protocol(Transport *self, PyObject *protocol)
+{
+    const tapio_protocol *table = table_for(self, protocol);
+    if (!table)
+        return NULL;
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    if (usable(self))
+        tapio_transport_set_protocol(self->t, table, self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *transport_get_protocol(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *transport_repr(Transport *self)
+{
+    const char *state = self->lost ? " closed"
+                        : self->t && tapio_transport_is_closing(self->t)
+                            ? " closing"
+                            : "";
+    int fd = self->t ? tapio_transport_fd(self->t) : -1;
+    size_t size = self->t ? tapio_transport_get_write_buffer_size(self->t) : 0;
+    return PyUnicode_FromFormat("<%s%s fd=%d read=%s write=<bufsize=%zu>>",
+                                Py_TYPE(self)->tp_name, state, fd,
+                                self->t && tapio_transport_is_reading(self->t)
+                                    ? "polling"
+                                    : "idle",
+                                size);
+}
+
+/* ---- lifetime --------------------------------------------------------- */
+
+static int transport_traverse(Transport *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->lost_exc);
+    Py_VISIT(self->server);
+    return 0;
+}
+
+static int transport_clear(Transport *self)
+{
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->lost_exc);
+    Py_CLEAR(self->server);
+    return 0;
+}
+
+static void transport_dealloc(Transport *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    release_view(self);
+    transport_clear(self);
+    if (self->t)
+        tapio_transport_unref(self->t);
+    Py_CLEAR(self->loop);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef transport_methods[] = {
+    {"write", (PyCFunction)transport_write, METH_O, NULL},
+    {"writelines", (PyCFunction)transport_writelines, METH_O, NULL},
+    {"write_eof", (PyCFunction)transport_write_eof, METH_NOARGS, NULL},
+    {"can_write_eof", (PyCFunction)transport_can_write_eof, METH_NOARGS, NULL},
+    {"close", (PyCFunction)transport_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)transport_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)transport_is_closing, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)transport_pause_reading, METH_NOARGS,
+     NULL},
+    {"resume_reading", (PyCFunction)transport_resume_reading, METH_NOARGS,
+     NULL},
+    {"is_reading", (PyCFunction)transport_is_reading, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)transport_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"get_write_buffer_limits",
+     (PyCFunction)transport_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"set_write_buffer_limits",
+     (PyCFunction)(void (*)(void))transport_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef transport_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Transport, weakreflist),
+     READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot transport_slots[] = {
+    {Py_tp_dealloc, transport_dealloc},
+    {Py_tp_traverse, transport_traverse},
+    {Py_tp_clear, transport_clear},
+    {Py_tp_repr, transport_repr},
+    {Py_tp_methods, transport_methods},
+    {Py_tp_members, transport_members},
+    {0, NULL},
+};
+
+PyType_Spec transport_spec = {
+    .name = "tapio._tapio.Transport",
+    .basicsize = sizeof(Transport),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = transport_slots,
+};
