@@ -268,8 +268,9 @@ typedef struct tapio_protocol {
 /**
  * Queue bytes for sending; the caller may reuse `data` at once. Tries an
  * immediate send when nothing is queued. May call pause_writing before it
- * returns. Returns 0, or -ESHUTDOWN after write_eof(). Data written after
- * the transport closed is dropped, as asyncio drops it.
+ * returns. Returns 0, -ESHUTDOWN after write_eof(), or -EBUSY while a
+ * sendfile runs. Data written after the transport closed is dropped, as
+ * asyncio drops it.
  */
 TAPIO_API int tapio_transport_write(tapio_transport *t, const void *data,
                                     size_t len);
@@ -277,6 +278,27 @@ TAPIO_API int tapio_transport_write(tapio_transport *t, const void *data,
 /** Write several buffers with one writev (asyncio's writelines). */
 TAPIO_API int tapio_transport_writev(tapio_transport *t,
                                      const struct iovec *iov, int iovcnt);
+
+/**
+ * Called once from the loop when a sendfile ends: `sent` bytes went out, and
+ * err is 0 or a negative errno (-ECANCELED when the transport was aborted).
+ * -EINVAL, -ESPIPE or -ENOSYS with nothing sent means sendfile(2) cannot
+ * serve this file (a pipe, say): the caller may fall back to reading and
+ * writing.
+ */
+typedef void (*tapio_sendfile_callback)(tapio_transport *t, size_t sent,
+                                        int err, void *arg);
+
+/**
+ * Send `count` bytes of `file_fd` from `offset` (count 0: to the end of the
+ * file) with zero-copy sendfile(2), after the bytes already buffered. The
+ * file offset of file_fd is not used or moved. While it runs, write and
+ * writev return -EBUSY; close and write_eof wait for it. Returns 0, -EBUSY if
+ * one is already running, -ESHUTDOWN after write_eof, -EPIPE once closing.
+ */
+TAPIO_API int tapio_transport_sendfile(tapio_transport *t, int file_fd,
+                                       off_t offset, size_t count,
+                                       tapio_sendfile_callback cb, void *arg);
 
 /**
  * Shut the write side once the buffer has drained. Idempotent; -ENOTSUP if

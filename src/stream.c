@@ -8,6 +8,8 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Reasons to stop reading; one resume does not undo another's pause. */
@@ -41,6 +43,17 @@ struct tapio_transport {
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
     size_t wstart, wend, wcap;
     size_t high, low;
+
+    struct { /* a sendfile(2) in progress, after the buffered bytes */
+        bool active;     /* until its callback has run */
+        bool done;       /* finished; the callback is scheduled */
+        int fd;
+        off_t offset;
+        size_t remaining, sent;
+        int err;
+        tapio_sendfile_callback cb;
+        void *arg;
+    } sf;
 
     struct sockaddr_storage peer, local;
     socklen_t peer_len, local_len;
@@ -125,11 +138,13 @@ static void update_interest(tapio_transport *t)
     unsigned want = 0;
     if (!t->read_stop && !t->closing)
         want |= TAPIO__READ;
-    if (t->wend > t->wstart)
+    if (t->wend > t->wstart || (t->sf.active && !t->sf.done))
         want |= TAPIO__WRITE;
     if (want != t->io.want)
         tapio__io_set(t->loop, &t->io, want);
 }
+
+static void sendfile_finish(tapio_transport *t, int err);
 
 static void force_close(tapio_transport *t, int err)
 {
@@ -137,6 +152,8 @@ static void force_close(tapio_transport *t, int err)
         return;
     t->wstart = t->wend = 0;
     t->closing = true;
+    if (t->sf.active && !t->sf.done) /* its report comes before the loss */
+        sendfile_finish(t, err ? err : -ECANCELED);
     update_interest(t);
     schedule_connection_lost(t, err);
 }
@@ -284,6 +301,10 @@ static void shutdown_write(tapio_transport *t)
         fatal_error(t, -errno, NULL);
 }
 
+static void sendfile_step(tapio_transport *t);
+
+/* The buffer is empty: start a waiting sendfile, else finish a close or a
+ * write_eof that waited for it. */
 static void drained(tapio_transport *t)
 {
     t->wstart = t->wend = 0;
@@ -293,6 +314,11 @@ static void drained(tapio_transport *t)
         t->wcap = 0;
     }
     update_interest(t);
+    if (t->sf.active) {
+        if (!t->sf.done)
+            sendfile_step(t);
+        return; /* its report finishes what waits */
+    }
     if (t->closing) {
         if (!t->lost_pending)
             schedule_connection_lost(t, 0);
@@ -321,6 +347,8 @@ static int write_check(tapio_transport *t)
 {
     if (t->eof)
         return -ESHUTDOWN;
+    if (t->sf.active)
+        return -EBUSY;
     return 0;
 }
 
@@ -372,8 +400,88 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
     tapio_transport *t = tapio__container_of(io, tapio_transport, io);
     if ((events & TAPIO__WRITE) && buffered(t))
         flush_buffer(t);
+    else if ((events & TAPIO__WRITE) && t->sf.active && !t->sf.done)
+        sendfile_step(t);
     if ((events & TAPIO__READ) && !t->read_stop && !t->closing)
         read_into_protocol(t);
+}
+
+/* ---- sendfile ----------------------------------------------------------- */
+
+static void sendfile_report(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_transport *t = arg;
+    t->sf.active = false;
+    if (t->sf.cb)
+        t->sf.cb(t, t->sf.sent, t->sf.err, t->sf.arg);
+    if (t->dead || buffered(t))
+        return;
+    drained(t); /* a close or write_eof may have waited for us */
+}
+
+static void sendfile_finish(tapio_transport *t, int err)
+{
+    t->sf.done = true;
+    t->sf.err = err;
+    update_interest(t);
+    if (!tapio_call_soon(t->loop, sendfile_report, t))
+        sendfile_report(t->loop, t); /* out of memory: report now */
+}
+
+/* Send until the socket is full (then wait for EPOLLOUT) or the range is
+ * done. */
+static void sendfile_step(tapio_transport *t)
+{
+    while (t->sf.remaining) {
+        size_t chunk = t->sf.remaining > (1u << 30) ? (1u << 30)
+                                                    : t->sf.remaining;
+        ssize_t n = sendfile(t->io.fd, t->sf.fd, &t->sf.offset, chunk);
+        if (n > 0) {
+            t->sf.sent += (size_t)n;
+            t->sf.remaining -= (size_t)n;
+        } else if (n == 0) {
+            break; /* the file ended early */
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            update_interest(t);
+            return;
+        } else if (errno != EINTR) {
+            sendfile_finish(t, -errno);
+            return;
+        }
+    }
+    sendfile_finish(t, 0);
+}
+
+int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
+                             size_t count, tapio_sendfile_callback cb,
+                             void *arg)
+{
+    if (t->sf.active)
+        return -EBUSY;
+    if (t->eof)
+        return -ESHUTDOWN;
+    if (t->closing || t->conn_lost)
+        return -EPIPE;
+    if (offset < 0)
+        return -EINVAL;
+    if (count == 0) {
+        struct stat st;
+        if (fstat(file_fd, &st) < 0)
+            return -errno;
+        count = st.st_size > offset ? (size_t)(st.st_size - offset) : 0;
+    }
+    memset(&t->sf, 0, sizeof(t->sf));
+    t->sf.active = true;
+    t->sf.fd = file_fd;
+    t->sf.offset = offset;
+    t->sf.remaining = count;
+    t->sf.cb = cb;
+    t->sf.arg = arg;
+    if (!buffered(t))
+        sendfile_step(t);
+    update_interest(t);
+    return 0;
 }
 
 /* ---- the Transport API ----------------------------------------------- */
@@ -383,7 +491,7 @@ int tapio_transport_write_eof(tapio_transport *t)
     if (t->closing || t->eof)
         return 0;
     t->eof = true;
-    if (!buffered(t))
+    if (!buffered(t) && !t->sf.active)
         shutdown_write(t);
     return 0;
 }
@@ -400,7 +508,7 @@ void tapio_transport_close(tapio_transport *t)
         return;
     t->closing = true;
     update_interest(t);
-    if (!buffered(t))
+    if (!buffered(t) && !t->sf.active)
         schedule_connection_lost(t, 0);
 }
 

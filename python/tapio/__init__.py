@@ -37,5 +37,7 @@ def install():
 
 def run(main, *, debug=None):
     """Run a coroutine on a new tapio loop, as asyncio.run() does."""
+    if _asyncio._get_running_loop() is not None:
+        raise RuntimeError("tapio.run() cannot be called from a running event loop")
     with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
         return runner.run(main)

@@ -7,6 +7,7 @@ executors, async generators, debug mode, signals and socket operations.
 """
 import asyncio
 import concurrent.futures
+import errno
 import os
 import sys
 import threading
@@ -26,6 +27,20 @@ def _debug_from_environment():
     if sys.flags.dev_mode:
         return True
     return not sys.flags.ignore_environment and bool(os.environ.get("PYTHONASYNCIODEBUG"))
+
+
+def _fileobj_to_fd(fileobj):
+    """An fd from an int or an object with fileno(), as selectors takes it."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
 
 
 def _stop_when_done(fut):
@@ -187,19 +202,27 @@ class Loop(ConnectionsMixin, SignalsMixin, SockOpsMixin, _tapio.LoopCore,
 
     # ---- fd watchers ----------------------------------------------------
 
-    def add_reader(self, fd, callback, *args):
+    def _watch(self, add, fd, callback, args):
         self._check_closed()
-        self._add_reader(fd, callback, *args)
+        fileno = _fileobj_to_fd(fd)
+        try:
+            add(fileno, callback, *args)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise RuntimeError(f"File descriptor {fd!r} is used by transport") from None
+            raise
+
+    def add_reader(self, fd, callback, *args):
+        self._watch(self._add_reader, fd, callback, args)
 
     def remove_reader(self, fd):
-        return self._remove_reader(fd)
+        return self._remove_reader(_fileobj_to_fd(fd))
 
     def add_writer(self, fd, callback, *args):
-        self._check_closed()
-        self._add_writer(fd, callback, *args)
+        self._watch(self._add_writer, fd, callback, args)
 
     def remove_writer(self, fd):
-        return self._remove_writer(fd)
+        return self._remove_writer(_fileobj_to_fd(fd))
 
     # ---- exception handling ---------------------------------------------
 

@@ -704,3 +704,131 @@ TEST(transport_from_fd_wraps_a_connected_socket)
     RUN_UNTIL(loop, c->lost, 5);
     CHECK_EQ_INT(c->lost_err, 0);
 }
+
+/* ------------------------------------------------------------- sendfile */
+
+struct sendfile_result {
+    bool done;
+    size_t sent;
+    int err;
+};
+
+static void on_sendfile_done(tapio_transport *t, size_t sent, int err,
+                             void *arg)
+{
+    (void)t;
+    struct sendfile_result *r = arg;
+    CHECK(!r->done); /* exactly once */
+    r->done = true;
+    r->sent = sent;
+    r->err = err;
+}
+
+/* A temporary file holding the pattern from stream offset 0 to `len`. */
+static int pattern_file(size_t len)
+{
+    char path[] = "/tmp/tapio-sendfile-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    unsigned char *data = pattern_new(len);
+    CHECK(write(fd, data, len) == (ssize_t)len);
+    free(data);
+    return fd;
+}
+
+/* Buffered bytes go first, the file range follows, close waits for both. */
+TEST(sendfile_follows_buffered_data_and_close_waits)
+{
+    const size_t head = 100000, total = BIG;
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    int file = pattern_file(total);
+    write_pattern(c, head);
+    struct sendfile_result r = {0};
+    CHECK_OK(tapio_transport_sendfile(c->t, file, (off_t)head, total - head,
+                                      on_sendfile_done, &r));
+    CHECK_ERR(tapio_transport_write(c->t, "x", 1), -EBUSY);
+    CHECK_ERR(tapio_transport_sendfile(c->t, file, 0, 1, on_sendfile_done,
+                                       &r),
+              -EBUSY);
+    CHECK(!r.done); /* the callback never runs inside the call */
+    tapio_transport_close(c->t);
+
+    sink s;
+    sink_start(loop, &s, peer);
+    RUN_UNTIL(loop, r.done && s.done && c->lost, 30);
+    CHECK_ERR(r.err, 0);
+    CHECK_EQ_INT(r.sent, total - head);
+    CHECK_EQ_INT(s.total, total); /* the sink checked the pattern too */
+    CHECK_EQ_INT(c->lost_err, 0);
+    CHECK_EQ_INT(lseek(file, 0, SEEK_CUR), (off_t)total); /* untouched */
+    close(file);
+    close(peer);
+}
+
+TEST(sendfile_to_the_end_of_the_file_then_write_again)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    int file = pattern_file(300000);
+    struct sendfile_result r = {0};
+    CHECK_OK(tapio_transport_sendfile(c->t, file, 0, 0, on_sendfile_done,
+                                      &r));
+    sink s;
+    sink_start(loop, &s, peer);
+    RUN_UNTIL(loop, r.done, 10);
+    CHECK_EQ_INT(r.sent, 300000);
+    /* Writing works again once the callback has run. */
+    unsigned char *more = pattern_new(300000 + 1000);
+    CHECK_OK(tapio_transport_write(c->t, more + 300000, 1000));
+    free(more);
+    tapio_transport_close(c->t);
+    RUN_UNTIL(loop, s.done && c->lost, 10);
+    CHECK_EQ_INT(s.total, 301000);
+    close(file);
+    close(peer);
+}
+
+/* sendfile(2) cannot read a pipe: the caller hears so and may fall back. */
+TEST(sendfile_from_a_pipe_reports_espipe)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    CHECK(write(fds[1], "abc", 3) == 3);
+    struct sendfile_result r = {0};
+    CHECK_OK(tapio_transport_sendfile(c->t, fds[0], 0, 3, on_sendfile_done,
+                                      &r));
+    RUN_UNTIL(loop, r.done, 5);
+    CHECK_ERR(r.err, -ESPIPE);
+    CHECK_EQ_INT(r.sent, 0);
+    CHECK(!tapio_transport_is_closing(c->t)); /* the transport is fine */
+    CHECK_OK(tapio_transport_write(c->t, "ok", 2));
+    close(fds[0]);
+    close(fds[1]);
+    close(peer);
+}
+
+/* abort during a sendfile: its callback first (-ECANCELED), then the loss. */
+TEST(abort_cancels_a_running_sendfile)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    int file = pattern_file(BIG);
+    struct sendfile_result r = {0};
+    CHECK_OK(tapio_transport_sendfile(c->t, file, 0, BIG, on_sendfile_done,
+                                      &r));
+    tapio_transport_abort(c->t);
+    RUN_UNTIL(loop, c->lost, 5);
+    CHECK(r.done);
+    CHECK_ERR(r.err, -ECANCELED);
+    CHECK(r.sent < BIG); /* the peer never read */
+    close(file);
+    close(peer);
+}
