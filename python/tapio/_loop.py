@@ -18,6 +18,7 @@ import weakref
 from . import _tapio
 from ._connections import ConnectionsMixin
 from ._helpers import format_callback, logger
+from ._sendfile import SendfileMixin
 from ._signals import SignalsMixin
 from ._sockops import SockOpsMixin
 
@@ -50,7 +51,7 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(ConnectionsMixin, SignalsMixin, SockOpsMixin, _tapio.LoopCore,
+class Loop(ConnectionsMixin, SendfileMixin, SignalsMixin, SockOpsMixin, _tapio.LoopCore,
            asyncio.AbstractEventLoop):
     """An asyncio event loop on libtapio."""
 

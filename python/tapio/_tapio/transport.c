@@ -383,6 +383,11 @@ static PyObject *raise_tapio(int err)
                         "Cannot call write() after write_eof()");
         return NULL;
     }
+    if (err == -EBUSY) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to write; sendfile is in progress");
+        return NULL;
+    }
     errno = -err;
     return PyErr_SetFromErrno(PyExc_OSError);
 }
@@ -562,6 +567,43 @@ static PyObject *transport_get_protocol(Transport *self, PyObject *unused)
     return Py_NewRef(self->protocol ? self->protocol : Py_None);
 }
 
+/* libtapio's sendfile finished: callback(sent, errno) from the loop. */
+static void sendfile_done(tapio_transport *t, size_t sent, int err, void *arg)
+{
+    (void)t;
+    PyObject *callback = arg;
+    PyObject *res = PyObject_CallFunction(callback, "ni", (Py_ssize_t)sent,
+                                          -err);
+    if (!res)
+        PyErr_WriteUnraisable(callback);
+    Py_XDECREF(res);
+    Py_DECREF(callback);
+}
+
+/* _sendfile(fileno, offset, count, callback): zero-copy, after the buffered
+ * bytes; loop.sendfile waits for the callback. */
+static PyObject *transport_sendfile(Transport *self, PyObject *args)
+{
+    int fd;
+    long long offset;
+    Py_ssize_t count;
+    PyObject *callback;
+    if (!PyArg_ParseTuple(args, "iLnO", &fd, &offset, &count, &callback))
+        return NULL;
+    if (!usable(self)) {
+        PyErr_SetString(PyExc_RuntimeError, "Transport is closing");
+        return NULL;
+    }
+    Py_INCREF(callback);
+    int err = tapio_transport_sendfile(self->t, fd, (off_t)offset,
+                                       (size_t)count, sendfile_done, callback);
+    if (err) {
+        Py_DECREF(callback);
+        return raise_tapio(err);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *transport_repr(Transport *self)
 {
     const char *state = self->lost ? " closed"
@@ -639,6 +681,7 @@ static PyMethodDef transport_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
     {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
+    {"_sendfile", (PyCFunction)transport_sendfile, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
