@@ -51,9 +51,16 @@ class Server(asyncio.AbstractServer):
         if self._sockets is None:
             return
         if self._core is None:
-            self._core = self._loop._serve([s.fileno() for s in self._sockets],
-                                           self._protocol_factory, accepted_extra,
-                                           self._backlog, True)
+            try:
+                self._core = self._loop._serve(self, [s.fileno() for s in self._sockets],
+                                               self._protocol_factory, accepted_extra,
+                                               self._backlog, True)
+            except OSError:
+                # libtapio took the fds and has closed them.
+                for sock in self._sockets:
+                    sock.detach()
+                self._sockets = None
+                raise
         else:
             self._core.start_serving()
 

@@ -80,6 +80,7 @@ struct ServerCore {
     PyObject *protocol_factory;
     PyObject *make_extra;      /* make_extra(fd) -> (socket, extra dict) */
     PyObject *on_closed;       /* called once closed with no connections left */
+    PyObject *owner;           /* the Python Server, kept alive while open */
 };
 
 struct LoopCore {

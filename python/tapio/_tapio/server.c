@@ -50,9 +50,9 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
 
 PyObject *server_core_new(LoopCore *loop, PyObject *args)
 {
-    PyObject *fds, *factory, *make_extra;
+    PyObject *owner, *fds, *factory, *make_extra;
     int backlog, start;
-    if (!PyArg_ParseTuple(args, "OOOip", &fds, &factory, &make_extra,
+    if (!PyArg_ParseTuple(args, "OOOOip", &owner, &fds, &factory, &make_extra,
                           &backlog, &start))
         return NULL;
     Py_ssize_t n = PySequence_Size(fds);
@@ -81,6 +81,8 @@ PyObject *server_core_new(LoopCore *loop, PyObject *args)
     self->protocol_factory = Py_NewRef(factory);
     self->make_extra = Py_NewRef(make_extra);
     self->on_closed = NULL;
+    /* Like asyncio's, a serving server lives on without user references. */
+    self->owner = Py_NewRef(owner);
     PyObject_GC_Track(self);
     tapio_server_options opts = {.backlog = backlog,
                                  .no_start_serving = !start};
@@ -149,6 +151,7 @@ static PyObject *server_close(ServerCore *self, PyObject *on_closed)
         Py_RETURN_NONE;
     tapio_server *server = self->server;
     self->server = NULL;
+    Py_CLEAR(self->owner);
     if (PySet_Discard(self->loop->servers, (PyObject *)self) < 0)
         return NULL;
     self->on_closed = on_closed == Py_None ? NULL : Py_NewRef(on_closed);
@@ -164,6 +167,7 @@ void server_core_forget_all(LoopCore *loop)
     PyObject *item;
     while (iter && (item = PyIter_Next(iter))) {
         ((ServerCore *)item)->server = NULL;
+        Py_CLEAR(((ServerCore *)item)->owner);
         Py_DECREF(item);
     }
     Py_XDECREF(iter);
@@ -179,6 +183,7 @@ static int server_traverse(ServerCore *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol_factory);
     Py_VISIT(self->make_extra);
     Py_VISIT(self->on_closed);
+    Py_VISIT(self->owner);
     return 0;
 }
 
@@ -187,6 +192,7 @@ static int server_clear(ServerCore *self)
     Py_CLEAR(self->protocol_factory);
     Py_CLEAR(self->make_extra);
     Py_CLEAR(self->on_closed);
+    Py_CLEAR(self->owner);
     return 0;
 }
 
