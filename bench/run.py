@@ -26,12 +26,16 @@ import sys
 import time
 
 HOST = "127.0.0.1"
-SERVERS = [  # (name, binary, arguments after PORT)
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
     ("floor", "floor_echo", []),
     ("tapio", "echo_server", ["protocol"]),
     ("tapio-buffered", "echo_server", ["buffered"]),
     ("libuv", "uv_echo", []),
 ]
+PY_LOOPS = ["tapio", "uvloop", "asyncio"]
+PY_MODES = ["protocol", "buffered", "streams"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY_SERVER = os.path.join(REPO, "bench", "py_echo_server.py")
 MESSAGE_SIZES = [1024, 64 * 1024]
 CONNECTION_COUNTS = [10, 100]
 WARMUP_SECONDS = 0.3  # load_client's uncounted warm-up
@@ -52,23 +56,30 @@ def free_port():
 
 
 class Server:
-    def __init__(self, name, path, args):
+    def __init__(self, name, argv, args):
         self.name = name
         self.port = free_port()
-        self.argv = [path, str(self.port)] + args
+        self.argv = argv + [str(self.port)] + args
         self.proc = None
 
     def start(self):
+        """Start it; False if it reports that it cannot run here."""
+        env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE)
+                                         stdout=subprocess.PIPE, env=env)
         except OSError as e:
             raise HarnessError(f"{self.name}: cannot run {self.argv[0]}: {e}")
         line = self._read_line(time.monotonic() + START_TIMEOUT)
+        if line == b"unavailable":
+            self.proc.wait(STOP_TIMEOUT)
+            self.proc.stdout.close()
+            return False
         if line != b"ready":
             self.kill()
             raise HarnessError(f"{self.name}: did not start ({' '.join(self.argv)}: "
                                f"printed {line!r} instead of 'ready')")
+        return True
 
     def _read_line(self, deadline):
         fd = self.proc.stdout.fileno()
@@ -144,21 +155,30 @@ def ratio(value, floor):
     return f"{value / floor:.2f}" if floor else "n/a"
 
 
+def reference_for(name):
+    """What a row is compared with: the floor for C servers, uvloop in the
+    same mode for Python ones (py-tapio-protocol against py-uvloop-protocol)."""
+    if name.startswith("py-"):
+        return "py-uvloop-" + name.rsplit("-", 1)[1]
+    return "floor"
+
+
 def table(title, names, results):
     """Markdown table; `results` maps a name to (rps, cpu_us, user_us), or lacks
     it if missing."""
-    floor_rps, floor_cpu, _ = results.get("floor", (0, 0, 0))
     lines = [f"### {title}", "",
-             "| server | requests/s | CPU µs/request | of which user | "
-             "rps ratio to floor | CPU ratio to floor |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| server | requests/s | CPU µs/request | of which user | compared with | "
+             "rps ratio | CPU ratio |",
+             "|---|---:|---:|---:|---|---:|---:|"]
     for name in names:
         if name not in results:
-            lines.append(f"| {name} | missing | | | | |")
+            lines.append(f"| {name} | missing | | | | | |")
             continue
         rps, cpu, user = results[name]
-        lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {user:.2f} | {ratio(rps, floor_rps)} "
-                     f"| {ratio(cpu, floor_cpu)} |")
+        ref = reference_for(name)
+        ref_rps, ref_cpu, _ = results.get(ref, (0, 0, 0))
+        lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {user:.2f} | {ref} "
+                     f"| {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -188,7 +208,7 @@ def benchmark(bench_dir, servers, args):
             title = f"{size_label(size)} messages, {connections} connections"
             print(f"running: {title}", file=sys.stderr, flush=True)
             results = run_configuration(client, servers, connections, size, args)
-            report.append(table(title, [name for name, _, _ in SERVERS], results))
+            report.append(table(title, [s.name for s in servers], results))
             print(report[-1], flush=True)
     return "\n".join(report)
 
@@ -203,6 +223,9 @@ def parse_args():
     parser.add_argument("--quick", action="store_true",
                         help="1 s per run, 1 round, unless given otherwise")
     parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--python", default=default_python(),
+                        help="interpreter for the Python rows (tapio, uvloop, asyncio); "
+                        "'none' leaves them out")
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 1.0 if args.quick else 2.0
@@ -213,19 +236,54 @@ def parse_args():
     return args
 
 
+def default_python():
+    """Debian's python3 has uvloop as a package; otherwise this one."""
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
+def server_specs(bench_dir, python):
+    """(name, argv before PORT, arguments after PORT) of every server to run."""
+    specs = []
+    for name, binary, extra in C_SERVERS:
+        path = os.path.join(bench_dir, binary)
+        if os.access(path, os.X_OK):
+            specs.append((name, [path], extra))
+        else:
+            print(f"{name}: {path} missing, skipped", file=sys.stderr)
+    if python != "none":
+        for mode in PY_MODES:
+            for loop in PY_LOOPS:
+                specs.append((f"py-{loop}-{mode}", [python, PY_SERVER], [loop, mode]))
+    return specs
+
+
+def loop_benchmarks(python):
+    """The Python loop micro-benchmarks' table (call_soon, timers)."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+    done = subprocess.run([python, os.path.join(REPO, "bench", "py_loop_bench.py")],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                          timeout=600)
+    if done.returncode != 0:
+        raise HarnessError(f"py_loop_bench failed: {done.stderr.decode(errors='replace')}")
+    return "### Python loop operations\n\n" + done.stdout.decode()
+
+
 def main():
     args = parse_args()
     bench_dir = os.path.join(args.build_dir, "bench")
     servers = []
     try:
-        for name, binary, extra in SERVERS:
-            path = os.path.join(bench_dir, binary)
-            if not os.access(path, os.X_OK):
-                print(f"{name}: {path} missing, skipped", file=sys.stderr)
-                continue
-            servers.append(Server(name, path, extra))
-            servers[-1].start()
+        for name, argv, extra in server_specs(bench_dir, args.python):
+            server = Server(name, argv, extra)
+            if server.start():
+                servers.append(server)
+            else:
+                print(f"{name}: not available under {argv[0]}, skipped", file=sys.stderr)
         report = benchmark(bench_dir, servers, args)
+        if args.python != "none":
+            section = loop_benchmarks(args.python)
+            print(section, flush=True)
+            report += "\n" + section
         while servers:
             servers.pop(0).stop()
     except HarnessError as e:

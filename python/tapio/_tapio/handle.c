@@ -126,7 +126,9 @@ static void call_in_context(Handle *h)
 {
     if (PyContext_Enter(h->context) < 0)
         return;
-    PyObject *res = PyObject_Call(h->callback, h->args, NULL);
+    PyObject *res = PyObject_Vectorcall(
+        h->callback, &PyTuple_GET_ITEM(h->args, 0),
+        (size_t)PyTuple_GET_SIZE(h->args), NULL);
     Py_XDECREF(res);
     if (!res) {
         /* Keep the callback's error across PyContext_Exit. */

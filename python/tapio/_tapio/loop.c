@@ -561,11 +561,8 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->readers);
     Py_VISIT(self->writers);
     Py_VISIT(self->servers);
-    for (Transport *t = self->open_transports.next;
-         t != &self->open_transports; t = t->next)
-        Py_VISIT((PyObject *)t);
-    for (Handle *h = self->queued.next; h != &self->queued; h = h->next)
-        Py_VISIT((PyObject *)h);
+    /* Queued handles and open transports are not visited: libtapio holds
+     * them, so to the collector they are rightly alive from outside. */
     return 0;
 }
 
