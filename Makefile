@@ -1,8 +1,11 @@
 # The two commands of the README:
-#   make        build libtapio, run the C examples against each other, then
-#               the short side-by-side benchmark table
-#   make test   every test, under ASan+UBSan, on the epoll and poll backends
+#   make        build libtapio and the tapio Python package, run the
+#               documentation's examples (C and Python, on tapio), then the
+#               short side-by-side benchmark table
+#   make test   every test: C under ASan+UBSan on both backends, the Python
+#               suite on tapio and asyncio, CPython's test_asyncio mixins
 # Other targets: build, examples, bench, install (PREFIX=...), clean.
+# PYTHON=... chooses the interpreter the package is built for.
 
 BUILD ?= build
 PREFIX ?= /usr/local
@@ -19,17 +22,19 @@ deps:
 build: deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release \
 	      -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DTAPIO_BUILD_EXAMPLES=ON \
-	      -DTAPIO_BUILD_BENCH=ON -DBUILD_TESTING=OFF >/dev/null
+	      -DTAPIO_BUILD_BENCH=ON -DBUILD_TESTING=OFF -DTAPIO_BUILD_PYTHON=ON \
+	      -DPython3_EXECUTABLE=$$(command -v $(PYTHON)) >/dev/null
 	cmake --build $(BUILD)
 
 examples: build
 	./examples/c/run_examples.sh $(BUILD)
+	PYTHONPATH=python $(PYTHON) -m unittest -v tests.python.test_doc_examples
 
 bench: build
 	$(PYTHON) bench/run.py --build-dir $(BUILD) $(BENCH_ARGS)
 
 test: deps
-	./scripts/run-tests.sh
+	PYTHON=$(PYTHON) BUILD=$(BUILD) ./scripts/run-tests.sh
 
 install: build
 	cmake --install $(BUILD)

@@ -1,28 +1,79 @@
 #!/bin/sh
-# Build libtapio with ASan+UBSan and run every test on both I/O backends
-# (each C test is registered twice in ctest: epoll.NAME and poll.NAME).
-# Ends with one summary line: "N passed, N failed".
+# Every test of the project, each suite's summary kept, one total at the end:
+#   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest)
+#   2. the Python suite, the same tests on tapio and on stock asyncio
+#   3. CPython's own test_asyncio mixins against tapio
+#   4. the connection soak (memory and fds flat over 100,000 cycles)
+# The last line is "N passed, N failed" over all of them.
 set -u
 
-BUILD=${TEST_BUILD:-build-sanitize}
+PYTHON=${PYTHON:-python3}
+SAN_BUILD=${TEST_BUILD:-build-sanitize}
+PY_BUILD=${BUILD:-build}
 JOBS=${JOBS:-2}
+LOGS=$(mktemp -d)
+status=0
 
-cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTAPIO_SANITIZE=ON \
-    -DTAPIO_BUILD_BENCH=OFF >/dev/null || exit 1
-cmake --build "$BUILD" || exit 1
+# run NAME COMMAND...: run a suite, show and keep its output for the total.
+run() {
+    name=$1
+    shift
+    echo "=== $name"
+    "$@" >"$LOGS/$name.log" 2>&1
+    rc=$?
+    cat "$LOGS/$name.log"
+    [ "$rc" -eq 0 ] || status=1
+}
 
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest_suite() {
+    cmake -S . -B "$SAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTAPIO_SANITIZE=ON \
+        -DTAPIO_BUILD_BENCH=OFF -DTAPIO_BUILD_PYTHON=OFF >/dev/null || return 1
+    cmake --build "$SAN_BUILD" || return 1
+    export ASAN_OPTIONS=detect_leaks=1:detect_stack_use_after_return=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    (cd "$SAN_BUILD" && ctest --output-on-failure -j "$JOBS")
+}
 
-log="$BUILD/ctest.log"
-(cd "$BUILD" && ctest --output-on-failure -j "$JOBS") 2>&1 | tee "$log"
+python_build() {
+    cmake -S . -B "$PY_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAPIO_BUILD_PYTHON=ON \
+        -DPython3_EXECUTABLE="$(command -v "$PYTHON")" >/dev/null || return 1
+    cmake --build "$PY_BUILD"
+}
 
-summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -n 1)
-total=$(echo "$summary" | sed -E 's/.*out of ([0-9]+).*/\1/')
-failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) tests failed.*/\1/')
-if [ -z "$summary" ]; then
-    echo "0 passed, 1 failed"
-    exit 1
+run c ctest_suite
+if python_build >"$LOGS/build.out" 2>&1; then
+    export PYTHONPATH=python
+    run python "$PYTHON" tests/python/run.py
+    run cpython "$PYTHON" tests/python/cpython_asyncio.py --loop tapio
+    run soak "$PYTHON" tests/python/soak_connections.py
+else
+    cat "$LOGS/build.out"
+    echo "0 passed, 1 failed" >"$LOGS/python-build.log"
+    status=1
 fi
-echo "$((total - failed)) passed, $failed failed"
-[ "$failed" -eq 0 ]
+
+# Sum the suites' summaries: ctest's "N tests failed out of M" and the
+# "N passed, N failed" lines of the others.
+passed=0
+failed=0
+for log in "$LOGS"/*.log; do
+    line=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$log" | tail -n 1)
+    if [ -n "$line" ]; then
+        total=$(echo "$line" | sed -E 's/.*out of ([0-9]+).*/\1/')
+        bad=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed.*/\1/')
+        passed=$((passed + total - bad))
+        failed=$((failed + bad))
+        continue
+    fi
+    line=$(grep -E "^[0-9]+ passed, [0-9]+ failed" "$log" | tail -n 1)
+    if [ -n "$line" ]; then
+        passed=$((passed + $(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')))
+        failed=$((failed + $(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')))
+    else
+        echo "no summary in $(basename "$log" .log): counted as a failure"
+        failed=$((failed + 1))
+    fi
+done
+rm -rf "$LOGS"
+echo "$passed passed, $failed failed"
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ]
