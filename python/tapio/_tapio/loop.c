@@ -522,6 +522,34 @@ static PyObject *loop_backend(LoopCore *self, PyObject *unused)
     return PyUnicode_FromString(tapio_loop_backend(self->loop));
 }
 
+/* libtapio's own error reports (accept out of descriptors, ...) go to the
+ * loop's exception handler as {'message', 'exception'}. */
+static void report_libtapio_error(tapio_loop *loop, const char *message,
+                                  int err, void *arg)
+{
+    (void)loop;
+    LoopCore *self = arg;
+    PyObject *exc = NULL;
+    if (err) {
+        errno = -err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        exc = binding_fetch_exception();
+    }
+    PyObject *ctx = Py_BuildValue("{sssO}", "message", message, "exception",
+                                  exc ? exc : Py_None);
+    if (ctx && !exc)
+        PyDict_DelItemString(ctx, "exception");
+    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)self,
+                                              "call_exception_handler", "O",
+                                              ctx)
+                        : NULL;
+    if (!res)
+        loop_core_set_pending(self);
+    Py_XDECREF(res);
+    Py_XDECREF(ctx);
+    Py_XDECREF(exc);
+}
+
 /* ---- lifetime -------------------------------------------------------- */
 
 static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
@@ -551,6 +579,7 @@ static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
         return set_errno_error(err);
     }
     tapio_loop_set_poll_hooks(self->loop, before_poll, after_poll, self);
+    tapio_loop_set_error_handler(self->loop, report_libtapio_error, self);
     return (PyObject *)self;
 }
 
