@@ -68,6 +68,7 @@ typedef struct Transport {
     Py_buffer view;          /* BufferedProtocol buffer being filled */
     bool view_held;
     bool lost;               /* connection_lost has run */
+    bool dropped_open;       /* the loop closed under it: warn when freed */
     char scratch;            /* target of a read after get_buffer failed */
 } Transport;
 

@@ -425,10 +425,10 @@ static void close_core(LoopCore *self)
     self->closed = true;
     release_watchers(self);
     handle_release_all(self);
+    /* libtapio drops its transports and servers without callbacks. */
+    transport_release_all(self);
     tapio_loop_close(self->loop);
     self->loop = NULL;
-    /* libtapio dropped its transports and servers without callbacks. */
-    transport_release_all(self);
     server_core_forget_all(self);
 }
 

@@ -100,6 +100,7 @@ void transport_release_all(LoopCore *loop)
     Transport *head = &loop->open_transports;
     while (head->next != head) {
         Transport *self = head->next;
+        self->dropped_open = self->t && !tapio_transport_is_closing(self->t);
         detach_socket(self);
         transport_detach(self);
     }
@@ -360,6 +361,7 @@ Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
     self->lost_exc = NULL;
     self->view_held = false;
     self->lost = false;
+    self->dropped_open = false;
     PyObject_GC_Track(self);
     return self;
 }
@@ -622,6 +624,20 @@ static PyObject *transport_repr(Transport *self)
 
 /* ---- lifetime --------------------------------------------------------- */
 
+/* asyncio warns about a transport that was never closed once it is
+ * collected; here that is one the loop had to close itself. */
+static void transport_finalize(Transport *self)
+{
+    if (!self->dropped_open)
+        return;
+    self->dropped_open = false;
+    PyObject *exc = binding_fetch_exception();
+    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
+                         (PyObject *)self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    binding_restore_exception(exc);
+}
+
 static int transport_traverse(Transport *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
@@ -647,6 +663,8 @@ static int transport_clear(Transport *self)
 static void transport_dealloc(Transport *self)
 {
     PyTypeObject *type = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return; /* resurrected by the warning machinery */
     PyObject_GC_UnTrack(self);
     if (self->weakreflist)
         PyObject_ClearWeakRefs((PyObject *)self);
@@ -693,6 +711,7 @@ static PyMemberDef transport_members[] = {
 
 static PyType_Slot transport_slots[] = {
     {Py_tp_dealloc, transport_dealloc},
+    {Py_tp_finalize, transport_finalize},
     {Py_tp_traverse, transport_traverse},
     {Py_tp_clear, transport_clear},
     {Py_tp_repr, transport_repr},
