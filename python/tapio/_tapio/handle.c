@@ -37,7 +37,9 @@ Handle *handle_new(LoopCore *loop, PyTypeObject *type, PyObject *callback,
     h->cancelled = false;
     h->queued = false;
     h->timer = type == loop->state->TimerHandleType;
-    PyObject_GC_Track(h);
+    /* A queued handle is not tracked by the collector: the loop holds it,
+     * so it is alive whatever cycles pass through it. handle_dequeue tracks
+     * it if anyone else still holds it. */
     return h;
 }
 
@@ -64,6 +66,8 @@ void handle_dequeue(Handle *h)
     h->prev->next = h->next;
     h->next->prev = h->prev;
     h->prev = h->next = NULL;
+    if (Py_REFCNT(h) > 1 && !PyObject_GC_IsTracked((PyObject *)h))
+        PyObject_GC_Track(h);
     Py_DECREF(h);
 }
 

@@ -264,6 +264,7 @@ static PyObject *add_watcher(LoopCore *self, PyObject *watchers, add_fn add,
                            nargs - 2, Py_None);
     if (!h)
         return NULL;
+    PyObject_GC_Track(h); /* held by the watcher table, not the queue */
     PyObject *key = PyLong_FromLong(fd);
     int err = key ? add(self->loop, fd, fd_ready, h) : 0;
     if (!key || err) {
