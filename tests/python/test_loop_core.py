@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 
 from .loops import loop_tests
 
@@ -113,6 +114,36 @@ class CallSoonTests:
         self.loop.close()
         with self.assertRaisesRegex(RuntimeError, "Event loop is closed"):
             self.loop.call_soon(print)
+
+
+@loop_tests(LOOPS)
+class HandleLifetimeTests:
+    """A handle kept in a reference cycle must not keep the cycle alive once
+    it has run or been cancelled, and must keep it alive while queued."""
+
+    class Holder:
+        def method(self):
+            pass
+
+    def test_cycle_through_a_handle_that_ran_is_collected(self):
+        holder = self.Holder()
+        holder.handle = self.loop.call_soon(holder.method)
+        ref = weakref.ref(holder)
+        del holder
+        gc.collect()
+        self.assertIsNotNone(ref(), "a queued handle's callback must stay alive")
+        self.run_briefly()
+        gc.collect()
+        self.assertIsNone(ref())
+
+    def test_cycle_through_a_cancelled_timer_is_collected(self):
+        holder = self.Holder()
+        holder.timer = self.loop.call_later(60, holder.method)
+        ref = weakref.ref(holder)
+        holder.timer.cancel()
+        del holder
+        gc.collect()
+        self.assertIsNone(ref())
 
 
 @loop_tests(LOOPS)
