@@ -16,15 +16,12 @@ TLS = 'TLS, ssl= (issue 6)'
 EVENTS = 'test_events.EventLoopTests.'
 SENDFILE = 'test_sendfile.SendfileTests.'
 STREAMS = 'test_streams.StreamTests.'
-SERVER = 'test_server.StartServerTests.'
 
 SKIPS = {
     # test_events: EventLoopTestsMixin
     EVENTS + 'test_create_server_multiple_hosts_ipv*':
         'private: patches asyncio.base_events.socket and replaces '
         'loop._start_serving/_stop_serving with mocks',
-    EVENTS + 'test_internal_fds':
-        'private: reads the selector loop\'s _internal_fds, _csock, _ssock',
     EVENTS + 'test_prompt_cancellation':
         'private: calls loop._stop_serving()',
     EVENTS + 'test_timeout_rounding':
@@ -53,29 +50,11 @@ SKIPS = {
     EVENTS + 'test_subprocess_*': SUBPROCESS,
 
     # test_sendfile: SendfileMixin
-    SENDFILE + 'test_sendfile_force_fallback':
-        'private: replaces loop._sendfile_native with '
-        'base_events.BaseEventLoop._sendfile_native',
-    SENDFILE + 'test_sendfile_force_unsupported_native':
-        'private: replaces loop._sendfile_native with '
-        'base_events.BaseEventLoop._sendfile_native',
-    SENDFILE + 'test_sendfile_fallback_close_peer_in_the_middle_of_receiving':
-        'private: replaces loop._sendfile_native with '
-        'base_events.BaseEventLoop._sendfile_native',
-    SENDFILE + 'test_sendfile_no_fallback_for_fallback_transport':
-        'private: a mock transport speaking asyncio\'s internal '
-        '_sendfile_compatible/_SendfileMode protocol',
     SENDFILE + 'test_sendfile_not_supported': UDP,
     SENDFILE + 'test_sendfile_ssl': TLS,
     SENDFILE + 'test_sendfile_ssl_partial': TLS,
     SENDFILE + 'test_sendfile_ssl_pre_and_post_data': TLS,
     SENDFILE + 'test_sendfile_ssl_close_peer_after_receiving': TLS,
-
-    # test_server: BaseStartServer and SelectorStartServerTests
-    SERVER + 'test_start_server_1':
-        'private: asserts the stock asyncio.Server\'s _sockets and _waiters',
-    SERVER + 'test_start_unix_server_1':
-        'private: asserts the stock asyncio.Server\'s _sockets and _waiters',
 
     # test_streams: StreamTests
     STREAMS + 'test_open_connection_no_loop_ssl': TLS,
