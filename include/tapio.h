@@ -52,6 +52,17 @@ typedef struct tapio_connect_req tapio_connect_req;
 /** Name of a (negative) error code returned by tapio, e.g. "Connection refused". */
 TAPIO_API const char *tapio_strerror(int err);
 
+/*
+ * Name resolution failures are getaddrinfo's EAI_* codes (negative in glibc)
+ * moved below TAPIO_EAI_BASE, so they never collide with a negative errno:
+ * TAPIO_ERR_EAI(EAI_NONAME). tapio_strerror names them as gai_strerror does.
+ */
+#define TAPIO_EAI_BASE (-3000)
+#define TAPIO_ERR_EAI(eai) (TAPIO_EAI_BASE + (eai))
+/** True for a name resolution failure; tapio_error_eai gives its EAI_* code. */
+TAPIO_API bool tapio_error_is_eai(int err);
+TAPIO_API int tapio_error_eai(int err);
+
 /* ======================================================================
  * Event loop
  * ====================================================================== */

@@ -192,7 +192,7 @@ static int resolve(const char *host, const char *port, int family, int flags,
         return -ENOMEM;
     if (rc == EAI_NONAME && (flags & AI_NUMERICHOST))
         return 1; /* not numeric: needs the resolver */
-    return -EHOSTUNREACH;
+    return TAPIO_ERR_EAI(rc);
 }
 
 static int resolve_all(tapio_connect_req *req, int flags)

@@ -378,7 +378,7 @@ static int bind_host(tapio_server *s, const char *host, const char *port,
     hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
     int rc = getaddrinfo(host && *host ? host : NULL, port, &hints, &res);
     if (rc)
-        return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+        return rc == EAI_SYSTEM ? -errno : TAPIO_ERR_EAI(rc);
     int err = 0;
     bool wildcard_port = strcmp(port, "0") == 0;
     for (struct addrinfo *ai = res; ai && !err; ai = ai->ai_next) {

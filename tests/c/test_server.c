@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -455,6 +456,23 @@ TEST(connect_to_a_closed_port_is_refused)
     conn_connect(loop, c, "127.0.0.1", free_tcp_port(), NULL);
     RUN_UNTIL(loop, c->connect_done, 10);
     CHECK_ERR(c->connect_err, -ECONNREFUSED);
+    CHECK_EQ_INT(c->made, 0);
+}
+
+/* A name the resolver rejects is an EAI error, not an errno: here an unknown
+ * service name, which fails from /etc/services without any network. */
+TEST(connect_reports_name_resolution_failures_as_eai)
+{
+    tapio_loop *loop = test_loop();
+    conn *c = conn_new();
+    CHECK_OK(tapio_connect(loop, "127.0.0.1", "no-such-tapio-service", NULL,
+                           &conn_protocol, c, conn_on_connected, c, NULL));
+    RUN_UNTIL(loop, c->connect_done, 10);
+    CHECK(tapio_error_is_eai(c->connect_err));
+    CHECK_EQ_INT(tapio_error_eai(c->connect_err), EAI_SERVICE);
+    CHECK(strcmp(tapio_strerror(c->connect_err), gai_strerror(EAI_SERVICE)) ==
+          0);
+    CHECK(!tapio_error_is_eai(-ECONNREFUSED));
     CHECK_EQ_INT(c->made, 0);
 }
 
