@@ -4,6 +4,7 @@
 #   2. the Python suite, the same tests on tapio and on stock asyncio
 #   3. CPython's own test_asyncio mixins against tapio
 #   4. the connection soak (memory and fds flat over 100,000 cycles)
+#   5. aiohttp and websockets on tapio (with Debian's python3, which has them)
 # The last line is "N passed, N failed" over all of them.
 set -u
 
@@ -46,6 +47,8 @@ if python_build >"$LOGS/build.out" 2>&1; then
     run python "$PYTHON" tests/python/run.py
     run cpython "$PYTHON" tests/python/cpython_asyncio.py --loop tapio
     run soak "$PYTHON" tests/python/soak_connections.py
+    # aiohttp and websockets are Debian packages, importable by Debian's python.
+    run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
 else
     cat "$LOGS/build.out"
     echo "0 passed, 1 failed" >"$LOGS/python-build.log"

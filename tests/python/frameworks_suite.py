@@ -1,0 +1,79 @@
+"""Frameworks on the loop: an aiohttp server and client, a websockets echo.
+The packages come from Debian (python3-aiohttp, python3-websockets), so the
+test script runs this module with Debian's python3:
+
+    PYTHONPATH=python /usr/bin/python3 tests/python/run.py frameworks_suite
+"""
+import asyncio
+
+import aiohttp
+import websockets
+from aiohttp import web
+
+from .loops import loop_tests
+
+LOOPS = ("asyncio", "tapio")
+
+
+@loop_tests(LOOPS)
+class FrameworkTests:
+    def test_aiohttp_server_and_client(self):
+        async def hello(request):
+            return web.Response(text="hello " + request.match_info["name"])
+
+        async def test():
+            app = web.Application()
+            app.router.add_get("/{name}", hello)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            try:
+                port = runner.addresses[0][1]
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(f"http://127.0.0.1:{port}/tapio") as response:
+                        self.assertEqual(response.status, 200)
+                        self.assertEqual(await response.text(), "hello tapio")
+                    # a second request reuses the keep-alive connection
+                    async with session.get(f"http://127.0.0.1:{port}/again") as response:
+                        self.assertEqual(await response.text(), "hello again")
+            finally:
+                await runner.cleanup()
+        self.run_coro(test())
+
+    def test_aiohttp_large_body_both_ways(self):
+        body = bytes(range(256)) * 4096  # 1 MiB
+
+        async def echo(request):
+            return web.Response(body=await request.read())
+
+        async def test():
+            app = web.Application(client_max_size=2 * len(body))
+            app.router.add_post("/echo", echo)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            try:
+                port = runner.addresses[0][1]
+                async with aiohttp.ClientSession() as session:
+                    async with session.post(f"http://127.0.0.1:{port}/echo",
+                                            data=body) as response:
+                        self.assertEqual(await response.read(), body)
+            finally:
+                await runner.cleanup()
+        self.run_coro(test())
+
+    def test_websockets_echo(self):
+        async def echo(websocket, *_):
+            async for message in websocket:
+                await websocket.send(message)
+
+        async def test():
+            async with websockets.serve(echo, "127.0.0.1", 0) as server:
+                port = next(iter(server.sockets)).getsockname()[1]
+                async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
+                    for message in ("ping", "x" * 100_000, b"\x00\x01binary"):
+                        await ws.send(message)
+                        self.assertEqual(await ws.recv(), message)
+        self.run_coro(test())
