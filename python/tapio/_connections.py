@@ -9,9 +9,9 @@ import os
 import socket
 import stat
 import sys
-from asyncio import staggered, trsock
+from asyncio import staggered
 
-from ._helpers import logger
+from ._helpers import logger, socket_extra
 from ._server import Server
 
 try:
@@ -84,16 +84,6 @@ def _set_result_unless_cancelled(fut, result):
         fut.set_result(result)
 
 
-def _transport_extra(sock):
-    extra = {"socket": trsock.TransportSocket(sock)}
-    for key, call in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-        try:
-            extra[key] = call()
-        except OSError:
-            extra[key] = None
-    return extra
-
-
 def _raise_connect_errors(exceptions, all_errors):
     exceptions = [exc for sub in exceptions for exc in sub]
     try:
@@ -121,7 +111,7 @@ class ConnectionsMixin:
         return infos
 
     def _wrap(self, sock, protocol):
-        return self._wrap_socket(sock, protocol, _transport_extra(sock))
+        return self._wrap_socket(sock, protocol, socket_extra(sock))
 
     async def _connection_transport(self, sock, protocol_factory):
         sock.setblocking(False)

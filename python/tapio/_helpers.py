@@ -4,6 +4,7 @@ import functools
 import inspect
 import logging
 import reprlib
+from asyncio import trsock
 
 logger = logging.getLogger("asyncio")  # asyncio's logger, so user config applies
 
@@ -55,3 +56,14 @@ def handle_repr(handle):
 
 def log_slow_callback(handle, seconds):
     logger.warning("Executing %s took %.3f seconds", handle_repr(handle), seconds)
+
+
+def socket_extra(sock):
+    """A transport's extra info for its socket, as asyncio fills it in."""
+    extra = {"socket": trsock.TransportSocket(sock)}
+    for key, call in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
+        try:
+            extra[key] = call()
+        except OSError:
+            extra[key] = None
+    return extra

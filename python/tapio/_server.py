@@ -5,7 +5,7 @@ import socket
 import sys
 from asyncio import trsock
 
-from ._helpers import logger
+from ._helpers import logger, socket_extra
 
 
 def accepted_extra(fd):
@@ -13,13 +13,7 @@ def accepted_extra(fd):
     socket object is a view: the transport detaches it before libtapio
     closes the fd."""
     sock = socket.socket(fileno=fd)
-    extra = {"socket": trsock.TransportSocket(sock)}
-    for key, call in (("sockname", sock.getsockname), ("peername", sock.getpeername)):
-        try:
-            extra[key] = call()
-        except OSError:
-            extra[key] = None
-    return sock, extra
+    return sock, socket_extra(sock)
 
 
 class Server(asyncio.AbstractServer):

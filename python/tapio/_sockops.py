@@ -60,19 +60,26 @@ class SockOpsMixin:
         return fut
 
     @staticmethod
-    def _retry(fut, call):
-        """Run call() for a waiting future: its result, an error, or later."""
+    def _attempt(fut, call):
+        """call() for a waiting future: (True, result), or (False, None) when
+        the socket is not ready yet or the call failed (fut has the error)."""
         if fut.done():
-            return
+            return False, None
         try:
-            result = call()
+            return True, call()
         except (BlockingIOError, InterruptedError):
-            return
+            return False, None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             fut.set_exception(exc)
-        else:
+            return False, None
+
+    @classmethod
+    def _retry(cls, fut, call):
+        """Run call() for a waiting future: its result, an error, or later."""
+        ok, result = cls._attempt(fut, call)
+        if ok:
             fut.set_result(result)
 
     # ---- receiving ------------------------------------------------------
@@ -113,16 +120,8 @@ class SockOpsMixin:
         position = [sent]
 
         def send_more(fut, s):
-            if fut.done():
-                return
-            try:
-                n = s.send(view[position[0]:])
-            except (BlockingIOError, InterruptedError):
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                fut.set_exception(exc)
+            ok, n = self._attempt(fut, lambda: s.send(view[position[0]:]))
+            if not ok:
                 return
             position[0] += n
             if position[0] == len(view):

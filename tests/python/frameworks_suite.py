@@ -4,7 +4,7 @@ test script runs this module with Debian's python3:
 
     PYTHONPATH=python /usr/bin/python3 tests/python/run.py frameworks_suite
 """
-import asyncio
+import contextlib
 
 import aiohttp
 import websockets
@@ -13,6 +13,18 @@ from aiohttp import web
 from .loops import loop_tests
 
 LOOPS = ("asyncio", "tapio")
+
+
+@contextlib.asynccontextmanager
+async def serving(app):
+    """Run an aiohttp app on a free port of 127.0.0.1; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 @loop_tests(LOOPS)
@@ -24,21 +36,13 @@ class FrameworkTests:
         async def test():
             app = web.Application()
             app.router.add_get("/{name}", hello)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            try:
-                port = runner.addresses[0][1]
-                async with aiohttp.ClientSession() as session:
-                    async with session.get(f"http://127.0.0.1:{port}/tapio") as response:
-                        self.assertEqual(response.status, 200)
-                        self.assertEqual(await response.text(), "hello tapio")
-                    # a second request reuses the keep-alive connection
-                    async with session.get(f"http://127.0.0.1:{port}/again") as response:
-                        self.assertEqual(await response.text(), "hello again")
-            finally:
-                await runner.cleanup()
+            async with serving(app) as url, aiohttp.ClientSession() as session:
+                async with session.get(f"{url}/tapio") as response:
+                    self.assertEqual(response.status, 200)
+                    self.assertEqual(await response.text(), "hello tapio")
+                # a second request reuses the keep-alive connection
+                async with session.get(f"{url}/again") as response:
+                    self.assertEqual(await response.text(), "hello again")
         self.run_coro(test())
 
     def test_aiohttp_large_body_both_ways(self):
@@ -50,18 +54,9 @@ class FrameworkTests:
         async def test():
             app = web.Application(client_max_size=2 * len(body))
             app.router.add_post("/echo", echo)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            try:
-                port = runner.addresses[0][1]
-                async with aiohttp.ClientSession() as session:
-                    async with session.post(f"http://127.0.0.1:{port}/echo",
-                                            data=body) as response:
-                        self.assertEqual(await response.read(), body)
-            finally:
-                await runner.cleanup()
+            async with serving(app) as url, aiohttp.ClientSession() as session:
+                async with session.post(f"{url}/echo", data=body) as response:
+                    self.assertEqual(await response.read(), body)
         self.run_coro(test())
 
     def test_websockets_echo(self):
