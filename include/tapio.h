@@ -509,6 +509,116 @@ TAPIO_API void tapio_server_close(tapio_server *s, tapio_callback on_closed,
 
 TAPIO_API tapio_loop *tapio_server_loop(const tapio_server *s);
 
+/* ======================================================================
+ * Datagram transports (UDP, Unix datagram sockets; asyncio's
+ * DatagramTransport and DatagramProtocol)
+ *
+ * Lifetime, references and close/abort are as for stream transports.
+ * ====================================================================== */
+
+typedef struct tapio_datagram tapio_datagram;
+
+typedef struct tapio_datagram_protocol {
+    void (*connection_made)(tapio_datagram *d, void *user);
+    /**
+     * A datagram arrived (possibly of 0 bytes) from `addr`. `data` and `addr`
+     * are valid only during the call; addrlen is 0 when the sender has no
+     * address (an unbound Unix datagram socket).
+     */
+    void (*datagram_received)(tapio_datagram *d, const void *data, size_t len,
+                              const struct sockaddr *addr, socklen_t addrlen,
+                              void *user);
+    /**
+     * A send or receive failed with a negative errno (ECONNREFUSED on a
+     * connected socket after the peer's port proved closed, say). The
+     * endpoint stays open.
+     */
+    void (*error_received)(tapio_datagram *d, int err, void *user);
+    void (*connection_lost)(tapio_datagram *d, int err, void *user);
+    void (*pause_writing)(tapio_datagram *d, void *user);
+    void (*resume_writing)(tapio_datagram *d, void *user);
+} tapio_datagram_protocol;
+
+typedef struct tapio_datagram_options {
+    int family;              /* AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX */
+    /* Inet: bind to local_host:local_port and/or connect to remote_host:
+     * remote_port (names resolved with getaddrinfo in the call). Unix: bind
+     * to local_host and/or connect to remote_host as paths (a leading '\0'
+     * needs the *_len field; 0 means strlen). */
+    const char *local_host, *local_port;
+    const char *remote_host, *remote_port;
+    size_t local_len, remote_len;
+    bool reuse_port;         /* SO_REUSEPORT */
+    bool allow_broadcast;    /* SO_BROADCAST; the remote address is then
+                                a default destination, not connected */
+} tapio_datagram_options;
+
+/**
+ * Open a datagram endpoint (asyncio's create_datagram_endpoint): for each
+ * address family the names resolve to, a socket is made, bound and connected
+ * as asked, until one works. connection_made runs on the next iteration.
+ */
+TAPIO_API int tapio_datagram_open(tapio_loop *loop,
+                                  const tapio_datagram_options *opts,
+                                  const tapio_datagram_protocol *proto,
+                                  void *user, tapio_datagram **out);
+
+/**
+ * Wrap a datagram socket the caller made. `remote` (may be NULL) is the
+ * default destination; sending elsewhere is refused with -EISCONN. The
+ * endpoint owns `fd` from then on, even when the call fails.
+ */
+TAPIO_API int tapio_datagram_from_fd(tapio_loop *loop, int fd,
+                                     const struct sockaddr *remote,
+                                     socklen_t remote_len,
+                                     const tapio_datagram_protocol *proto,
+                                     void *user, tapio_datagram **out);
+
+/**
+ * Send one datagram (0 bytes allowed) to `addr`, or to the remote address
+ * when addr is NULL. Sent at once when nothing is queued and the socket
+ * takes it; otherwise queued (a copy) and sent in order when the socket is
+ * writable, counted in the write buffer size for flow control. A send error
+ * goes to error_received. Returns 0, -EDESTADDRREQ without any address,
+ * -EISCONN for an address other than the remote one, -EBADF once closing.
+ */
+TAPIO_API int tapio_datagram_sendto(tapio_datagram *d, const void *data,
+                                    size_t len, const struct sockaddr *addr,
+                                    socklen_t addrlen);
+
+/** Stop receiving, send what is queued, then connection_lost(0). */
+TAPIO_API void tapio_datagram_close(tapio_datagram *d);
+/** Drop the queue and call connection_lost(0) without waiting. */
+TAPIO_API void tapio_datagram_abort(tapio_datagram *d);
+TAPIO_API bool tapio_datagram_is_closing(const tapio_datagram *d);
+/** Bytes of queued datagrams. */
+TAPIO_API size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d);
+/** As tapio_transport_set_write_buffer_limits. */
+TAPIO_API int tapio_datagram_set_write_buffer_limits(tapio_datagram *d,
+                                                     ssize_t high,
+                                                     ssize_t low);
+TAPIO_API void tapio_datagram_get_write_buffer_limits(const tapio_datagram *d,
+                                                      size_t *low,
+                                                      size_t *high);
+TAPIO_API void tapio_datagram_set_protocol(tapio_datagram *d,
+                                           const tapio_datagram_protocol *proto,
+                                           void *user);
+TAPIO_API tapio_loop *tapio_datagram_loop(const tapio_datagram *d);
+/** The socket fd (-1 once closed). */
+TAPIO_API int tapio_datagram_fd(const tapio_datagram *d);
+/**
+ * The local address, and the connected peer's (-ENOTCONN when the socket is
+ * not connected, with allow_broadcast for one), as of creation.
+ */
+TAPIO_API int tapio_datagram_sockname(const tapio_datagram *d,
+                                      struct sockaddr_storage *addr,
+                                      socklen_t *len);
+TAPIO_API int tapio_datagram_peername(const tapio_datagram *d,
+                                      struct sockaddr_storage *addr,
+                                      socklen_t *len);
+TAPIO_API void tapio_datagram_ref(tapio_datagram *d);
+TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
+
 #ifdef __cplusplus
 }
 #endif
