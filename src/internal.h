@@ -215,6 +215,7 @@ struct tapio_loop {
 
     /* Open transports, servers and pending connects, for loop close. */
     tapio__list transports;
+    tapio__list datagrams;
     tapio__list servers;
     tapio__list connects;
 
@@ -227,6 +228,16 @@ struct tapio_loop {
 TAPIO__HIDDEN void tapio__report_error(tapio_loop *loop, const char *message,
                                        int err);
 TAPIO__HIDDEN double tapio__clock_now(void);
+
+/* ---- flow control (flow.c) ------------------------------------------ */
+
+/* Resolve set_write_buffer_limits arguments (negative: not given). */
+TAPIO__HIDDEN int tapio__flow_limits(ssize_t high, ssize_t low,
+                                     size_t *out_high, size_t *out_low);
+
+/* ---- datagram transports (datagram.c) -------------------------------- */
+
+TAPIO__HIDDEN void tapio__datagrams_destroy_all(tapio_loop *loop);
 
 /* ---- transports (stream.c) ------------------------------------------ */
 

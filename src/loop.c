@@ -61,6 +61,7 @@ int tapio_loop_new(tapio_loop **out)
     loop->error_handler = default_error_handler;
     tapio__list_init(&loop->user_watchers);
     tapio__list_init(&loop->transports);
+    tapio__list_init(&loop->datagrams);
     tapio__list_init(&loop->servers);
     tapio__list_init(&loop->connects);
     pthread_mutex_init(&loop->tsq_lock, NULL);
@@ -332,6 +333,7 @@ int tapio_loop_close(tapio_loop *loop)
      * connections point at them). */
     tapio__connects_destroy_all(loop);
     tapio__transports_destroy_all(loop);
+    tapio__datagrams_destroy_all(loop);
     tapio__servers_destroy_all(loop);
     tapio__signals_release(loop);
     tapio__io_close_all(loop);

@@ -555,14 +555,9 @@ size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
                                             ssize_t low)
 {
-    if (high < 0)
-        high = low < 0 ? TAPIO_DEFAULT_HIGH_WATER : 4 * low;
-    if (low < 0)
-        low = high / 4;
-    if (!(high >= low && low >= 0))
-        return -EINVAL;
-    t->high = (size_t)high;
-    t->low = (size_t)low;
+    int err = tapio__flow_limits(high, low, &t->high, &t->low);
+    if (err)
+        return err;
     if (!t->dead)
         maybe_pause_protocol(t);
     return 0;

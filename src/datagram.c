@@ -1,0 +1,573 @@
+/* Datagram transports (UDP, Unix datagram sockets): receiving several
+ * datagrams per readiness event, a queue of datagrams the socket could not
+ * take yet, flow control and the endpoint's lifetime. Mirrors asyncio's
+ * _SelectorDatagramTransport. */
+#include "internal.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Datagrams read per readiness event: enough to drain a busy socket in few
+ * wakeups, few enough that one socket cannot starve the rest of the loop. */
+#define READS_PER_EVENT 32
+
+typedef struct queued {
+    struct queued *next;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    size_t len;
+    char data[];
+} queued;
+
+struct tapio_datagram {
+    tapio__io io;
+    tapio__list node; /* in loop->datagrams while alive */
+    tapio_loop *loop;
+    const tapio_datagram_protocol *proto;
+    void *user;
+    unsigned refs;       /* the loop's (until connection_lost ran) + user's */
+    unsigned conn_lost;  /* set once connection_lost is due */
+    bool started;        /* connection_made has run */
+    bool closing;
+    bool dead;
+    bool lost_pending;
+    bool protocol_paused;
+    bool connected;      /* the kernel socket is connected to `remote` */
+    int lost_error;
+
+    queued *head, *tail; /* datagrams the socket has not taken yet */
+    size_t queued_bytes;
+    size_t high, low;
+
+    struct sockaddr_storage remote, local, peer;
+    socklen_t remote_len, local_len, peer_len;
+};
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static void drop_queue(tapio_datagram *d)
+{
+    while (d->head) {
+        queued *q = d->head;
+        d->head = q->next;
+        free(q);
+    }
+    d->tail = NULL;
+    d->queued_bytes = 0;
+}
+
+void tapio_datagram_ref(tapio_datagram *d) { d->refs++; }
+
+void tapio_datagram_unref(tapio_datagram *d)
+{
+    if (--d->refs == 0) {
+        drop_queue(d);
+        free(d);
+    }
+}
+
+static void release(tapio_datagram *d)
+{
+    tapio__io_detach(d->loop, &d->io);
+    close(d->io.fd);
+    d->io.fd = -1;
+    d->dead = true;
+    d->closing = true;
+    if (!d->conn_lost)
+        d->conn_lost = 1;
+    drop_queue(d);
+    tapio__list_remove(&d->node);
+}
+
+static void call_connection_lost(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_datagram *d = arg;
+    if (d->proto && d->proto->connection_lost)
+        d->proto->connection_lost(d, d->lost_error, d->user);
+    release(d);
+    tapio_datagram_unref(d);
+}
+
+static void schedule_connection_lost(tapio_datagram *d, int err)
+{
+    d->conn_lost++;
+    d->lost_error = err;
+    d->lost_pending = true;
+    if (!tapio_call_soon(d->loop, call_connection_lost, d)) {
+        tapio__report_error(d->loop, "scheduling connection_lost", -ENOMEM);
+        call_connection_lost(d->loop, d);
+    }
+}
+
+void tapio__datagrams_destroy_all(tapio_loop *loop)
+{
+    while (!tapio__list_empty(&loop->datagrams)) {
+        tapio_datagram *d =
+            tapio__container_of(loop->datagrams.next, tapio_datagram, node);
+        release(d);
+        tapio_datagram_unref(d);
+    }
+}
+
+/* ---- interest and flow control ---------------------------------------- */
+
+static void update_interest(tapio_datagram *d)
+{
+    unsigned want = 0;
+    if (d->started && !d->closing)
+        want |= TAPIO__READ;
+    if (d->head)
+        want |= TAPIO__WRITE;
+    if (want != d->io.want)
+        tapio__io_set(d->loop, &d->io, want);
+}
+
+static void maybe_pause_protocol(tapio_datagram *d)
+{
+    if (d->queued_bytes <= d->high || d->protocol_paused)
+        return;
+    d->protocol_paused = true;
+    if (d->proto && d->proto->pause_writing)
+        d->proto->pause_writing(d, d->user);
+}
+
+static void maybe_resume_protocol(tapio_datagram *d)
+{
+    if (!d->protocol_paused || d->queued_bytes > d->low)
+        return;
+    d->protocol_paused = false;
+    if (d->proto && d->proto->resume_writing)
+        d->proto->resume_writing(d, d->user);
+}
+
+static void error_received(tapio_datagram *d, int err)
+{
+    if (d->proto && d->proto->error_received)
+        d->proto->error_received(d, err, d->user);
+}
+
+/* ---- receiving ------------------------------------------------------- */
+
+static void receive(tapio_datagram *d)
+{
+    for (int i = 0; i < READS_PER_EVENT && !d->closing; i++) {
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof(from);
+        ssize_t n = recvfrom(d->io.fd, d->loop->read_buf, TAPIO__READ_SIZE, 0,
+                             (struct sockaddr *)&from, &fromlen);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno != EINTR) {
+                /* ECONNREFUSED and friends: reported, the endpoint lives. */
+                error_received(d, -errno);
+                return;
+            }
+            continue;
+        }
+        /* An unbound Unix sender has no address beyond its family. */
+        if (fromlen <= sizeof(sa_family_t))
+            fromlen = 0;
+        if (d->proto && d->proto->datagram_received)
+            d->proto->datagram_received(d, d->loop->read_buf, (size_t)n,
+                                        fromlen ? (struct sockaddr *)&from
+                                                : NULL,
+                                        fromlen, d->user);
+    }
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static ssize_t send_one(tapio_datagram *d, const void *data, size_t len,
+                        const struct sockaddr *addr, socklen_t addrlen)
+{
+    ssize_t n;
+    do
+        n = d->connected ? send(d->io.fd, data, len, MSG_NOSIGNAL)
+                         : sendto(d->io.fd, data, len, MSG_NOSIGNAL, addr,
+                                  addrlen);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static bool would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+}
+
+static void flush_queue(tapio_datagram *d)
+{
+    while (d->head) {
+        queued *q = d->head;
+        ssize_t n = send_one(d, q->data, q->len, (struct sockaddr *)&q->addr,
+                             q->addrlen);
+        if (n < 0 && would_block(errno))
+            break;
+        d->head = q->next;
+        if (!d->head)
+            d->tail = NULL;
+        d->queued_bytes -= q->len;
+        int err = n < 0 ? -errno : 0;
+        free(q);
+        if (err) { /* like asyncio: that datagram is dropped and reported */
+            error_received(d, err);
+            break;
+        }
+    }
+    maybe_resume_protocol(d);
+    update_interest(d);
+    if (!d->head && d->closing && !d->lost_pending)
+        schedule_connection_lost(d, 0);
+}
+
+static int enqueue(tapio_datagram *d, const void *data, size_t len,
+                   const struct sockaddr *addr, socklen_t addrlen)
+{
+    queued *q = malloc(sizeof(*q) + len);
+    if (!q)
+        return -ENOMEM;
+    q->next = NULL;
+    q->len = len;
+    q->addrlen = addrlen;
+    if (addrlen)
+        memcpy(&q->addr, addr, addrlen);
+    if (len)
+        memcpy(q->data, data, len);
+    if (d->tail)
+        d->tail->next = q;
+    else
+        d->head = q;
+    d->tail = q;
+    d->queued_bytes += len;
+    update_interest(d);
+    maybe_pause_protocol(d);
+    return 0;
+}
+
+static bool same_address(const struct sockaddr *a, socklen_t alen,
+                         const struct sockaddr_storage *b, socklen_t blen)
+{
+    return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+int tapio_datagram_sendto(tapio_datagram *d, const void *data, size_t len,
+                          const struct sockaddr *addr, socklen_t addrlen)
+{
+    if (d->remote_len) {
+        if (addr && !same_address(addr, addrlen, &d->remote, d->remote_len))
+            return -EISCONN;
+        addr = (const struct sockaddr *)&d->remote;
+        addrlen = d->remote_len;
+    } else if (!addr) {
+        return -EDESTADDRREQ;
+    }
+    if (d->conn_lost) /* asyncio drops datagrams once the end is due */
+        return 0;
+    if (!d->head) {
+        ssize_t n = send_one(d, data, len, addr, addrlen);
+        if (n >= 0)
+            return 0;
+        if (!would_block(errno)) {
+            /* asyncio reports it from inside sendto, too */
+            error_received(d, -errno);
+            return 0;
+        }
+    }
+    return enqueue(d, data, len, addr, addrlen);
+}
+
+static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
+{
+    (void)loop;
+    tapio_datagram *d = tapio__container_of(io, tapio_datagram, io);
+    if ((events & TAPIO__WRITE) && d->head)
+        flush_queue(d);
+    if ((events & TAPIO__READ) && !d->closing)
+        receive(d);
+}
+
+/* ---- the DatagramTransport API ----------------------------------------- */
+
+void tapio_datagram_close(tapio_datagram *d)
+{
+    if (d->closing)
+        return;
+    d->closing = true;
+    update_interest(d);
+    if (!d->head)
+        schedule_connection_lost(d, 0);
+}
+
+void tapio_datagram_abort(tapio_datagram *d)
+{
+    if (d->dead || d->conn_lost)
+        return;
+    drop_queue(d);
+    d->closing = true;
+    update_interest(d);
+    schedule_connection_lost(d, 0);
+}
+
+bool tapio_datagram_is_closing(const tapio_datagram *d) { return d->closing; }
+
+size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d)
+{
+    return d->queued_bytes;
+}
+
+int tapio_datagram_set_write_buffer_limits(tapio_datagram *d, ssize_t high,
+                                           ssize_t low)
+{
+    int err = tapio__flow_limits(high, low, &d->high, &d->low);
+    if (!err && !d->dead)
+        maybe_pause_protocol(d);
+    return err;
+}
+
+void tapio_datagram_get_write_buffer_limits(const tapio_datagram *d,
+                                            size_t *low, size_t *high)
+{
+    if (low)
+        *low = d->low;
+    if (high)
+        *high = d->high;
+}
+
+void tapio_datagram_set_protocol(tapio_datagram *d,
+                                 const tapio_datagram_protocol *proto,
+                                 void *user)
+{
+    d->proto = proto;
+    d->user = user;
+}
+
+tapio_loop *tapio_datagram_loop(const tapio_datagram *d) { return d->loop; }
+
+int tapio_datagram_fd(const tapio_datagram *d) { return d->io.fd; }
+
+static int copy_address(const struct sockaddr_storage *src, socklen_t len,
+                        struct sockaddr_storage *addr, socklen_t *out_len)
+{
+    if (!len)
+        return -ENOTCONN;
+    memcpy(addr, src, len);
+    *out_len = len;
+    return 0;
+}
+
+int tapio_datagram_sockname(const tapio_datagram *d,
+                            struct sockaddr_storage *addr, socklen_t *len)
+{
+    return copy_address(&d->local, d->local_len, addr, len);
+}
+
+int tapio_datagram_peername(const tapio_datagram *d,
+                            struct sockaddr_storage *addr, socklen_t *len)
+{
+    return copy_address(&d->peer, d->peer_len, addr, len);
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+static void call_connection_made(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_datagram *d = arg;
+    if (d->proto && d->proto->connection_made)
+        d->proto->connection_made(d, d->user);
+    d->started = true;
+    update_interest(d);
+}
+
+static void cache_addresses(tapio_datagram *d)
+{
+    d->local_len = sizeof(d->local);
+    if (getsockname(d->io.fd, (struct sockaddr *)&d->local, &d->local_len) < 0)
+        d->local_len = 0;
+    d->peer_len = sizeof(d->peer);
+    if (getpeername(d->io.fd, (struct sockaddr *)&d->peer, &d->peer_len) < 0)
+        d->peer_len = 0;
+    d->connected = d->peer_len > 0;
+}
+
+int tapio_datagram_from_fd(tapio_loop *loop, int fd,
+                           const struct sockaddr *remote, socklen_t remote_len,
+                           const tapio_datagram_protocol *proto, void *user,
+                           tapio_datagram **out)
+{
+    int err = remote_len > sizeof(struct sockaddr_storage) ? -EINVAL : 0;
+    if (!err)
+        err = tapio__set_nonblocking(fd);
+    tapio_datagram *d = err ? NULL : calloc(1, sizeof(*d));
+    if (!err && !d)
+        err = -ENOMEM;
+    if (!err) {
+        tapio__io_init(&d->io, fd, on_io);
+        err = tapio__io_attach(loop, &d->io);
+    }
+    if (!err && !tapio_call_soon(loop, call_connection_made, d)) {
+        tapio__io_detach(loop, &d->io);
+        err = -ENOMEM;
+    }
+    if (err) {
+        free(d);
+        close(fd);
+        return err;
+    }
+    tapio__list_init(&d->node);
+    tapio__list_push(&loop->datagrams, &d->node);
+    d->loop = loop;
+    d->proto = proto;
+    d->user = user;
+    d->refs = 1;
+    d->high = TAPIO_DEFAULT_HIGH_WATER;
+    d->low = TAPIO_DEFAULT_HIGH_WATER / 4;
+    if (remote && remote_len) {
+        memcpy(&d->remote, remote, remote_len);
+        d->remote_len = remote_len;
+    }
+    cache_addresses(d);
+    if (out)
+        *out = d;
+    return 0;
+}
+
+/* ---- opening an endpoint ------------------------------------------------ */
+
+/* A bound and/or connected datagram socket for one family's addresses. */
+static int make_socket(const tapio_datagram_options *opts, int family,
+                       int protocol, const struct sockaddr *local,
+                       socklen_t local_len, const struct sockaddr *remote,
+                       socklen_t remote_len)
+{
+    int fd = tapio__socket(family, SOCK_DGRAM, protocol);
+    if (fd < 0)
+        return fd;
+    int one = 1, err = 0;
+    if (opts->reuse_port &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        err = -errno;
+    if (!err && opts->allow_broadcast &&
+        setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one)) < 0)
+        err = -errno;
+    if (!err && local && bind(fd, local, local_len) < 0)
+        err = -errno;
+    /* With broadcast the remote address is only a default destination. */
+    if (!err && remote && !opts->allow_broadcast &&
+        connect(fd, remote, remote_len) < 0)
+        err = -errno;
+    if (err) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int resolve_inet(const char *host, const char *port, int family,
+                        bool passive, struct addrinfo **out)
+{
+    *out = NULL;
+    if (!host && !port)
+        return 0;
+    struct addrinfo hints = {0};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    int rc = getaddrinfo(host, port ? port : "0", &hints, out);
+    if (rc == EAI_SYSTEM)
+        return -errno;
+    return rc ? TAPIO_ERR_EAI(rc) : 0;
+}
+
+static const struct addrinfo *match_family(const struct addrinfo *list,
+                                           int family)
+{
+    for (; list; list = list->ai_next)
+        if (list->ai_family == family)
+            return list;
+    return NULL;
+}
+
+/* asyncio pairs local and remote addresses by family and tries each family
+ * in turn; the first socket that binds and connects wins. */
+static int open_inet(const tapio_datagram_options *opts,
+                     struct sockaddr_storage *chosen_remote,
+                     socklen_t *chosen_remote_len)
+{
+    struct addrinfo *local, *remote;
+    int err = resolve_inet(opts->local_host, opts->local_port, opts->family,
+                           true, &local);
+    if (!err)
+        err = resolve_inet(opts->remote_host, opts->remote_port, opts->family,
+                           false, &remote);
+    if (err) {
+        if (local)
+            freeaddrinfo(local);
+        return err;
+    }
+    const struct addrinfo *families = local ? local : remote;
+    int fd = -EADDRNOTAVAIL;
+    for (const struct addrinfo *ai = families; ai && fd < 0; ai = ai->ai_next) {
+        const struct addrinfo *l = local ? match_family(local, ai->ai_family)
+                                         : NULL;
+        const struct addrinfo *r = remote ? match_family(remote, ai->ai_family)
+                                          : NULL;
+        if ((local && !l) || (remote && !r))
+            continue; /* this family lacks one of the two addresses */
+        fd = make_socket(opts, ai->ai_family, ai->ai_protocol,
+                         l ? l->ai_addr : NULL, l ? l->ai_addrlen : 0,
+                         r ? r->ai_addr : NULL, r ? r->ai_addrlen : 0);
+        if (fd >= 0 && r) { /* the default destination */
+            memcpy(chosen_remote, r->ai_addr, r->ai_addrlen);
+            *chosen_remote_len = r->ai_addrlen;
+        }
+    }
+    if (local)
+        freeaddrinfo(local);
+    if (remote)
+        freeaddrinfo(remote);
+    return fd;
+}
+
+static int open_unix(const tapio_datagram_options *opts,
+                     struct sockaddr_storage *remote, socklen_t *remote_len)
+{
+    struct sockaddr_storage local;
+    socklen_t local_len = 0;
+    int err = 0;
+    if (opts->local_host)
+        err = tapio__unix_addr(opts->local_host, opts->local_len, &local,
+                               &local_len);
+    if (!err && opts->remote_host)
+        err = tapio__unix_addr(opts->remote_host, opts->remote_len, remote,
+                               remote_len);
+    if (err)
+        return err;
+    return make_socket(opts, AF_UNIX, 0,
+                       local_len ? (struct sockaddr *)&local : NULL, local_len,
+                       *remote_len ? (struct sockaddr *)remote : NULL,
+                       *remote_len);
+}
+
+int tapio_datagram_open(tapio_loop *loop, const tapio_datagram_options *opts,
+                        const tapio_datagram_protocol *proto, void *user,
+                        tapio_datagram **out)
+{
+    if (!opts || (!opts->local_host && !opts->local_port &&
+                  !opts->remote_host && !opts->remote_port))
+        return -EINVAL; /* asyncio: "unexpected address family" */
+    struct sockaddr_storage remote;
+    socklen_t remote_len = 0;
+    int fd = opts->family == AF_UNIX ? open_unix(opts, &remote, &remote_len)
+                                     : open_inet(opts, &remote, &remote_len);
+    if (fd < 0)
+        return fd;
+    return tapio_datagram_from_fd(loop, fd,
+                                  remote_len ? (struct sockaddr *)&remote
+                                             : NULL,
+                                  remote_len, proto, user, out);
+}
