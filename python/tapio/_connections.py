@@ -11,7 +11,7 @@ import stat
 import sys
 from asyncio import staggered
 
-from ._helpers import logger, socket_extra
+from ._helpers import logger, set_result_unless_cancelled, socket_extra
 from ._server import Server
 
 try:
@@ -60,7 +60,10 @@ def _numeric_info(host, port, family, type_, proto):
         if "%" in host:
             return None  # a scope id needs the resolver
         address = (host, int(port)) if fam == socket.AF_INET else (host, int(port), 0, 0)
-        return [(fam, type_ or socket.SOCK_STREAM, proto or socket.IPPROTO_TCP, "", address)]
+        type_ = type_ or socket.SOCK_STREAM
+        proto = proto or (socket.IPPROTO_UDP if type_ == socket.SOCK_DGRAM
+                          else socket.IPPROTO_TCP)
+        return [(fam, type_, proto, "", address)]
     return None
 
 
@@ -77,11 +80,6 @@ def _interleave(infos, first_family_count=1):
     ordered.extend(a for a in itertools.chain.from_iterable(itertools.zip_longest(*lists))
                    if a is not None)
     return ordered
-
-
-def _set_result_unless_cancelled(fut, result):
-    if not fut.cancelled():
-        fut.set_result(result)
 
 
 def _raise_connect_errors(exceptions, all_errors):
@@ -119,7 +117,7 @@ class ConnectionsMixin:
         waiter = self.create_future()
         transport = self._wrap(sock, protocol)
         # connection_made is already queued; the waiter resolves after it.
-        self.call_soon(_set_result_unless_cancelled, waiter, None)
+        self.call_soon(set_result_unless_cancelled, waiter, None)
         try:
             await waiter
         except BaseException:

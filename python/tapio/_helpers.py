@@ -67,3 +67,8 @@ def socket_extra(sock):
         except OSError:
             extra[key] = None
     return extra
+
+
+def set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)

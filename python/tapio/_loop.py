@@ -17,6 +17,7 @@ import weakref
 
 from . import _tapio
 from ._connections import ConnectionsMixin
+from ._datagram import DatagramMixin
 from ._helpers import format_callback, logger
 from ._sendfile import SendfileMixin
 from ._signals import SignalsMixin
@@ -51,8 +52,8 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(ConnectionsMixin, SendfileMixin, SignalsMixin, SockOpsMixin, _tapio.LoopCore,
-           asyncio.AbstractEventLoop):
+class Loop(ConnectionsMixin, DatagramMixin, SendfileMixin, SignalsMixin, SockOpsMixin,
+           _tapio.LoopCore, asyncio.AbstractEventLoop):
     """An asyncio event loop on libtapio."""
 
     def __init__(self):

@@ -36,9 +36,6 @@ SKIPS = {
     EVENTS + 'test_create_server_ssl_match_failed': TLS,
     EVENTS + 'test_create_server_ssl_verified': TLS,
     EVENTS + 'test_create_unix_server_ssl_verified': TLS,
-    EVENTS + 'test_create_datagram_endpoint': UDP,
-    EVENTS + 'test_create_datagram_endpoint_ipv6': UDP,
-    EVENTS + 'test_create_datagram_endpoint_sock': UDP,
     EVENTS + 'test_read_pipe': PIPE,
     EVENTS + 'test_write_pipe': PIPE,
     EVENTS + 'test_write_pipe_disconnect_on_close': PIPE,
@@ -50,7 +47,6 @@ SKIPS = {
     EVENTS + 'test_subprocess_*': SUBPROCESS,
 
     # test_sendfile: SendfileMixin
-    SENDFILE + 'test_sendfile_not_supported': UDP,
     SENDFILE + 'test_sendfile_ssl': TLS,
     SENDFILE + 'test_sendfile_ssl_partial': TLS,
     SENDFILE + 'test_sendfile_ssl_pre_and_post_data': TLS,

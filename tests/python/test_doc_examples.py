@@ -22,8 +22,8 @@ from .loops import import_tapio, loop_tests
 from .run_on_tapio import REPORT_PREFIX
 
 LOOPS = ("asyncio", "tapio")
-# UDP and subprocess transports are a later tapio issue's work.
-DATAGRAM_AND_SUBPROCESS_LOOPS = ("asyncio",)
+# Subprocess transports are a later tapio issue's work.
+SUBPROCESS_LOOPS = ("asyncio",)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "python")
@@ -243,8 +243,8 @@ class StreamExampleTests(ExampleCases):
         self.assertEqual(received, b"".join(lines), stdout)
 
 
-@loop_tests(DATAGRAM_AND_SUBPROCESS_LOOPS)
-class DatagramAndSubprocessExampleTests(ExampleCases):
+@loop_tests(LOOPS)
+class DatagramExampleTests(ExampleCases):
     def test_udp_echo_server_and_client_protocol(self):
         server = self.start_example("udp_echo_server_protocol.py", 9999, "udp")
         client = self.run_example("udp_echo_client_protocol.py")
@@ -261,6 +261,9 @@ class DatagramAndSubprocessExampleTests(ExampleCases):
             "Send 'Hello World!' to ('127.0.0.1', <port>)",
         ], stderr)
 
+
+@loop_tests(SUBPROCESS_LOOPS)
+class SubprocessExampleTests(ExampleCases):
     def test_subprocess_date(self):
         result = self.run_example("subprocess_date.py")
         self.assertRegex(result.stdout,

@@ -5,11 +5,13 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 
 #include "tapio.h"
 
 typedef struct LoopCore LoopCore;
 typedef struct ServerCore ServerCore;
+typedef struct DatagramTransport DatagramTransport;
 
 /* Per-module state: the heap types and the Python helpers C calls into. */
 typedef struct {
@@ -18,6 +20,7 @@ typedef struct {
     PyTypeObject *TimerHandleType;
     PyTypeObject *TransportType;
     PyTypeObject *ServerCoreType;
+    PyTypeObject *DatagramTransportType;
     PyObject *BufferedProtocolType; /* asyncio.BufferedProtocol */
     PyObject *str_connection_made;
     PyObject *str_data_received;
@@ -27,6 +30,8 @@ typedef struct {
     PyObject *str_resume_writing;
     PyObject *str_get_buffer;
     PyObject *str_buffer_updated;
+    PyObject *str_datagram_received;
+    PyObject *str_error_received;
     PyObject *str_call_exception_handler;
     PyObject *str_message;
     PyObject *str_exception;
@@ -94,6 +99,7 @@ struct LoopCore {
     Handle queued;               /* sentinel of the queued-handle list */
     Transport open_transports;   /* sentinel: transports libtapio holds */
     PyObject *servers;           /* set of open ServerCores */
+    PyObject *datagrams;         /* set of DatagramTransports libtapio holds */
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
@@ -148,6 +154,24 @@ void handle_enqueue(Handle *h);
 void handle_dequeue(Handle *h);
 void handle_release_all(LoopCore *loop);
 
+/* calls.c */
+bool binding_is_exit_exception(PyObject *exc);
+/* obj.name(arg) (or obj.name() when arg is NULL); None when obj is NULL. */
+PyObject *binding_call_method(PyObject *obj, PyObject *name, PyObject *arg);
+/* loop.call_exception_handler({'message', 'exception', 'transport',
+ * 'protocol'}) for an error that has no caller to go to. */
+void binding_report(LoopCore *loop, const char *message, PyObject *exc,
+                    PyObject *transport, PyObject *protocol);
+/* The OSError subclass for a (negative) errno, as an object. */
+PyObject *binding_errno_exception(int err);
+int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,
+                         Py_ssize_t *low);
+
+/* sockaddr.c: addresses in the forms of Python's socket module. */
+PyObject *binding_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
+int binding_py_to_sockaddr(PyObject *addr, int family,
+                           struct sockaddr_storage *ss, socklen_t *len);
+
 /* transport.c */
 extern PyType_Spec transport_spec;
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
@@ -158,6 +182,12 @@ const tapio_protocol *transport_table(Transport *self);
  * connection_lost; transport_release_all drops those at loop close. */
 void transport_attach(Transport *self);
 void transport_release_all(LoopCore *loop);
+
+/* datagram.c */
+extern PyType_Spec datagram_transport_spec;
+PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
+                        Py_ssize_t nargs);
+void datagram_release_all(LoopCore *loop);
 
 /* server.c */
 extern PyType_Spec server_core_spec;

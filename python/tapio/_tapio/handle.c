@@ -93,12 +93,6 @@ static void clear_callback(Handle *h)
 
 /* ---- running ------------------------------------------------------- */
 
-static bool is_exit_exception(PyObject *exc)
-{
-    return PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-           PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
-}
-
 /* asyncio's Handle._run error path: the loop's exception handler gets
  * {'message': 'Exception in callback ...', 'exception': exc, 'handle': h}. */
 static void report_callback_error(Handle *h, PyObject *exc)
@@ -152,7 +146,7 @@ void handle_run(Handle *h)
     call_in_context(h);
     if (PyErr_Occurred()) {
         PyObject *exc = binding_fetch_exception();
-        if (is_exit_exception(exc)) {
+        if (binding_is_exit_exception(exc)) {
             binding_restore_exception(exc);
             loop_core_set_pending(h->loop);
         } else {

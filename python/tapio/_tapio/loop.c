@@ -428,6 +428,7 @@ static void close_core(LoopCore *self)
     handle_release_all(self);
     /* libtapio drops its transports and servers without callbacks. */
     transport_release_all(self);
+    datagram_release_all(self);
     tapio_loop_close(self->loop);
     self->loop = NULL;
     server_core_forget_all(self);
@@ -467,6 +468,14 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
     tapio_transport_ref(t->t);
     transport_attach(t);
     return (PyObject *)t;
+}
+
+static PyObject *loop_wrap_datagram(LoopCore *self, PyObject *const *args,
+                                    Py_ssize_t nargs)
+{
+    if (!check_open(self))
+        return NULL;
+    return datagram_wrap(self, args, nargs);
 }
 
 static PyObject *loop_serve(LoopCore *self, PyObject *args)
@@ -566,10 +575,12 @@ static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
     self->open_transports.prev = self->open_transports.next =
         &self->open_transports;
     self->servers = PySet_New(NULL);
+    self->datagrams = PySet_New(NULL);
     self->slow_callback_duration = DEFAULT_SLOW_CALLBACK;
     self->readers = PyDict_New();
     self->writers = PyDict_New();
-    if (!self->readers || !self->writers || !self->servers) {
+    if (!self->readers || !self->writers || !self->servers ||
+        !self->datagrams) {
         Py_DECREF(self);
         return NULL;
     }
@@ -591,6 +602,7 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->readers);
     Py_VISIT(self->writers);
     Py_VISIT(self->servers);
+    Py_VISIT(self->datagrams);
     /* Queued handles and open transports are not visited: libtapio holds
      * them, so to the collector they are rightly alive from outside. */
     return 0;
@@ -604,6 +616,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->readers);
     Py_CLEAR(self->writers);
     Py_CLEAR(self->servers);
+    Py_CLEAR(self->datagrams);
     return 0;
 }
 
@@ -646,6 +659,8 @@ static PyMethodDef loop_core_methods[] = {
     {"_wrap_socket", (PyCFunction)(void (*)(void))loop_wrap_socket,
      METH_FASTCALL, NULL},
     {"_serve", (PyCFunction)loop_serve, METH_VARARGS, NULL},
+    {"_wrap_datagram", (PyCFunction)(void (*)(void))loop_wrap_datagram,
+     METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,37 +41,60 @@ static int intern(PyObject **slot, const char *text)
     return *slot ? 0 : -1;
 }
 
-/* The Transport type derives from asyncio.Transport and puts its own
- * fields after BaseTransport's single `_extra` slot. */
-static int add_transport_type(PyObject *module, ModuleState *st)
+/* The transport types derive from asyncio's classes and put their own
+ * fields after BaseTransport's single `_extra` slot: check that layout. */
+static PyTypeObject *add_asyncio_subtype(PyObject *module, PyType_Spec *spec,
+                                         const char *const *base_names,
+                                         size_t fields_offset)
+{
+    PyObject *asyncio = PyImport_ImportModule("asyncio");
+    PyObject *bases = asyncio ? PyTuple_New(0) : NULL;
+    for (size_t i = 0; bases && base_names[i]; i++) {
+        PyObject *base = PyObject_GetAttrString(asyncio, base_names[i]);
+        if (base && ((PyTypeObject *)base)->tp_basicsize !=
+                        (Py_ssize_t)fields_offset) {
+            PyErr_Format(PyExc_ImportError,
+                         "asyncio.%s has an unexpected layout", base_names[i]);
+            Py_CLEAR(base);
+        }
+        PyObject *more = base ? PyTuple_Pack(1, base) : NULL;
+        Py_XDECREF(base);
+        PyObject *joined = more ? PySequence_Concat(bases, more) : NULL;
+        Py_XDECREF(more);
+        Py_SETREF(bases, joined);
+    }
+    Py_XDECREF(asyncio);
+    PyTypeObject *type = bases ? add_type(module, spec, bases) : NULL;
+    Py_XDECREF(bases);
+    return type;
+}
+
+static int add_transport_types(PyObject *module, ModuleState *st)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
     if (!asyncio)
         return -1;
-    PyObject *base = PyObject_GetAttrString(asyncio, "Transport");
     st->BufferedProtocolType = PyObject_GetAttrString(asyncio,
                                                       "BufferedProtocol");
     Py_DECREF(asyncio);
-    if (!base || !st->BufferedProtocolType) {
-        Py_XDECREF(base);
+    if (!st->BufferedProtocolType)
         return -1;
-    }
-    if (((PyTypeObject *)base)->tp_basicsize !=
-        (Py_ssize_t)offsetof(Transport, weakreflist)) {
-        PyErr_SetString(PyExc_ImportError,
-                        "asyncio.Transport has an unexpected layout");
-        Py_DECREF(base);
-        return -1;
-    }
-    st->TransportType = add_type(module, &transport_spec, base);
-    Py_DECREF(base);
-    return st->TransportType ? 0 : -1;
+    /* asyncio's own datagram transport is an asyncio.Transport too. */
+    static const char *const stream_bases[] = {"Transport", NULL};
+    static const char *const datagram_bases[] = {"Transport",
+                                                 "DatagramTransport", NULL};
+    st->TransportType = add_asyncio_subtype(
+        module, &transport_spec, stream_bases, offsetof(Transport, weakreflist));
+    st->DatagramTransportType = add_asyncio_subtype(
+        module, &datagram_transport_spec, datagram_bases,
+        offsetof(Transport, weakreflist));
+    return st->TransportType && st->DatagramTransportType ? 0 : -1;
 }
 
 static int module_exec(PyObject *module)
 {
     ModuleState *st = PyModule_GetState(module);
-    if (add_transport_type(module, st) < 0)
+    if (add_transport_types(module, st) < 0)
         return -1;
     st->ServerCoreType = add_type(module, &server_core_spec, NULL);
     if (!st->ServerCoreType)
@@ -95,7 +118,9 @@ static int module_exec(PyObject *module)
         intern(&st->str_pause_writing, "pause_writing") ||
         intern(&st->str_resume_writing, "resume_writing") ||
         intern(&st->str_get_buffer, "get_buffer") ||
-        intern(&st->str_buffer_updated, "buffer_updated"))
+        intern(&st->str_buffer_updated, "buffer_updated") ||
+        intern(&st->str_datagram_received, "datagram_received") ||
+        intern(&st->str_error_received, "error_received"))
         return -1;
     return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", "0.1.0");
 }
@@ -108,6 +133,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TimerHandleType);
     Py_VISIT(st->TransportType);
     Py_VISIT(st->ServerCoreType);
+    Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->format_callback);
     Py_VISIT(st->handle_repr);
@@ -123,6 +149,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->TimerHandleType);
     Py_CLEAR(st->TransportType);
     Py_CLEAR(st->ServerCoreType);
+    Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->str_connection_made);
@@ -133,6 +160,8 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_resume_writing);
     Py_CLEAR(st->str_get_buffer);
     Py_CLEAR(st->str_buffer_updated);
+    Py_CLEAR(st->str_datagram_received);
+    Py_CLEAR(st->str_error_received);
     Py_CLEAR(st->str_message);
     Py_CLEAR(st->str_exception);
     Py_CLEAR(st->str_handle);

@@ -30,8 +30,7 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
         PyObject *exc = binding_fetch_exception();
-        if (exc && (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-                    PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt))) {
+        if (exc && binding_is_exit_exception(exc)) {
             binding_restore_exception(exc);
             loop_core_set_pending(self->loop);
         } else if (exc) {

@@ -8,32 +8,9 @@
 
 /* ---- calling the protocol -------------------------------------------- */
 
-static bool is_exit_exception(PyObject *exc)
-{
-    return PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
-           PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt);
-}
-
-/* loop.call_exception_handler({'message', 'exception', 'transport',
- * 'protocol'}) for an error that has no caller to go to. */
 static void report(Transport *self, const char *message, PyObject *exc)
 {
-    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message,
-                                  "exception", exc, "transport", self,
-                                  "protocol",
-                                  self->protocol ? self->protocol : Py_None);
-    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)self->loop,
-                                              "call_exception_handler", "O",
-                                              ctx)
-                        : NULL;
-    if (!res) {
-        if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
-            loop_core_set_pending(self->loop);
-        else
-            PyErr_WriteUnraisable((PyObject *)self);
-    }
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
+    binding_report(self->loop, message, exc, (PyObject *)self, self->protocol);
 }
 
 /* After a failed protocol call: SystemExit/KeyboardInterrupt leave the
@@ -44,7 +21,7 @@ static void protocol_failed(Transport *self, const char *message, bool fatal)
     PyObject *exc = binding_fetch_exception();
     if (!exc)
         return;
-    if (is_exit_exception(exc)) {
+    if (binding_is_exit_exception(exc)) {
         binding_restore_exception(exc);
         loop_core_set_pending(self->loop);
         return;
@@ -60,13 +37,7 @@ static void protocol_failed(Transport *self, const char *message, bool fatal)
 static PyObject *call_protocol(Transport *self, PyObject *name,
                                PyObject *arg)
 {
-    if (!self->protocol)
-        Py_RETURN_NONE;
-    PyObject *args[2] = {self->protocol, arg};
-    return PyObject_VectorcallMethod(name, args,
-                                     (arg ? 2 : 1) |
-                                         PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                     NULL);
+    return binding_call_method(self->protocol, name, arg);
 }
 
 static void detach_socket(Transport *self);
@@ -196,9 +167,7 @@ static PyObject *lost_exception(Transport *self, int err)
     }
     if (!err)
         return Py_NewRef(Py_None);
-    errno = -err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return binding_fetch_exception();
+    return binding_errno_exception(err);
 }
 
 static void detach_socket(Transport *self)
@@ -519,35 +488,16 @@ static PyObject *transport_get_write_buffer_limits(Transport *self,
     return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
 }
 
-/* asyncio's rules: high defaults to 64 KiB (or 4 * low), low to high // 4,
- * and high >= low >= 0 must hold. */
 static PyObject *transport_set_write_buffer_limits(Transport *self,
                                                    PyObject *args,
                                                    PyObject *kwargs)
 {
-    static char *names[] = {"high", "low", NULL};
-    PyObject *high_obj = Py_None, *low_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", names, &high_obj,
-                                     &low_obj))
+    Py_ssize_t high, low;
+    if (binding_parse_limits(args, kwargs, &high, &low) < 0)
         return NULL;
-    Py_ssize_t high, low = 0;
-    if (low_obj != Py_None && (low = PyNumber_AsSsize_t(low_obj, NULL)) == -1 &&
-        PyErr_Occurred())
-        return NULL;
-    if (high_obj == Py_None)
-        high = low_obj == Py_None ? TAPIO_DEFAULT_HIGH_WATER : 4 * low;
-    else if ((high = PyNumber_AsSsize_t(high_obj, NULL)) == -1 &&
-             PyErr_Occurred())
-        return NULL;
-    if (low_obj == Py_None)
-        low = high / 4;
-    if (!(high >= low && low >= 0))
-        return PyErr_Format(PyExc_ValueError,
-                            "high (%zd) must be >= low (%zd) must be >= 0",
-                            high, low);
     if (usable(self))
         tapio_transport_set_write_buffer_limits(self->t, high, low);
-    if (PyErr_Occurred())
+    if (PyErr_Occurred()) /* pause_writing may have raised SystemExit */
         return NULL;
     Py_RETURN_NONE;
 }

@@ -1,0 +1,127 @@
+"""loop.create_datagram_endpoint: addresses resolved and paired by family,
+sockets made, bound and connected in Python as asyncio does; the transport
+is libtapio's."""
+import os
+import socket
+import stat
+
+from ._helpers import logger, set_result_unless_cancelled, socket_extra
+
+_unset = object()
+
+
+def _check_sock_arguments(sock, reuse_address, **options):
+    """A given socket takes no socket options, as asyncio checks."""
+    if sock.type == socket.SOCK_STREAM:
+        raise ValueError(f"A datagram socket was expected, got {sock!r}")
+    if any(options.values()):
+        if reuse_address is not _unset:
+            options["reuse_address"] = reuse_address
+        problems = ", ".join(f"{k}={v}" for k, v in options.items() if v)
+        raise ValueError(f"socket modifier keyword arguments can not be used when "
+                         f"sock is specified. ({problems})")
+
+
+def _remove_stale_unix_socket(path):
+    if path[0] in (0, "\x00"):
+        return  # an abstract name has no file
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
+class DatagramMixin:
+    async def _datagram_address_pairs(self, local_addr, remote_addr, family, proto, flags):
+        """[((family, proto), (local, remote)), ...] in asyncio's order."""
+        if not (local_addr or remote_addr):
+            if family == 0:
+                raise ValueError("unexpected address family")
+            return [((family, proto), (None, None))]
+        if family == socket.AF_UNIX:
+            for addr in (local_addr, remote_addr):
+                if addr is not None and not isinstance(addr, str):
+                    raise TypeError("string is expected")
+            if local_addr:
+                _remove_stale_unix_socket(local_addr)
+            return [((family, proto), (local_addr, remote_addr))]
+        by_family = {}
+        for index, addr in ((0, local_addr), (1, remote_addr)):
+            if addr is None:
+                continue
+            if not (isinstance(addr, tuple) and len(addr) == 2):
+                raise TypeError("2-tuple is expected")
+            infos = await self._resolve(*addr, family=family, type=socket.SOCK_DGRAM,
+                                        proto=proto, flags=flags)
+            for fam, _, pro, _, address in infos:
+                by_family.setdefault((fam, pro), [None, None])[index] = address
+        pairs = [(key, pair) for key, pair in by_family.items()
+                 if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))]
+        if not pairs:
+            raise ValueError("can not get address information")
+        return pairs
+
+    async def _datagram_socket(self, family, proto, local, remote, local_addr, remote_addr,
+                               reuse_port, allow_broadcast):
+        sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
+        try:
+            if reuse_port:
+                if not hasattr(socket, "SO_REUSEPORT"):
+                    raise ValueError("reuse_port not supported by socket module")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if allow_broadcast:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setblocking(False)
+            if local_addr:
+                sock.bind(local)
+            if remote_addr and not allow_broadcast:
+                await self.sock_connect(sock, remote)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None,
+                                       remote_addr=None, *, family=0, proto=0, flags=0,
+                                       reuse_address=_unset, reuse_port=None,
+                                       allow_broadcast=None, sock=None):
+        remote = None
+        if sock is not None:
+            _check_sock_arguments(sock, reuse_address, local_addr=local_addr,
+                                  remote_addr=remote_addr, family=family, proto=proto,
+                                  flags=flags, reuse_port=reuse_port,
+                                  allow_broadcast=allow_broadcast)
+            sock.setblocking(False)
+        else:
+            pairs = await self._datagram_address_pairs(local_addr, remote_addr, family,
+                                                       proto, flags)
+            if reuse_address is not _unset and reuse_address:
+                raise ValueError("Passing `reuse_address=True` is no longer supported, as "
+                                 "the usage of SO_REUSEPORT in UDP poses a significant "
+                                 "security concern.")
+            errors = []
+            for (fam, pro), (local, remote_address) in pairs:
+                try:
+                    sock = await self._datagram_socket(fam, pro, local, remote_address,
+                                                       local_addr, remote_addr, reuse_port,
+                                                       allow_broadcast)
+                except OSError as exc:
+                    errors.append(exc)
+                    continue
+                remote = remote_address if remote_addr else None
+                break
+            else:
+                raise errors[0]
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock))
+        self.call_soon(set_result_unless_cancelled, waiter, None)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol

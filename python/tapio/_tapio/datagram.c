@@ -1,0 +1,531 @@
+/* DatagramTransport: an asyncio.DatagramTransport over a libtapio datagram
+ * endpoint. Like Transport, the type derives from its asyncio class and
+ * keeps BaseTransport's `_extra` slot first. */
+#include "binding.h"
+
+#include <structmember.h>
+
+struct DatagramTransport {
+    PyObject_HEAD
+    PyObject *extra;         /* asyncio.BaseTransport's `_extra` slot */
+    PyObject *weakreflist;
+    tapio_datagram *d;       /* referenced while this object lives */
+    LoopCore *loop;
+    PyObject *protocol;
+    PyObject *sock;          /* socket object viewing the fd */
+    PyObject *address;       /* the remote address given, or None */
+    int family;
+    bool lost;
+    bool dropped_open;       /* the loop closed under it: warn when freed */
+    /* The last sender's address as a Python object, reused while the same
+     * peer keeps sending (the common request/response case). */
+    struct sockaddr_storage from;
+    socklen_t from_len;
+    PyObject *from_obj;
+    /* The last destination converted from Python, reused likewise. */
+    struct sockaddr_storage to;
+    socklen_t to_len;
+    PyObject *to_obj;
+};
+
+/* Both transport types share asyncio's layout prefix (checked at import). */
+_Static_assert(offsetof(DatagramTransport, weakreflist) ==
+                   offsetof(Transport, weakreflist),
+               "transport types must start alike");
+
+/* ---- calling the protocol ------------------------------------------------ */
+
+/* asyncio runs these from the loop: an error is reported, the endpoint
+ * stays open; SystemExit and KeyboardInterrupt leave the loop. */
+static void protocol_failed(DatagramTransport *self, const char *message)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (!exc)
+        return;
+    if (binding_is_exit_exception(exc)) {
+        binding_restore_exception(exc);
+        loop_core_set_pending(self->loop);
+        return;
+    }
+    binding_report(self->loop, message, exc, (PyObject *)self, self->protocol);
+    Py_DECREF(exc);
+}
+
+static void call(DatagramTransport *self, PyObject *name, PyObject *arg,
+                 const char *message)
+{
+    PyObject *res = binding_call_method(self->protocol, name, arg);
+    if (!res)
+        protocol_failed(self, message);
+    Py_XDECREF(res);
+}
+
+static void on_connection_made(tapio_datagram *d, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    call(self, self->loop->state->str_connection_made, (PyObject *)self,
+         "protocol.connection_made() failed");
+}
+
+static PyObject *sender(DatagramTransport *self, const struct sockaddr *addr,
+                        socklen_t len)
+{
+    if (self->from_obj && len == self->from_len &&
+        memcmp(addr, &self->from, len) == 0)
+        return Py_NewRef(self->from_obj);
+    PyObject *obj = binding_sockaddr_to_py(addr, len);
+    if (obj && len) {
+        memcpy(&self->from, addr, len);
+        self->from_len = len;
+        Py_XSETREF(self->from_obj, Py_NewRef(obj));
+    }
+    return obj;
+}
+
+static void on_datagram_received(tapio_datagram *d, const void *data,
+                                 size_t len, const struct sockaddr *addr,
+                                 socklen_t addrlen, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+    PyObject *from = bytes ? sender(self, addr, addrlen) : NULL;
+    PyObject *res = NULL;
+    if (from) {
+        PyObject *args[3] = {self->protocol, bytes, from};
+        res = self->protocol
+                  ? PyObject_VectorcallMethod(
+                        self->loop->state->str_datagram_received, args,
+                        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                  : Py_NewRef(Py_None);
+    }
+    Py_XDECREF(bytes);
+    Py_XDECREF(from);
+    if (!res)
+        protocol_failed(self, "protocol.datagram_received() call failed.");
+    Py_XDECREF(res);
+}
+
+static void on_error_received(tapio_datagram *d, int err, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    PyObject *exc = binding_errno_exception(err);
+    if (!exc) {
+        protocol_failed(self, "error_received");
+        return;
+    }
+    call(self, self->loop->state->str_error_received, exc,
+         "protocol.error_received() call failed.");
+    Py_DECREF(exc);
+}
+
+static void detach_socket(DatagramTransport *self)
+{
+    if (!self->sock)
+        return;
+    PyObject *res = PyObject_CallMethod(self->sock, "detach", NULL);
+    if (!res)
+        PyErr_WriteUnraisable(self->sock);
+    Py_XDECREF(res);
+    Py_CLEAR(self->sock);
+}
+
+/* libtapio is done with it: connection_lost ran, or the loop closed. */
+static void forget(DatagramTransport *self)
+{
+    self->lost = true;
+    detach_socket(self);
+    if (PySet_Discard(self->loop->datagrams, (PyObject *)self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+}
+
+static void on_connection_lost(tapio_datagram *d, int err, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    Py_INCREF(self); /* the loop's set may hold the last reference */
+    PyObject *exc = err ? binding_errno_exception(err) : Py_NewRef(Py_None);
+    if (exc)
+        call(self, self->loop->state->str_connection_lost, exc,
+             "protocol.connection_lost() failed");
+    Py_XDECREF(exc);
+    Py_CLEAR(self->protocol);
+    forget(self);
+    Py_DECREF(self);
+}
+
+static void on_pause_writing(tapio_datagram *d, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    call(self, self->loop->state->str_pause_writing, NULL,
+         "protocol.pause_writing() failed");
+}
+
+static void on_resume_writing(tapio_datagram *d, void *user)
+{
+    (void)d;
+    DatagramTransport *self = user;
+    call(self, self->loop->state->str_resume_writing, NULL,
+         "protocol.resume_writing() failed");
+}
+
+static const tapio_datagram_protocol datagram_protocol = {
+    .connection_made = on_connection_made,
+    .datagram_received = on_datagram_received,
+    .error_received = on_error_received,
+    .connection_lost = on_connection_lost,
+    .pause_writing = on_pause_writing,
+    .resume_writing = on_resume_writing,
+};
+
+/* ---- creation and loop close --------------------------------------------- */
+
+/* _wrap_datagram(sock, protocol, address, extra): the transport over a
+ * datagram socket; libtapio owns the fd from now on. */
+PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
+                        Py_ssize_t nargs)
+{
+    if (nargs != 4)
+        return PyErr_Format(PyExc_TypeError,
+                            "_wrap_datagram() takes 4 arguments");
+    PyObject *sock = args[0], *address = args[2];
+    PyObject *fileno = PyObject_CallMethod(sock, "fileno", NULL);
+    PyObject *family = fileno ? PyObject_GetAttrString(sock, "family") : NULL;
+    int fd = fileno ? PyLong_AsLong(fileno) : -1;
+    int fam = family ? PyLong_AsLong(family) : -1;
+    Py_XDECREF(fileno);
+    Py_XDECREF(family);
+    if (PyErr_Occurred())
+        return NULL;
+    struct sockaddr_storage remote;
+    socklen_t remote_len = 0;
+    if (address != Py_None &&
+        binding_py_to_sockaddr(address, fam, &remote, &remote_len) < 0)
+        return NULL;
+    DatagramTransport *self =
+        PyObject_GC_New(DatagramTransport, loop->state->DatagramTransportType);
+    if (!self)
+        return NULL;
+    memset((char *)self + offsetof(DatagramTransport, extra), 0,
+           sizeof(*self) - offsetof(DatagramTransport, extra));
+    self->extra = Py_NewRef(args[3]);
+    self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
+    self->protocol = Py_NewRef(args[1]);
+    self->sock = Py_NewRef(sock);
+    self->address = Py_NewRef(address);
+    self->family = fam;
+    PyObject_GC_Track(self);
+    int err = tapio_datagram_from_fd(loop->loop, fd,
+                                     remote_len ? (struct sockaddr *)&remote
+                                                : NULL,
+                                     remote_len, &datagram_protocol, self,
+                                     &self->d);
+    if (err || PySet_Add(loop->datagrams, (PyObject *)self) < 0) {
+        if (err) {
+            self->d = NULL;
+            detach_socket(self); /* libtapio closed the fd */
+            errno = -err;
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+        Py_DECREF(self);
+        return NULL;
+    }
+    tapio_datagram_ref(self->d);
+    return (PyObject *)self;
+}
+
+void datagram_release_all(LoopCore *loop)
+{
+    PyObject *open = PySequence_List(loop->datagrams);
+    if (!open) {
+        PyErr_WriteUnraisable(loop->datagrams);
+        return;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
+        DatagramTransport *self = (DatagramTransport *)PyList_GET_ITEM(open, i);
+        self->dropped_open = !tapio_datagram_is_closing(self->d);
+        forget(self);
+    }
+    Py_DECREF(open);
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+static bool usable(DatagramTransport *self)
+{
+    return self->d && !self->lost;
+}
+
+/* The destination for sendto: NULL for the remote address. */
+static int destination(DatagramTransport *self, PyObject *addr,
+                       const struct sockaddr **sa, socklen_t *len)
+{
+    *sa = NULL;
+    *len = 0;
+    if (self->address != Py_None) {
+        int same = addr == Py_None ||
+                   PyObject_RichCompareBool(addr, self->address, Py_EQ);
+        if (same < 0)
+            return -1;
+        if (!same) {
+            PyErr_Format(PyExc_ValueError,
+                         "Invalid address: must be None or %R", self->address);
+            return -1;
+        }
+        return 0;
+    }
+    if (addr == Py_None) {
+        PyErr_SetString(PyExc_TypeError,
+                        "sendto() needs an address: the endpoint has no "
+                        "remote address");
+        return -1;
+    }
+    if (addr != self->to_obj) {
+        if (binding_py_to_sockaddr(addr, self->family, &self->to,
+                                   &self->to_len) < 0)
+            return -1;
+        Py_XSETREF(self->to_obj, Py_NewRef(addr));
+    }
+    *sa = (const struct sockaddr *)&self->to;
+    *len = self->to_len;
+    return 0;
+}
+
+static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"data", "addr", NULL};
+    PyObject *data = NULL, *addr = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw < 1 || nargs + nkw > 2)
+        return PyErr_Format(PyExc_TypeError,
+                            "sendto() takes data and an optional addr");
+    PyObject *slots[2] = {nargs > 0 ? args[0] : NULL,
+                          nargs > 1 ? args[1] : NULL};
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        int slot = PyUnicode_CompareWithASCIIString(key, names[0]) == 0 ? 0
+                   : PyUnicode_CompareWithASCIIString(key, names[1]) == 0 ? 1
+                                                                         : -1;
+        if (slot < 0 || slots[slot])
+            return PyErr_Format(PyExc_TypeError,
+                                "sendto() got an unexpected keyword argument "
+                                "'%S'", key);
+        slots[slot] = args[nargs + i];
+    }
+    data = slots[0];
+    if (slots[1])
+        addr = slots[1];
+    if (!data || !(PyBytes_Check(data) || PyByteArray_Check(data) ||
+                   PyMemoryView_Check(data)))
+        return PyErr_Format(PyExc_TypeError,
+                            "data argument must be a bytes-like object, not "
+                            "'%.100s'", data ? Py_TYPE(data)->tp_name : "None");
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (view.len == 0) { /* asyncio before 3.12 sends no empty datagram */
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+#endif
+    const struct sockaddr *sa;
+    socklen_t salen;
+    int rc = destination(self, addr, &sa, &salen);
+    if (rc == 0 && usable(self)) {
+        int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
+                                        sa, salen);
+        if (err) {
+            errno = -err;
+            PyErr_SetFromErrno(PyExc_OSError);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_close(DatagramTransport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_datagram_close(self->d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_abort(DatagramTransport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_datagram_abort(self->d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_is_closing(DatagramTransport *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(!usable(self) || tapio_datagram_is_closing(self->d));
+}
+
+static PyObject *datagram_get_write_buffer_size(DatagramTransport *self,
+                                                PyObject *unused)
+{
+    (void)unused;
+    return PyLong_FromSize_t(self->d ? tapio_datagram_get_write_buffer_size(
+                                           self->d)
+                                     : 0);
+}
+
+static PyObject *datagram_get_write_buffer_limits(DatagramTransport *self,
+                                                  PyObject *unused)
+{
+    (void)unused;
+    size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
+    if (self->d)
+        tapio_datagram_get_write_buffer_limits(self->d, &low, &high);
+    return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
+}
+
+static PyObject *datagram_set_write_buffer_limits(DatagramTransport *self,
+                                                  PyObject *args,
+                                                  PyObject *kwargs)
+{
+    Py_ssize_t high, low;
+    if (binding_parse_limits(args, kwargs, &high, &low) < 0)
+        return NULL;
+    if (usable(self))
+        tapio_datagram_set_write_buffer_limits(self->d, high, low);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_set_protocol(DatagramTransport *self,
+                                       PyObject *protocol)
+{
+    Py_XSETREF(self->protocol, Py_NewRef(protocol));
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_get_protocol(DatagramTransport *self,
+                                       PyObject *unused)
+{
+    (void)unused;
+    return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+static PyObject *datagram_repr(DatagramTransport *self)
+{
+    const char *state = self->lost ? " closed"
+                        : self->d && tapio_datagram_is_closing(self->d)
+                            ? " closing"
+                            : "";
+    return PyUnicode_FromFormat(
+        "<%s%s fd=%d bufsize=%zu>", Py_TYPE(self)->tp_name, state,
+        self->d ? tapio_datagram_fd(self->d) : -1,
+        self->d ? tapio_datagram_get_write_buffer_size(self->d) : (size_t)0);
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+static void datagram_finalize(DatagramTransport *self)
+{
+    if (!self->dropped_open)
+        return;
+    self->dropped_open = false;
+    PyObject *exc = binding_fetch_exception();
+    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
+                         (PyObject *)self) < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    binding_restore_exception(exc);
+}
+
+static int datagram_traverse(DatagramTransport *self, visitproc visit,
+                             void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->extra);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->protocol);
+    Py_VISIT(self->sock);
+    Py_VISIT(self->address);
+    Py_VISIT(self->from_obj);
+    Py_VISIT(self->to_obj);
+    return 0;
+}
+
+static int datagram_clear(DatagramTransport *self)
+{
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->protocol);
+    Py_CLEAR(self->sock);
+    Py_CLEAR(self->address);
+    Py_CLEAR(self->from_obj);
+    Py_CLEAR(self->to_obj);
+    return 0;
+}
+
+static void datagram_dealloc(DatagramTransport *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return;
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    datagram_clear(self);
+    if (self->d)
+        tapio_datagram_unref(self->d);
+    Py_CLEAR(self->loop);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef datagram_methods[] = {
+    {"sendto", (PyCFunction)(void (*)(void))datagram_sendto,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"close", (PyCFunction)datagram_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)datagram_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)datagram_is_closing, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)datagram_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)datagram_get_write_buffer_limits,
+     METH_NOARGS, NULL},
+    {"set_write_buffer_limits",
+     (PyCFunction)(void (*)(void))datagram_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_protocol", (PyCFunction)datagram_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)datagram_get_protocol, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef datagram_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET,
+     offsetof(DatagramTransport, weakreflist), READONLY, NULL},
+    {"_address", T_OBJECT, offsetof(DatagramTransport, address), READONLY,
+     NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot datagram_slots[] = {
+    {Py_tp_dealloc, datagram_dealloc},
+    {Py_tp_finalize, datagram_finalize},
+    {Py_tp_traverse, datagram_traverse},
+    {Py_tp_clear, datagram_clear},
+    {Py_tp_repr, datagram_repr},
+    {Py_tp_methods, datagram_methods},
+    {Py_tp_members, datagram_members},
+    {0, NULL},
+};
+
+PyType_Spec datagram_transport_spec = {
+    .name = "tapio._tapio.DatagramTransport",
+    .basicsize = sizeof(DatagramTransport),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = datagram_slots,
+};
