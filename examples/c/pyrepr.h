@@ -142,23 +142,22 @@ static inline void py_print_bytes(FILE *out, const void *data, size_t len)
 }
 
 /*
- * transport.get_extra_info('peername') as print() shows it:
- * ('127.0.0.1', 54321) or ('::1', 54321, 0, 0); None when unknown.
+ * A socket address as print() shows Python's: ('127.0.0.1', 54321) or
+ * ('::1', 54321, 0, 0); None when there is none.
  */
-static inline void py_print_peername(FILE *out, const tapio_transport *t)
+static inline void py_print_sockaddr(FILE *out, const struct sockaddr *sa,
+                                     socklen_t len)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
     char host[INET6_ADDRSTRLEN];
 
-    if (tapio_transport_peername(t, &ss, &len) < 0) {
+    if (!sa || len == 0) {
         fputs("None", out);
-    } else if (ss.ss_family == AF_INET) {
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+    } else if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
         fprintf(out, "('%s', %u)", host, ntohs(sin->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
         fprintf(out, "('%s', %u, %u, %u)", host, ntohs(sin6->sin6_port),
                 (unsigned)ntohl(sin6->sin6_flowinfo),
@@ -166,6 +165,17 @@ static inline void py_print_peername(FILE *out, const tapio_transport *t)
     } else {
         fputs("None", out);
     }
+}
+
+/* transport.get_extra_info('peername') as print() shows it. */
+static inline void py_print_peername(FILE *out, const tapio_transport *t)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (tapio_transport_peername(t, &ss, &len) < 0)
+        len = 0;
+    py_print_sockaddr(out, (const struct sockaddr *)&ss, len);
 }
 
 #endif /* TAPIO_EXAMPLES_PYREPR_H */

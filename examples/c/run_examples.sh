@@ -14,7 +14,7 @@ fi
 bin=$1/examples/c
 [ -x "$bin/tcp_echo_server" ] || bin=$1
 for prog in tcp_echo_server tcp_echo_client connect_existing_socket \
-            tutorial_echo_server; do
+            tutorial_echo_server udp_echo_server udp_echo_client; do
     if [ ! -x "$bin/$prog" ]; then
         echo "run_examples.sh: $bin/$prog not found; build first" >&2
         exit 2
@@ -194,6 +194,27 @@ if start_server tutorial tutorial_echo_server; then
         "Connection lost! Closing server..."
 else
     not_listening tutorial
+fi
+
+echo "== UDP echo server and client"
+echo
+if start_server udpserver udp_echo_server; then
+    run udpclient "$bin/udp_echo_client" 127.0.0.1 "$port"
+    report udpclient $? 0 \
+        "Send: Hello World!" \
+        "Received: Hello World!" \
+        "Close the socket" \
+        "Connection closed"
+
+    kill -TERM "$server_pid"
+    wait_server
+    cmdline[udpserver]+="   (stopped with SIGTERM)"
+    report udpserver $status 0 \
+        "Starting UDP server" \
+        "Received 'Hello World!' from ('127.0.0.1', [0-9]*)" \
+        "Send 'Hello World!' to ('127.0.0.1', [0-9]*)"
+else
+    not_listening udpserver
 fi
 
 if [ $failed -ne 0 ]; then
