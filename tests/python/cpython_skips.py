@@ -3,11 +3,10 @@
 Keys are fnmatch patterns over the ids that cpython_asyncio.py gives its test
 classes ("<module>.<class>.<method>"). Only two reasons are allowed: the test
 inspects stock asyncio's private internals, or it exercises a feature of a
-later issue (UDP: 4, pipes/PTYs/subprocesses: 5, TLS: 6). The skip list
+later issue (pipes/PTYs/subprocesses: 5, TLS: 6). The skip list
 applies to --loop tapio only; stock asyncio runs every test.
 """
 
-UDP = 'UDP/datagram endpoints (issue 4)'
 PIPE = 'pipe transports (issue 5)'
 PTY = 'PTY pipe transports (issue 5)'
 SUBPROCESS = 'subprocesses (issue 5)'
