@@ -565,8 +565,9 @@ TAPIO_API int tapio_datagram_open(tapio_loop *loop,
 
 /**
  * Wrap a datagram socket the caller made. `remote` (may be NULL) is the
- * default destination; sending elsewhere is refused with -EISCONN. The
- * endpoint owns `fd` from then on, even when the call fails.
+ * default destination (a connected socket's peer when NULL); sending
+ * elsewhere is refused with -EISCONN. The endpoint owns `fd` from then on,
+ * even when the call fails.
  */
 TAPIO_API int tapio_datagram_from_fd(tapio_loop *loop, int fd,
                                      const struct sockaddr *remote,
@@ -579,8 +580,11 @@ TAPIO_API int tapio_datagram_from_fd(tapio_loop *loop, int fd,
  * when addr is NULL. Sent at once when nothing is queued and the socket
  * takes it; otherwise queued (a copy) and sent in order when the socket is
  * writable, counted in the write buffer size for flow control. A send error
- * goes to error_received. Returns 0, -EDESTADDRREQ without any address,
- * -EISCONN for an address other than the remote one, -EBADF once closing.
+ * goes to error_received (from inside this call when the immediate send
+ * fails, as asyncio does). Returns 0, -EDESTADDRREQ without any address,
+ * -EISCONN for an address other than the remote one, -EBADF once
+ * connection_lost is due (while close() waits for the queue, datagrams are
+ * still queued, as in asyncio).
  */
 TAPIO_API int tapio_datagram_sendto(tapio_datagram *d, const void *data,
                                     size_t len, const struct sockaddr *addr,

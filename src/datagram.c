@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 /* Datagrams read per readiness event: enough to drain a busy socket in few
@@ -248,10 +249,42 @@ static int enqueue(tapio_datagram *d, const void *data, size_t len,
     return 0;
 }
 
+static bool same_unix_path(const struct sockaddr_un *a, socklen_t alen,
+                           const struct sockaddr_un *b, socklen_t blen)
+{
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t an = alen > off ? alen - off : 0, bn = blen > off ? blen - off : 0;
+    if (an && a->sun_path[0] != '\0') /* a path: up to its NUL, if any */
+        an = strnlen(a->sun_path, an);
+    if (bn && b->sun_path[0] != '\0')
+        bn = strnlen(b->sun_path, bn);
+    return an == bn && memcmp(a->sun_path, b->sun_path, an) == 0;
+}
+
+/* The same destination, however its length was measured (a Unix path with
+ * or without its NUL, say). */
 static bool same_address(const struct sockaddr *a, socklen_t alen,
                          const struct sockaddr_storage *b, socklen_t blen)
 {
-    return alen == blen && memcmp(a, b, alen) == 0;
+    if (a->sa_family != b->ss_family)
+        return false;
+    switch (a->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port &&
+               x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               x->sin6_scope_id == y->sin6_scope_id &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    case AF_UNIX:
+        return same_unix_path((const void *)a, alen, (const void *)b, blen);
+    default:
+        return alen == blen && memcmp(a, b, alen) == 0;
+    }
 }
 
 int tapio_datagram_sendto(tapio_datagram *d, const void *data, size_t len,
@@ -265,8 +298,8 @@ int tapio_datagram_sendto(tapio_datagram *d, const void *data, size_t len,
     } else if (!addr) {
         return -EDESTADDRREQ;
     }
-    if (d->conn_lost) /* asyncio drops datagrams once the end is due */
-        return 0;
+    if (d->conn_lost) /* the end is due: asyncio drops such datagrams */
+        return -EBADF;
     if (!d->head) {
         ssize_t n = send_one(d, data, len, addr, addrlen);
         if (n >= 0)
@@ -426,11 +459,14 @@ int tapio_datagram_from_fd(tapio_loop *loop, int fd,
     d->refs = 1;
     d->high = TAPIO_DEFAULT_HIGH_WATER;
     d->low = TAPIO_DEFAULT_HIGH_WATER / 4;
+    cache_addresses(d);
     if (remote && remote_len) {
         memcpy(&d->remote, remote, remote_len);
         d->remote_len = remote_len;
+    } else if (d->connected) { /* a connected socket's peer is its remote */
+        memcpy(&d->remote, &d->peer, d->peer_len);
+        d->remote_len = d->peer_len;
     }
-    cache_addresses(d);
     if (out)
         *out = d;
     return 0;
@@ -539,9 +575,12 @@ static int open_unix(const tapio_datagram_options *opts,
     struct sockaddr_storage local;
     socklen_t local_len = 0;
     int err = 0;
-    if (opts->local_host)
+    if (opts->local_host) {
         err = tapio__unix_addr(opts->local_host, opts->local_len, &local,
                                &local_len);
+        if (!err && opts->local_host[0] != '\0')
+            tapio__remove_stale_socket(opts->local_host);
+    }
     if (!err && opts->remote_host)
         err = tapio__unix_addr(opts->remote_host, opts->remote_len, remote,
                                remote_len);

@@ -261,5 +261,7 @@ TAPIO__HIDDEN int tapio__unix_addr(const char *path, size_t path_len,
                                    struct sockaddr_storage *ss,
                                    socklen_t *len);
 TAPIO__HIDDEN int tapio__socket(int family, int type, int protocol);
+/* asyncio removes a stale socket file left at a path it binds. */
+TAPIO__HIDDEN void tapio__remove_stale_socket(const char *path);
 
 #endif /* TAPIO_INTERNAL_H */

@@ -423,14 +423,6 @@ int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
     return server_finish(s, opts, out);
 }
 
-/* asyncio removes a stale socket file left by an earlier server. */
-static void remove_stale_socket(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-}
-
 /* Bind a Unix stream socket to the server's address. */
 static int bind_unix(tapio_server *s, const struct sockaddr_storage *ss,
                      socklen_t len)
@@ -460,7 +452,7 @@ int tapio_server_listen_unix(tapio_loop *loop, const char *path,
     if (!s)
         return -ENOMEM;
     if (path[0] != '\0') { /* a file-system name, not an abstract one */
-        remove_stale_socket(path);
+        tapio__remove_stale_socket(path);
         s->unix_path = strdup(path);
         if (!s->unix_path)
             err = -ENOMEM;

@@ -3,7 +3,9 @@
 
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 int tapio__set_nonblocking(int fd)
 {
@@ -39,4 +41,11 @@ int tapio__unix_addr(const char *path, size_t path_len,
     *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len +
                        (path[0] ? 1 : 0));
     return 0;
+}
+
+void tapio__remove_stale_socket(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
 }

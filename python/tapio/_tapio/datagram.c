@@ -339,7 +339,7 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
     if (rc == 0 && usable(self)) {
         int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
                                         sa, salen);
-        if (err) {
+        if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio drops it */
             errno = -err;
             PyErr_SetFromErrno(PyExc_OSError);
         }
