@@ -544,7 +544,8 @@ typedef struct tapio_datagram_options {
     /* Inet: bind to local_host:local_port and/or connect to remote_host:
      * remote_port (names resolved with getaddrinfo in the call). Unix: bind
      * to local_host and/or connect to remote_host as paths (a leading '\0'
-     * needs the *_len field; 0 means strlen). */
+     * needs the *_len field; 0 means strlen); a stale socket file at
+     * local_host is removed first, as asyncio does. */
     const char *local_host, *local_port;
     const char *remote_host, *remote_port;
     size_t local_len, remote_len;

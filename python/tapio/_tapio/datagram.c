@@ -277,12 +277,8 @@ static int destination(DatagramTransport *self, PyObject *addr,
         }
         return 0;
     }
-    if (addr == Py_None) {
-        PyErr_SetString(PyExc_TypeError,
-                        "sendto() needs an address: the endpoint has no "
-                        "remote address");
-        return -1;
-    }
+    if (addr == Py_None)
+        return 0; /* a connected socket's peer, else -EDESTADDRREQ */
     if (addr != self->to_obj) {
         if (binding_py_to_sockaddr(addr, self->family, &self->to,
                                    &self->to_len) < 0)
@@ -339,7 +335,11 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
     if (rc == 0 && usable(self)) {
         int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
                                         sa, salen);
-        if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio drops it */
+        if (err == -EDESTADDRREQ)
+            PyErr_SetString(PyExc_TypeError,
+                            "sendto() needs an address: the endpoint has no "
+                            "remote address");
+        else if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio does */
             errno = -err;
             PyErr_SetFromErrno(PyExc_OSError);
         }
