@@ -49,16 +49,16 @@ class HarnessError(Exception):
     pass
 
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
 class Server:
-    def __init__(self, name, argv, args):
+    def __init__(self, name, argv, args, kind=socket.SOCK_STREAM):
         self.name = name
-        self.port = free_port()
+        self.port = free_port(kind)
         self.argv = argv + [str(self.port)] + args
         self.proc = None
 
@@ -163,11 +163,11 @@ def reference_for(name):
     return "floor"
 
 
-def table(title, names, results):
+def table(title, names, results, reference=reference_for, unit="request"):
     """Markdown table; `results` maps a name to (rps, cpu_us, user_us), or lacks
-    it if missing."""
+    it if missing; reference(name) names the row it is compared with."""
     lines = [f"### {title}", "",
-             "| server | requests/s | CPU µs/request | of which user | compared with | "
+             f"| server | {unit}s/s | CPU µs/{unit} | of which user | compared with | "
              "rps ratio | CPU ratio |",
              "|---|---:|---:|---:|---|---:|---:|"]
     for name in names:
@@ -175,7 +175,7 @@ def table(title, names, results):
             lines.append(f"| {name} | missing | | | | | |")
             continue
         rps, cpu, user = results[name]
-        ref = reference_for(name)
+        ref = reference(name)
         ref_rps, ref_cpu, _ = results.get(ref, (0, 0, 0))
         lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {user:.2f} | {ref} "
                      f"| {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
