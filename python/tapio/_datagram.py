@@ -7,16 +7,11 @@ import stat
 
 from ._helpers import logger, set_result_unless_cancelled, socket_extra
 
-_unset = object()
-
-
-def _check_sock_arguments(sock, reuse_address, **options):
+def _check_sock_arguments(sock, **options):
     """A given socket takes no socket options, as asyncio checks."""
     if sock.type == socket.SOCK_STREAM:
-        raise ValueError(f"A datagram socket was expected, got {sock!r}")
+        raise ValueError(f"A UDP Socket was expected, got {sock!r}")
     if any(options.values()):
-        if reuse_address is not _unset:
-            options["reuse_address"] = reuse_address
         problems = ", ".join(f"{k}={v}" for k, v in options.items() if v)
         raise ValueError(f"socket modifier keyword arguments can not be used when "
                          f"sock is specified. ({problems})")
@@ -86,11 +81,11 @@ class DatagramMixin:
 
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None,
                                        remote_addr=None, *, family=0, proto=0, flags=0,
-                                       reuse_address=_unset, reuse_port=None,
-                                       allow_broadcast=None, sock=None):
+                                       reuse_port=None, allow_broadcast=None, sock=None):
+        # reuse_address is gone, as from asyncio since Python 3.11.
         remote = None
         if sock is not None:
-            _check_sock_arguments(sock, reuse_address, local_addr=local_addr,
+            _check_sock_arguments(sock, local_addr=local_addr,
                                   remote_addr=remote_addr, family=family, proto=proto,
                                   flags=flags, reuse_port=reuse_port,
                                   allow_broadcast=allow_broadcast)
@@ -98,10 +93,6 @@ class DatagramMixin:
         else:
             pairs = await self._datagram_address_pairs(local_addr, remote_addr, family,
                                                        proto, flags)
-            if reuse_address is not _unset and reuse_address:
-                raise ValueError("Passing `reuse_address=True` is no longer supported, as "
-                                 "the usage of SO_REUSEPORT in UDP poses a significant "
-                                 "security concern.")
             errors = []
             for (fam, pro), (local, remote_address) in pairs:
                 try:

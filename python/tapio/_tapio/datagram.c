@@ -323,8 +323,8 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-#if PY_VERSION_HEX < 0x030C0000
-    if (view.len == 0) { /* asyncio before 3.12 sends no empty datagram */
+#if PY_VERSION_HEX < 0x030D0000
+    if (view.len == 0) { /* asyncio before 3.13 sends no empty datagram */
         PyBuffer_Release(&view);
         Py_RETURN_NONE;
     }
