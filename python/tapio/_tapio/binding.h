@@ -166,6 +166,9 @@ void binding_report(LoopCore *loop, const char *message, PyObject *exc,
 PyObject *binding_errno_exception(int err);
 int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,
                          Py_ssize_t *low);
+PyObject *binding_limits_tuple(size_t low, size_t high);
+void binding_detach_socket(PyObject **sock);
+void binding_warn_unclosed(PyObject *transport);
 
 /* sockaddr.c: addresses in the forms of Python's socket module. */
 PyObject *binding_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);

@@ -74,3 +74,32 @@ int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,
     }
     return 0;
 }
+
+/* libtapio closes the fd: the socket object viewing it must not close it
+ * again, so it is detached and dropped. */
+void binding_detach_socket(PyObject **sock)
+{
+    if (!*sock)
+        return;
+    PyObject *res = PyObject_CallMethod(*sock, "detach", NULL);
+    if (!res)
+        PyErr_WriteUnraisable(*sock);
+    Py_XDECREF(res);
+    Py_CLEAR(*sock);
+}
+
+/* asyncio's ResourceWarning for a transport that was never closed. */
+void binding_warn_unclosed(PyObject *transport)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
+                         transport) < 0)
+        PyErr_WriteUnraisable(transport);
+    binding_restore_exception(exc);
+}
+
+/* get_write_buffer_limits()'s (low, high). */
+PyObject *binding_limits_tuple(size_t low, size_t high)
+{
+    return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
+}

@@ -123,13 +123,7 @@ static void on_error_received(tapio_datagram *d, int err, void *user)
 
 static void detach_socket(DatagramTransport *self)
 {
-    if (!self->sock)
-        return;
-    PyObject *res = PyObject_CallMethod(self->sock, "detach", NULL);
-    if (!res)
-        PyErr_WriteUnraisable(self->sock);
-    Py_XDECREF(res);
-    Py_CLEAR(self->sock);
+    binding_detach_socket(&self->sock);
 }
 
 /* libtapio is done with it: connection_lost ran, or the loop closed. */
@@ -388,7 +382,7 @@ static PyObject *datagram_get_write_buffer_limits(DatagramTransport *self,
     size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
     if (self->d)
         tapio_datagram_get_write_buffer_limits(self->d, &low, &high);
-    return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
+    return binding_limits_tuple(low, high);
 }
 
 static PyObject *datagram_set_write_buffer_limits(DatagramTransport *self,
@@ -438,11 +432,7 @@ static void datagram_finalize(DatagramTransport *self)
     if (!self->dropped_open)
         return;
     self->dropped_open = false;
-    PyObject *exc = binding_fetch_exception();
-    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
-                         (PyObject *)self) < 0)
-        PyErr_WriteUnraisable((PyObject *)self);
-    binding_restore_exception(exc);
+    binding_warn_unclosed((PyObject *)self);
 }
 
 static int datagram_traverse(DatagramTransport *self, visitproc visit,

@@ -172,14 +172,7 @@ static PyObject *lost_exception(Transport *self, int err)
 
 static void detach_socket(Transport *self)
 {
-    if (!self->sock)
-        return;
-    /* libtapio closes the fd; the socket object must not close it again. */
-    PyObject *res = PyObject_CallMethod(self->sock, "detach", NULL);
-    if (!res)
-        PyErr_WriteUnraisable(self->sock);
-    Py_XDECREF(res);
-    Py_CLEAR(self->sock);
+    binding_detach_socket(&self->sock);
 }
 
 static void on_connection_lost(tapio_transport *t, int err, void *user)
@@ -485,7 +478,7 @@ static PyObject *transport_get_write_buffer_limits(Transport *self,
     size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
     if (self->t)
         tapio_transport_get_write_buffer_limits(self->t, &low, &high);
-    return Py_BuildValue("(nn)", (Py_ssize_t)low, (Py_ssize_t)high);
+    return binding_limits_tuple(low, high);
 }
 
 static PyObject *transport_set_write_buffer_limits(Transport *self,
@@ -581,11 +574,7 @@ static void transport_finalize(Transport *self)
     if (!self->dropped_open)
         return;
     self->dropped_open = false;
-    PyObject *exc = binding_fetch_exception();
-    if (PyErr_WarnFormat(PyExc_ResourceWarning, 1, "unclosed transport %R",
-                         (PyObject *)self) < 0)
-        PyErr_WriteUnraisable((PyObject *)self);
-    binding_restore_exception(exc);
+    binding_warn_unclosed((PyObject *)self);
 }
 
 static int transport_traverse(Transport *self, visitproc visit, void *arg)
