@@ -392,6 +392,30 @@ TAPIO_API int tapio_transport_from_fd(tapio_loop *loop, int fd,
                                       tapio_transport **out);
 
 /* ======================================================================
+ * Pipes (loop.connect_read_pipe / connect_write_pipe)
+ *
+ * A pipe transport is a tapio_transport over one end of a pipe, FIFO,
+ * socket or character device (a terminal); a regular file is refused with
+ * -EINVAL, as asyncio refuses it. The transport owns `fd` from then on, even
+ * when the call fails, and makes it non-blocking.
+ *
+ * Read side: data_received, then at EOF eof_received (its answer is ignored,
+ * as asyncio ignores it for pipes) and connection_lost(0); write and
+ * write_eof return -ENOTSUP.
+ * Write side: write/writev with flow control; write_eof closes it; the
+ * reader going away closes it with connection_lost(-EPIPE) if data was
+ * still queued, (0) otherwise. Writing to a pipe whose reader left raises
+ * SIGPIPE unless the process ignores it, as Python does.
+ * ====================================================================== */
+
+TAPIO_API int tapio_pipe_read(tapio_loop *loop, int fd,
+                              const tapio_protocol *proto, void *user,
+                              tapio_transport **out);
+TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
+                               const tapio_protocol *proto, void *user,
+                               tapio_transport **out);
+
+/* ======================================================================
  * Connections (loop.create_connection / create_unix_connection)
  * ====================================================================== */
 

@@ -91,8 +91,8 @@ static void connected(tapio_connect_req *req)
     tapio_transport *t;
     /* The transport schedules connection_made, so it runs before our
      * callback, as asyncio's does before create_connection returns. */
-    int err = tapio__transport_new(req->loop, fd, req->proto, req->user,
-                                   NULL, &t);
+    int err = tapio__transport_new(req->loop, fd, TAPIO__SOCKET, req->proto,
+                                   req->user, NULL, &t);
     complete(req, err ? NULL : t, err);
 }
 

@@ -241,7 +241,16 @@ TAPIO__HIDDEN void tapio__datagrams_destroy_all(tapio_loop *loop);
 
 /* ---- transports (stream.c) ------------------------------------------ */
 
+/* What a stream transport runs over: they differ in how they write, what
+ * EOF means and what reading watches for. */
+enum tapio__stream_kind {
+    TAPIO__SOCKET,     /* send()/sendmsg(), shutdown(SHUT_WR) for EOF */
+    TAPIO__READ_PIPE,  /* reads only; EOF ends the transport */
+    TAPIO__WRITE_PIPE, /* writes only; "readable" means the reader left */
+};
+
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
+                                       enum tapio__stream_kind kind,
                                        const tapio_protocol *proto, void *user,
                                        tapio_server *server,
                                        tapio_transport **out);

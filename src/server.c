@@ -88,7 +88,7 @@ static void start_connection(tapio_server *s, int fd)
         return;
     }
     tapio_transport *t;
-    int err = tapio__transport_new(s->loop, fd, proto, user, s, &t);
+    int err = tapio__transport_new(s->loop, fd, TAPIO__SOCKET, proto, user, s, &t);
     if (err)
         tapio__report_error(s->loop, "accepted connection dropped", err);
     else

@@ -32,6 +32,7 @@ struct tapio_transport {
     unsigned refs;       /* the loop's (until connection_lost ran) + user's */
     unsigned read_stop;  /* READ_* bits */
     unsigned conn_lost;  /* asyncio's counter: set once connection_lost is due */
+    enum tapio__stream_kind kind;
     bool closing;
     bool eof;            /* write_eof() was called */
     bool eof_sent;
@@ -169,6 +170,13 @@ static void fatal_error(tapio_transport *t, int err, const char *message)
 
 static void on_eof(tapio_transport *t)
 {
+    if (t->kind == TAPIO__READ_PIPE) { /* a pipe's EOF ends it, whatever the
+                                          protocol answers (asyncio's too) */
+        if (t->proto && t->proto->eof_received)
+            t->proto->eof_received(t, t->user);
+        tapio_transport_close(t);
+        return;
+    }
     bool keep_open = t->proto && t->proto->eof_received &&
                      t->proto->eof_received(t, t->user);
     if (keep_open) {
@@ -279,17 +287,26 @@ static int append_iov(tapio_transport *t, const struct iovec *iov, int iovcnt,
     return 0;
 }
 
-/* MSG_NOSIGNAL: a vanished peer is an EPIPE error, not a SIGPIPE. A single
- * buffer takes send(), which is cheaper in the kernel than sendmsg(). */
-static ssize_t send_iov(int fd, const struct iovec *iov, int iovcnt)
+/* Sockets: MSG_NOSIGNAL makes a vanished peer an EPIPE error, not a
+ * SIGPIPE, and a single buffer takes send(), cheaper in the kernel than
+ * sendmsg(). Pipes take write()/writev(). */
+static ssize_t send_iov(const tapio_transport *t, const struct iovec *iov,
+                        int iovcnt)
 {
     struct msghdr msg = {0};
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = (size_t)iovcnt;
+    int fd = t->io.fd;
+    bool socket = t->kind == TAPIO__SOCKET;
     ssize_t n;
     do
-        n = iovcnt == 1 ? send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
-                        : sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (!socket)
+            n = iovcnt == 1 ? write(fd, iov->iov_base, iov->iov_len)
+                            : writev(fd, iov, iovcnt);
+        else
+            n = iovcnt == 1
+                    ? send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
+                    : sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n;
 }
@@ -330,7 +347,7 @@ static void drained(tapio_transport *t)
 static void flush_buffer(tapio_transport *t)
 {
     struct iovec iov = {t->wbuf + t->wstart, buffered(t)};
-    ssize_t n = send_iov(t->io.fd, &iov, 1);
+    ssize_t n = send_iov(t, &iov, 1);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
@@ -345,6 +362,8 @@ static void flush_buffer(tapio_transport *t)
 
 static int write_check(tapio_transport *t)
 {
+    if (t->kind == TAPIO__READ_PIPE)
+        return -ENOTSUP;
     if (t->eof)
         return -ESHUTDOWN;
     if (t->sf.active)
@@ -369,7 +388,7 @@ int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
     }
     size_t sent = 0;
     if (!buffered(t) && iovcnt <= IOV_MAX) {
-        ssize_t n = send_iov(t->io.fd, iov, iovcnt);
+        ssize_t n = send_iov(t, iov, iovcnt);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             fatal_error(t, -errno, NULL);
             return 0;
@@ -402,8 +421,12 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
         flush_buffer(t);
     else if ((events & TAPIO__WRITE) && t->sf.active && !t->sf.done)
         sendfile_step(t);
-    if ((events & TAPIO__READ) && !t->read_stop && !t->closing)
-        read_into_protocol(t);
+    if ((events & TAPIO__READ) && !t->read_stop && !t->closing) {
+        if (t->kind == TAPIO__WRITE_PIPE) /* the reader went away */
+            force_close(t, buffered(t) ? -EPIPE : 0);
+        else
+            read_into_protocol(t);
+    }
 }
 
 /* ---- sendfile ----------------------------------------------------------- */
@@ -488,6 +511,12 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
 
 int tapio_transport_write_eof(tapio_transport *t)
 {
+    if (t->kind == TAPIO__READ_PIPE)
+        return -ENOTSUP;
+    if (t->kind == TAPIO__WRITE_PIPE) { /* a pipe's EOF is its closing */
+        tapio_transport_close(t);
+        return 0;
+    }
     if (t->closing || t->eof)
         return 0;
     t->eof = true;
@@ -498,8 +527,7 @@ int tapio_transport_write_eof(tapio_transport *t)
 
 bool tapio_transport_can_write_eof(const tapio_transport *t)
 {
-    (void)t;
-    return true;
+    return t->kind != TAPIO__READ_PIPE;
 }
 
 void tapio_transport_close(tapio_transport *t)
@@ -528,7 +556,9 @@ bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }
 
 void tapio_transport_pause_reading(tapio_transport *t)
 {
-    if (t->closing || (t->read_stop & READ_PAUSED_USER))
+    /* A write pipe reads only to hear its reader leave: keep doing so. */
+    if (t->closing || (t->read_stop & READ_PAUSED_USER) ||
+        t->kind == TAPIO__WRITE_PIPE)
         return;
     t->read_stop |= READ_PAUSED_USER;
     update_interest(t);
@@ -645,9 +675,10 @@ static void set_nodelay(tapio_transport *t)
     }
 }
 
-int tapio__transport_new(tapio_loop *loop, int fd, const tapio_protocol *proto,
-                         void *user, tapio_server *server,
-                         tapio_transport **out)
+int tapio__transport_new(tapio_loop *loop, int fd,
+                         enum tapio__stream_kind kind,
+                         const tapio_protocol *proto, void *user,
+                         tapio_server *server, tapio_transport **out)
 {
     tapio_transport *t = calloc(1, sizeof(*t));
     if (!t) {
@@ -657,6 +688,7 @@ int tapio__transport_new(tapio_loop *loop, int fd, const tapio_protocol *proto,
     tapio__io_init(&t->io, fd, on_io);
     tapio__list_init(&t->node);
     t->loop = loop;
+    t->kind = kind;
     t->proto = proto;
     t->user = user;
     t->refs = 1;
@@ -697,7 +729,7 @@ int tapio_transport_from_fd(tapio_loop *loop, int fd,
         return err;
     }
     tapio_transport *t;
-    err = tapio__transport_new(loop, fd, proto, user, NULL, &t);
+    err = tapio__transport_new(loop, fd, TAPIO__SOCKET, proto, user, NULL, &t);
     if (!err && out)
         *out = t;
     return err;
