@@ -416,6 +416,92 @@ TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
                                tapio_transport **out);
 
 /* ======================================================================
+ * Subprocesses (loop.subprocess_exec; asyncio's SubprocessTransport and
+ * SubprocessProtocol)
+ *
+ * Events come in asyncio's order: connection_made once the pipes are
+ * connected; pipe_data_received(fd, ...) and pipe_connection_lost(fd, err)
+ * per pipe; process_exited once the child has exited (observed with a pidfd,
+ * or a waiting thread where pidfds are missing; the child is always reaped);
+ * and connection_lost only after the process exited and every pipe closed.
+ * ====================================================================== */
+
+typedef struct tapio_process tapio_process;
+
+typedef struct tapio_subprocess_protocol {
+    void (*connection_made)(tapio_process *p, void *user);
+    /** Output of the child's stdout (fd 1) or stderr (fd 2). */
+    void (*pipe_data_received)(tapio_process *p, int fd, const void *data,
+                               size_t len, void *user);
+    /** A pipe closed: 0 at its end, or a negative errno. */
+    void (*pipe_connection_lost)(tapio_process *p, int fd, int err,
+                                 void *user);
+    void (*process_exited)(tapio_process *p, void *user);
+    void (*connection_lost)(tapio_process *p, int err, void *user);
+    /** Flow control of the child's stdin pipe. */
+    void (*pause_writing)(tapio_process *p, void *user);
+    void (*resume_writing)(tapio_process *p, void *user);
+} tapio_subprocess_protocol;
+
+/* What each of the child's stdin, stdout and stderr is; any value >= 0 is
+ * an fd of the parent that the child gets in that place. */
+#define TAPIO_STDIO_PIPE (-1)    /* a pipe to the parent */
+#define TAPIO_STDIO_INHERIT (-2) /* the parent's own */
+#define TAPIO_STDIO_DEVNULL (-3) /* /dev/null */
+#define TAPIO_STDIO_STDOUT (-4)  /* stderr only: into the stdout pipe/fd */
+
+typedef struct tapio_process_options {
+    const char *file;        /* program; without a '/', searched in PATH */
+    char *const *argv;       /* NULL-terminated; argv[0] is the name */
+    char *const *env;        /* NULL-terminated, or NULL to inherit */
+    const char *cwd;         /* or NULL */
+    int stdio[3];            /* TAPIO_STDIO_* or an fd; 0 means PIPE */
+    bool new_session;        /* setsid() in the child */
+} tapio_process_options;
+
+/**
+ * Spawn a child with every other descriptor closed on exec. A program that
+ * cannot be executed fails the call with its errno (-ENOENT for a missing
+ * one), and no callback runs.
+ */
+TAPIO_API int tapio_process_spawn(tapio_loop *loop,
+                                  const tapio_process_options *opts,
+                                  const tapio_subprocess_protocol *proto,
+                                  void *user, tapio_process **out);
+
+/**
+ * Take over a child another part of the program spawned (a binding's own
+ * spawner): watch `pid` for its exit and connect the given pipe ends (-1 for
+ * none): stdin_fd is written to, stdout_fd and stderr_fd are read. The
+ * process owns the fds from then on, even when the call fails.
+ */
+TAPIO_API int tapio_process_adopt(tapio_loop *loop, pid_t pid, int stdin_fd,
+                                  int stdout_fd, int stderr_fd,
+                                  const tapio_subprocess_protocol *proto,
+                                  void *user, tapio_process **out);
+
+TAPIO_API pid_t tapio_process_pid(const tapio_process *p);
+/** The pipe transport of the child's fd 0, 1 or 2, or NULL. */
+TAPIO_API tapio_transport *tapio_process_pipe(const tapio_process *p, int fd);
+/**
+ * True once the child exited; *code is its exit status, or minus the signal
+ * number that killed it (asyncio's returncode).
+ */
+TAPIO_API bool tapio_process_returncode(const tapio_process *p, int *code);
+/** -ESRCH once the child has exited and been reaped. */
+TAPIO_API int tapio_process_send_signal(tapio_process *p, int signum);
+TAPIO_API int tapio_process_terminate(tapio_process *p);
+TAPIO_API int tapio_process_kill(tapio_process *p);
+/**
+ * Close the pipes and, if the child still runs, kill it (asyncio's close);
+ * connection_lost follows once it has exited.
+ */
+TAPIO_API void tapio_process_close(tapio_process *p);
+TAPIO_API bool tapio_process_is_closing(const tapio_process *p);
+TAPIO_API void tapio_process_ref(tapio_process *p);
+TAPIO_API void tapio_process_unref(tapio_process *p);
+
+/* ======================================================================
  * Connections (loop.create_connection / create_unix_connection)
  * ====================================================================== */
 
