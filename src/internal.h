@@ -216,6 +216,7 @@ struct tapio_loop {
     /* Open transports, servers and pending connects, for loop close. */
     tapio__list transports;
     tapio__list datagrams;
+    tapio__list processes;
     tapio__list servers;
     tapio__list connects;
 
@@ -238,6 +239,11 @@ TAPIO__HIDDEN int tapio__flow_limits(ssize_t high, ssize_t low,
 /* ---- datagram transports (datagram.c) -------------------------------- */
 
 TAPIO__HIDDEN void tapio__datagrams_destroy_all(tapio_loop *loop);
+
+/* ---- subprocesses (process.c) ---------------------------------------- */
+
+/* Kill and reap children still running, without callbacks. */
+TAPIO__HIDDEN void tapio__processes_destroy_all(tapio_loop *loop);
 
 /* ---- transports (stream.c) ------------------------------------------ */
 

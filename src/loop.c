@@ -62,6 +62,7 @@ int tapio_loop_new(tapio_loop **out)
     tapio__list_init(&loop->user_watchers);
     tapio__list_init(&loop->transports);
     tapio__list_init(&loop->datagrams);
+    tapio__list_init(&loop->processes);
     tapio__list_init(&loop->servers);
     tapio__list_init(&loop->connects);
     pthread_mutex_init(&loop->tsq_lock, NULL);
@@ -332,6 +333,7 @@ int tapio_loop_close(tapio_loop *loop)
     /* Pending connects first (they may own transports), servers last (their
      * connections point at them). */
     tapio__connects_destroy_all(loop);
+    tapio__processes_destroy_all(loop);
     tapio__transports_destroy_all(loop);
     tapio__datagrams_destroy_all(loop);
     tapio__servers_destroy_all(loop);
