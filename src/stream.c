@@ -17,6 +17,9 @@ enum {
     READ_PAUSED_USER = 1u,   /* pause_reading() */
     READ_STOPPED_EOF = 2u,   /* the peer sent EOF and the protocol kept us */
     READ_NOT_STARTED = 4u,   /* connection_made has not run yet */
+    READ_NEVER = 8u,         /* a write pipe on a terminal: readable means
+                                input, not a reader gone (asyncio does not
+                                watch those either) */
 };
 
 /* Shrink an idle write buffer above this size, so memory follows load. */
@@ -675,6 +678,14 @@ static void set_nodelay(tapio_transport *t)
     }
 }
 
+/* A write pipe learns that its reader left by becoming "readable" only
+ * when it is a FIFO or a socket. */
+static bool watches_hangup(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
 int tapio__transport_new(tapio_loop *loop, int fd,
                          enum tapio__stream_kind kind,
                          const tapio_protocol *proto, void *user,
@@ -707,6 +718,8 @@ int tapio__transport_new(tapio_loop *loop, int fd,
     }
     cache_addresses(t);
     set_nodelay(t);
+    if (kind == TAPIO__WRITE_PIPE && !watches_hangup(fd))
+        t->read_stop |= READ_NEVER;
     tapio__list_push(&loop->transports, &t->node);
     t->server = server;
     *out = t;

@@ -19,8 +19,10 @@ from . import _tapio
 from ._connections import ConnectionsMixin
 from ._datagram import DatagramMixin
 from ._helpers import format_callback, logger
+from ._pipes import PipesMixin
 from ._sendfile import SendfileMixin
 from ._signals import SignalsMixin
+from ._subprocess import SubprocessMixin
 from ._sockops import SockOpsMixin
 
 
@@ -52,8 +54,8 @@ def _stop_when_done(fut):
     fut.get_loop().stop()
 
 
-class Loop(ConnectionsMixin, DatagramMixin, SendfileMixin, SignalsMixin, SockOpsMixin,
-           _tapio.LoopCore, asyncio.AbstractEventLoop):
+class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, SendfileMixin,
+           SignalsMixin, SockOpsMixin, _tapio.LoopCore, asyncio.AbstractEventLoop):
     """An asyncio event loop on libtapio."""
 
     def __init__(self):

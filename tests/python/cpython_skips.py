@@ -3,13 +3,10 @@
 Keys are fnmatch patterns over the ids that cpython_asyncio.py gives its test
 classes ("<module>.<class>.<method>"). Only two reasons are allowed: the test
 inspects stock asyncio's private internals, or it exercises a feature of a
-later issue (pipes/PTYs/subprocesses: 5, TLS: 6). The skip list
-applies to --loop tapio only; stock asyncio runs every test.
+later issue (TLS: 6). The skip list applies to --loop tapio only; stock
+asyncio runs every test.
 """
 
-PIPE = 'pipe transports (issue 5)'
-PTY = 'PTY pipe transports (issue 5)'
-SUBPROCESS = 'subprocesses (issue 5)'
 TLS = 'TLS, ssl= (issue 6)'
 
 EVENTS = 'test_events.EventLoopTests.'
@@ -35,15 +32,6 @@ SKIPS = {
     EVENTS + 'test_create_server_ssl_match_failed': TLS,
     EVENTS + 'test_create_server_ssl_verified': TLS,
     EVENTS + 'test_create_unix_server_ssl_verified': TLS,
-    EVENTS + 'test_read_pipe': PIPE,
-    EVENTS + 'test_write_pipe': PIPE,
-    EVENTS + 'test_write_pipe_disconnect_on_close': PIPE,
-    EVENTS + 'test_unclosed_pipe_transport': PIPE,
-    EVENTS + 'test_read_pty_output': PTY,
-    EVENTS + 'test_write_pty': PTY,
-    EVENTS + 'test_bidirectional_pty': PTY,
-    # test_events: SubprocessTestsMixin, every test of which is named so
-    EVENTS + 'test_subprocess_*': SUBPROCESS,
 
     # test_sendfile: SendfileMixin
     SENDFILE + 'test_sendfile_ssl': TLS,
@@ -55,6 +43,4 @@ SKIPS = {
     STREAMS + 'test_open_connection_no_loop_ssl': TLS,
     STREAMS + 'test_open_unix_connection_no_loop_ssl': TLS,
     STREAMS + 'test_start_tls': TLS,
-    STREAMS + 'test_read_all_from_pipe_reader':
-        'connect_read_pipe and create_subprocess_exec (issue 5)',
 }

@@ -22,8 +22,6 @@ from .loops import import_tapio, loop_tests
 from .run_on_tapio import REPORT_PREFIX
 
 LOOPS = ("asyncio", "tapio")
-# Subprocess transports are a later tapio issue's work.
-SUBPROCESS_LOOPS = ("asyncio",)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(HERE)), "examples", "python")
@@ -262,7 +260,7 @@ class DatagramExampleTests(ExampleCases):
         ], stderr)
 
 
-@loop_tests(SUBPROCESS_LOOPS)
+@loop_tests(LOOPS)
 class SubprocessExampleTests(ExampleCases):
     def test_subprocess_date(self):
         result = self.run_example("subprocess_date.py")

@@ -67,7 +67,8 @@ typedef struct Transport {
     LoopCore *loop;
     ServerCore *server;      /* the server that accepted it, if any */
     PyObject *protocol;
-    PyObject *sock;          /* socket object viewing the fd */
+    PyObject *sock;          /* socket (or pipe) object viewing the fd */
+    bool close_view;         /* a pipe object on a dup: close, not detach */
     PyObject *lost_exc;      /* for connection_lost after a protocol error */
     struct Transport *prev, *next; /* the loop's list of open transports */
     Py_buffer view;          /* BufferedProtocol buffer being filled */

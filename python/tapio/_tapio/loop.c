@@ -470,6 +470,36 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
     return (PyObject *)t;
 }
 
+/* _wrap_pipe(fd, pipe, protocol, writing, extra): a pipe transport on `fd`
+ * (libtapio's, a dup of pipe's); the pipe object is closed at the end. */
+static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *const *args,
+                                Py_ssize_t nargs)
+{
+    if (nargs != 5)
+        return PyErr_Format(PyExc_TypeError, "_wrap_pipe() takes 5 arguments");
+    int fd = PyLong_AsLong(args[0]);
+    int writing = PyObject_IsTrue(args[3]);
+    if ((fd == -1 && PyErr_Occurred()) || writing < 0 || !check_open(self))
+        return NULL;
+    Transport *t = transport_new(self, args[2], args[1], args[4]);
+    const tapio_protocol *table = t ? transport_table(t) : NULL;
+    if (!table) {
+        Py_XDECREF(t);
+        return NULL;
+    }
+    t->close_view = true;
+    int err = writing ? tapio_pipe_write(self->loop, fd, table, t, &t->t)
+                      : tapio_pipe_read(self->loop, fd, table, t, &t->t);
+    if (err) {
+        t->t = NULL;
+        Py_DECREF(t);
+        return set_errno_error(err);
+    }
+    tapio_transport_ref(t->t);
+    transport_attach(t);
+    return (PyObject *)t;
+}
+
 static PyObject *loop_wrap_datagram(LoopCore *self, PyObject *const *args,
                                     Py_ssize_t nargs)
 {
@@ -659,6 +689,8 @@ static PyMethodDef loop_core_methods[] = {
     {"_wrap_socket", (PyCFunction)(void (*)(void))loop_wrap_socket,
      METH_FASTCALL, NULL},
     {"_serve", (PyCFunction)loop_serve, METH_VARARGS, NULL},
+    {"_wrap_pipe", (PyCFunction)(void (*)(void))loop_wrap_pipe, METH_FASTCALL,
+     NULL},
     {"_wrap_datagram", (PyCFunction)(void (*)(void))loop_wrap_datagram,
      METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},

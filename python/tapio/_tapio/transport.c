@@ -72,7 +72,10 @@ void transport_release_all(LoopCore *loop)
     while (head->next != head) {
         Transport *self = head->next;
         self->dropped_open = self->t && !tapio_transport_is_closing(self->t);
-        detach_socket(self);
+        /* A socket view is detached (libtapio closes the fd); a pipe object
+         * stays open, as asyncio leaves it when the loop closes under it. */
+        if (!self->close_view)
+            detach_socket(self);
         transport_detach(self);
     }
 }
@@ -172,7 +175,18 @@ static PyObject *lost_exception(Transport *self, int err)
 
 static void detach_socket(Transport *self)
 {
-    binding_detach_socket(&self->sock);
+    if (!self->close_view) {
+        binding_detach_socket(&self->sock);
+        return;
+    }
+    /* A pipe object: libtapio had its own dup, the object is closed as
+     * asyncio closes the pipe at the end. */
+    PyObject *res = self->sock ? PyObject_CallMethod(self->sock, "close", NULL)
+                               : Py_NewRef(Py_None);
+    if (!res)
+        PyErr_WriteUnraisable(self->sock);
+    Py_XDECREF(res);
+    Py_CLEAR(self->sock);
 }
 
 static void on_connection_lost(tapio_transport *t, int err, void *user)
@@ -318,6 +332,7 @@ Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
     self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
     self->protocol = Py_NewRef(protocol);
     self->sock = Py_XNewRef(sock);
+    self->close_view = false;
     self->server = NULL;
     self->prev = self->next = NULL;
     self->lost_exc = NULL;
@@ -551,7 +566,8 @@ static PyObject *transport_sendfile(Transport *self, PyObject *args)
 
 static PyObject *transport_repr(Transport *self)
 {
-    const char *state = self->lost ? " closed"
+    const char *state = self->dropped_open ? " open" /* the loop closed */
+                        : self->lost ? " closed"
                         : self->t && tapio_transport_is_closing(self->t)
                             ? " closing"
                             : "";
@@ -571,10 +587,12 @@ static PyObject *transport_repr(Transport *self)
  * collected; here that is one the loop had to close itself. */
 static void transport_finalize(Transport *self)
 {
-    if (!self->dropped_open)
-        return;
+    if (!self->dropped_open || (self->close_view && !self->sock))
+        return; /* a pipe whose object was taken away warns no more */
     self->dropped_open = false;
     binding_warn_unclosed((PyObject *)self);
+    if (self->close_view)
+        detach_socket(self); /* closes the pipe object, as asyncio's __del__ */
 }
 
 static int transport_traverse(Transport *self, visitproc visit, void *arg)
@@ -645,6 +663,8 @@ static PyMethodDef transport_methods[] = {
 static PyMemberDef transport_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Transport, weakreflist),
      READONLY, NULL},
+    /* asyncio's pipe transports keep their pipe object here. */
+    {"_pipe", T_OBJECT, offsetof(Transport, sock), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -1,0 +1,37 @@
+"""loop.connect_read_pipe / connect_write_pipe: libtapio's pipe transports
+over a pipe, FIFO, socket or terminal given as a file object."""
+import os
+import stat
+
+from ._helpers import set_result_unless_cancelled
+
+
+def _pipe_fd(pipe):
+    """A dup of the pipe's fd for libtapio, after asyncio's checks."""
+    fileno = pipe.fileno()
+    mode = os.fstat(fileno).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+        raise ValueError("Pipe transport is for pipes/sockets only.")
+    os.set_blocking(fileno, False)
+    return os.dup(fileno)
+
+
+class PipesMixin:
+    async def _connect_pipe(self, protocol_factory, pipe, writing):
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        fd = _pipe_fd(pipe)
+        transport = self._wrap_pipe(fd, pipe, protocol, writing, {"pipe": pipe})
+        self.call_soon(set_result_unless_cancelled, waiter, None)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        return await self._connect_pipe(protocol_factory, pipe, False)
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        return await self._connect_pipe(protocol_factory, pipe, True)

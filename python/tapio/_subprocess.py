@@ -1,0 +1,291 @@
+"""Subprocesses: spawned by subprocess.Popen (so every Popen argument works
+as in asyncio), the pipes as libtapio pipe transports, the exit watched
+with a pidfd, and asyncio's order of events (connection_made after the
+pipes are connected, connection_lost once the child exited and every pipe
+closed)."""
+import asyncio
+import os
+import subprocess
+import warnings
+
+from ._helpers import logger
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """Forwards one pipe's events to the subprocess transport."""
+
+    def __init__(self, proc, fd):
+        self.proc = proc
+        self.fd = fd
+        self.pipe = None
+        self.disconnected = False
+
+    def connection_made(self, transport):
+        self.pipe = transport
+
+    def data_received(self, data):
+        self.proc._protocol.pipe_data_received(self.fd, data)
+
+    def connection_lost(self, exc):
+        self.disconnected = True
+        self.proc._pipe_connection_lost(self.fd, exc)
+
+    def pause_writing(self):
+        self.proc._protocol.pause_writing()
+
+    def resume_writing(self):
+        self.proc._protocol.resume_writing()
+
+
+class SubprocessTransport(asyncio.SubprocessTransport):
+    def __init__(self, loop, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                 extra=None, **kwargs):
+        super().__init__(extra)
+        self._loop = loop
+        self._protocol = protocol
+        self._closed = False
+        self._pipes = {}
+        self._pending_calls = []
+        self._returncode = None
+        self._exit_waiters = []
+        self._finished = False
+        self._pidfd = None
+        self._proc = None
+        self._pid = None
+        try:
+            self._proc = subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout,
+                                          stderr=stderr, universal_newlines=False,
+                                          bufsize=bufsize, **kwargs)
+        except BaseException:
+            self.close()  # nothing started: no warning later either
+            raise
+        self._pid = self._proc.pid
+        self._extra["subprocess"] = self._proc
+        for fd, pipe in enumerate((self._proc.stdin, self._proc.stdout, self._proc.stderr)):
+            if pipe is not None:
+                self._pipes[fd] = None  # connected by _connect_pipes
+        if loop.get_debug():
+            logger.debug("process %r created: pid %s", args, self._pid)
+
+    def __repr__(self):
+        info = [type(self).__name__]
+        if self._closed:
+            info.append("closed")
+        if self._pid is not None:
+            info.append(f"pid={self._pid}")
+        if self._returncode is not None:
+            info.append(f"returncode={self._returncode}")
+        elif self._pid is not None:
+            info.append("running")
+        return "<{}>".format(" ".join(info))
+
+    async def _connect_pipes(self, waiter):
+        try:
+            proc = self._proc
+            for fd, pipe in ((0, proc.stdin), (1, proc.stdout), (2, proc.stderr)):
+                if pipe is None:
+                    continue
+                connect = self._loop.connect_write_pipe if fd == 0 else \
+                    self._loop.connect_read_pipe
+                _, self._pipes[fd] = await connect(
+                    lambda fd=fd: _PipeProtocol(self, fd), pipe)
+            self._loop.call_soon(self._protocol.connection_made, self)
+            for callback, data in self._pending_calls:
+                self._loop.call_soon(callback, *data)
+            self._pending_calls = None
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            if waiter is not None and not waiter.cancelled():
+                waiter.set_exception(exc)
+        else:
+            if waiter is not None and not waiter.cancelled():
+                waiter.set_result(None)
+
+    # ---- the exit -----------------------------------------------------------
+
+    def _watch_exit(self):
+        """A pidfd becomes readable when the child exits."""
+        self._pidfd = os.pidfd_open(self._pid)
+        self._loop._add_reader(self._pidfd, self._child_ready)
+
+    def _child_ready(self):
+        try:
+            pid, status = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self._pid, None  # reaped elsewhere: asyncio says 255
+        if pid == 0:
+            return
+        self._stop_watching()
+        returncode = 255 if status is None else os.waitstatus_to_exitcode(status)
+        self._process_exited(returncode)
+
+    def _stop_watching(self):
+        if self._pidfd is not None:
+            self._loop._remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _process_exited(self, returncode):
+        if self._loop.get_debug():
+            logger.info("%r exited with return code %r", self, returncode)
+        self._returncode = returncode
+        if self._proc.returncode is None:
+            self._proc.returncode = returncode  # so Popen does not wait again
+        self._call(self._protocol.process_exited)
+        self._try_finish()
+        for waiter in self._exit_waiters:
+            if not waiter.cancelled():
+                waiter.set_result(returncode)
+        self._exit_waiters = None
+
+    async def _wait(self):
+        """Wait for the exit (asyncio.subprocess.Process.wait uses it)."""
+        if self._returncode is not None:
+            return self._returncode
+        waiter = self._loop.create_future()
+        self._exit_waiters.append(waiter)
+        return await waiter
+
+    # ---- pipes and the end --------------------------------------------------
+
+    def _call(self, callback, *data):
+        if self._pending_calls is not None:
+            self._pending_calls.append((callback, data))
+        else:
+            self._loop.call_soon(callback, *data)
+
+    def _pipe_connection_lost(self, fd, exc):
+        self._call(self._protocol.pipe_connection_lost, fd, exc)
+        self._try_finish()
+
+    def _try_finish(self):
+        if self._finished or self._returncode is None:
+            return
+        if all(p is not None and p.disconnected for p in self._pipes.values()):
+            self._finished = True
+            self._call(self._call_connection_lost, None)
+
+    def _call_connection_lost(self, exc):
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._loop = None
+            self._proc = None
+            self._protocol = None
+
+    # ---- SubprocessTransport ------------------------------------------------
+
+    def _check_proc(self):
+        if self._proc is None:
+            raise ProcessLookupError()
+
+    def get_pid(self):
+        return self._pid
+
+    def get_returncode(self):
+        return self._returncode
+
+    def get_pipe_transport(self, fd):
+        if fd in self._pipes and self._pipes[fd] is not None:
+            return self._pipes[fd].pipe
+        return None
+
+    def send_signal(self, signal):
+        self._check_proc()
+        if self._returncode is None:  # a reaped pid may be someone else's
+            self._proc.send_signal(signal)
+
+    def terminate(self):
+        self._check_proc()
+        if self._returncode is None:
+            self._proc.terminate()
+
+    def kill(self):
+        self._check_proc()
+        if self._returncode is None:
+            self._proc.kill()
+
+    def is_closing(self):
+        return self._closed
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for proto in self._pipes.values():
+            if proto is not None and proto.pipe is not None:
+                proto.pipe.close()
+        if self._proc is not None and self._returncode is None and self._proc.poll() is None:
+            if self._loop is not None and self._loop.get_debug():
+                logger.warning("Close running child process: kill %r", self)
+            try:
+                self._proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def __del__(self, _warn=warnings.warn):
+        if not self._closed:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self.close()
+
+
+def _check_popen_arguments(universal_newlines, bufsize, text, encoding, errors):
+    if universal_newlines:
+        raise ValueError("universal_newlines must be False")
+    if bufsize != 0:
+        raise ValueError("bufsize must be 0")
+    if text:
+        raise ValueError("text must be False")
+    if encoding is not None:
+        raise ValueError("encoding must be None")
+    if errors is not None:
+        raise ValueError("errors must be None")
+
+
+class SubprocessMixin:
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout,
+                                         stderr, bufsize, extra=None, **kwargs):
+        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout,
+                                        stderr, bufsize, extra=extra, **kwargs)
+        waiter = self.create_future()
+        try:
+            transport._watch_exit()
+            # As a task, like asyncio: the waiter then resolves only after
+            # the queued connection_made has run.
+            self.create_task(transport._connect_pipes(waiter))
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transport.close()
+            await transport._wait()
+            raise
+        return transport
+
+    async def subprocess_exec(self, protocol_factory, program, *args,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=False,
+                              shell=False, bufsize=0, encoding=None, errors=None,
+                              text=None, **kwargs):
+        if shell:
+            raise ValueError("shell must be False")
+        _check_popen_arguments(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, (program,) + args, False, stdin, stdout, stderr, bufsize, **kwargs)
+        return transport, protocol
+
+    async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               universal_newlines=False, shell=True, bufsize=0,
+                               encoding=None, errors=None, text=None, **kwargs):
+        if not isinstance(cmd, (bytes, str)):
+            raise ValueError("cmd must be a string")
+        if not shell:
+            raise ValueError("shell must be True")
+        _check_popen_arguments(universal_newlines, bufsize, text, encoding, errors)
+        protocol = protocol_factory()
+        transport = await self._make_subprocess_transport(
+            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs)
+        return transport, protocol
