@@ -14,7 +14,8 @@ fi
 bin=$1/examples/c
 [ -x "$bin/tcp_echo_server" ] || bin=$1
 for prog in tcp_echo_server tcp_echo_client connect_existing_socket \
-            tutorial_echo_server udp_echo_server udp_echo_client; do
+            tutorial_echo_server udp_echo_server udp_echo_client \
+            subprocess_date; do
     if [ ! -x "$bin/$prog" ]; then
         echo "run_examples.sh: $bin/$prog not found; build first" >&2
         exit 2
@@ -216,6 +217,11 @@ if start_server udpserver udp_echo_server; then
 else
     not_listening udpserver
 fi
+
+echo "== Subprocess: DateProtocol"
+echo
+run date "$bin/subprocess_date"
+report date $? 0 "Current date: [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
 
 if [ $failed -ne 0 ]; then
     echo "examples: $failed of $checks checks FAILED"
