@@ -424,6 +424,8 @@ TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
  * per pipe; process_exited once the child has exited (observed with a pidfd,
  * or a waiting thread where pidfds are missing; the child is always reaped);
  * and connection_lost only after the process exited and every pipe closed.
+ * Closing the loop kills and reaps children still running, without
+ * callbacks.
  * ====================================================================== */
 
 typedef struct tapio_process tapio_process;

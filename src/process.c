@@ -35,6 +35,7 @@ struct tapio_process {
     pthread_t waiter;     /* the fallback when there is no pidfd */
     bool has_waiter;
     int wait_status;      /* from the waiter thread */
+    atomic_bool reaped;   /* set by the waiter thread once it reaped */
     pipe_link pipes[3];
     bool made;            /* connection_made has run */
     bool exited;
@@ -144,6 +145,7 @@ static void *wait_for_child(void *arg)
     while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
         ;
     p->wait_status = status;
+    atomic_store(&p->reaped, true); /* no more signals to this pid */
     if (tapio_call_soon_threadsafe(p->loop, waiter_done, p) < 0)
         p->wait_status = -1; /* the loop is closing: it joins us */
     return NULL;
@@ -484,7 +486,8 @@ bool tapio_process_returncode(const tapio_process *p, int *code)
 
 int tapio_process_send_signal(tapio_process *p, int signum)
 {
-    if (p->exited) /* reaped: the pid may belong to someone else now */
+    /* Reaped: the pid may belong to someone else now. */
+    if (p->exited || atomic_load(&p->reaped))
         return -ESRCH;
     return kill(p->pid, signum) < 0 ? -errno : 0;
 }
@@ -507,7 +510,7 @@ void tapio_process_close(tapio_process *p)
     for (int i = 0; i < 3; i++)
         if (p->pipes[i].t)
             tapio_transport_close(p->pipes[i].t);
-    if (!p->exited)
+    if (!p->exited && !atomic_load(&p->reaped))
         kill(p->pid, SIGKILL);
 }
 
@@ -521,9 +524,11 @@ void tapio__processes_destroy_all(tapio_loop *loop)
         tapio_process *p =
             tapio__container_of(loop->processes.next, tapio_process, node);
         if (!p->exited && !p->has_waiter) {
+            int status = SIGKILL;
             kill(p->pid, SIGKILL);
-            while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
+            while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
                 ;
+            p->returncode = returncode_of(status);
         }
         if (p->pidfd >= 0) {
             tapio__io_detach(loop, &p->exit_io);
@@ -531,11 +536,15 @@ void tapio__processes_destroy_all(tapio_loop *loop)
             p->pidfd = -1;
         }
         if (p->has_waiter) { /* it is blocked in waitpid: end that */
-            kill(p->pid, SIGKILL);
+            if (!p->exited)
+                kill(p->pid, SIGKILL);
             pthread_join(p->waiter, NULL);
             p->has_waiter = false;
+            p->returncode = returncode_of(p->wait_status);
             tapio_process_unref(p);
         }
+        /* Reaped: its pid may be someone else's now, never signal it. */
+        p->exited = true;
         release(p);
         tapio_process_unref(p);
     }
