@@ -6,12 +6,14 @@ import stat
 from ._helpers import set_result_unless_cancelled
 
 
-def _pipe_fd(pipe):
+def _pipe_fd(pipe, writing):
     """A dup of the pipe's fd for libtapio, after asyncio's checks."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-        raise ValueError("Pipe transport is for pipes/sockets only.")
+        raise ValueError("Pipe transport is only for pipes, sockets and character "
+                         "devices" if writing else
+                         "Pipe transport is for pipes/sockets only.")
     os.set_blocking(fileno, False)
     return os.dup(fileno)
 
@@ -20,7 +22,7 @@ class PipesMixin:
     async def _connect_pipe(self, protocol_factory, pipe, writing):
         protocol = protocol_factory()
         waiter = self.create_future()
-        fd = _pipe_fd(pipe)
+        fd = _pipe_fd(pipe, writing)
         transport = self._wrap_pipe(fd, pipe, protocol, writing, {"pipe": pipe})
         self.call_soon(set_result_unless_cancelled, waiter, None)
         try:

@@ -24,7 +24,8 @@ class _PipeProtocol(asyncio.Protocol):
         self.pipe = transport
 
     def data_received(self, data):
-        self.proc._protocol.pipe_data_received(self.fd, data)
+        # Through _call: output that arrives before connection_made waits.
+        self.proc._call(self.proc._protocol.pipe_data_received, self.fd, data)
 
     def connection_lost(self, exc):
         self.disconnected = True
@@ -134,10 +135,6 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._proc.returncode = returncode  # so Popen does not wait again
         self._call(self._protocol.process_exited)
         self._try_finish()
-        for waiter in self._exit_waiters:
-            if not waiter.cancelled():
-                waiter.set_result(returncode)
-        self._exit_waiters = None
 
     async def _wait(self):
         """Wait for the exit (asyncio.subprocess.Process.wait uses it)."""
@@ -170,6 +167,11 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         try:
             self._protocol.connection_lost(exc)
         finally:
+            # wait() returns once everything ended, as in this asyncio.
+            for waiter in self._exit_waiters:
+                if not waiter.cancelled():
+                    waiter.set_result(self._returncode)
+            self._exit_waiters = None
             self._loop = None
             self._proc = None
             self._protocol = None
@@ -179,6 +181,12 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     def _check_proc(self):
         if self._proc is None:
             raise ProcessLookupError()
+
+    def get_protocol(self):
+        return self._protocol
+
+    def set_protocol(self, protocol):
+        self._protocol = protocol
 
     def get_pid(self):
         return self._pid
