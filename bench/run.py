@@ -257,15 +257,15 @@ def server_specs(bench_dir, python):
     return specs
 
 
-def loop_benchmarks(python):
-    """The Python loop micro-benchmarks' table (call_soon, timers)."""
+def python_benchmark(python, script, title, args=()):
+    """A Python benchmark script's table (it prints markdown), with a title."""
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
-    done = subprocess.run([python, os.path.join(REPO, "bench", "py_loop_bench.py")],
+    done = subprocess.run([python, os.path.join(REPO, "bench", script), *args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                           timeout=600)
     if done.returncode != 0:
-        raise HarnessError(f"py_loop_bench failed: {done.stderr.decode(errors='replace')}")
-    return "### Python loop operations\n\n" + done.stdout.decode()
+        raise HarnessError(f"{script} failed: {done.stderr.decode(errors='replace')}")
+    return f"### {title}\n\n" + done.stdout.decode()
 
 
 def main():
@@ -281,9 +281,13 @@ def main():
                 print(f"{name}: not available under {argv[0]}, skipped", file=sys.stderr)
         report = benchmark(bench_dir, servers, args)
         if args.python != "none":
-            section = loop_benchmarks(args.python)
-            print(section, flush=True)
-            report += "\n" + section
+            quick = ["--quick"] if args.quick else []
+            for script, title, extra in (
+                    ("py_loop_bench.py", "Python loop operations", []),
+                    ("py_process_bench.py", "Python subprocesses and pipes", quick)):
+                section = python_benchmark(args.python, script, title, extra)
+                print(section, flush=True)
+                report += "\n" + section
         while servers:
             servers.pop(0).stop()
     except HarnessError as e:
