@@ -45,7 +45,19 @@ CLASSES = [
     ('test_buffered_proto', 'BufferedProtocolTests',
      ['BaseTestBufferedProtocol', 'unittest.TestCase']),
     ('test_streams', 'StreamTests', ['StreamTests']),
+    # SubprocessMixin expects its setUp to have made self.loop.
+    ('test_subprocess', 'SubprocessTests',
+     ['local.OwnLoop', 'SubprocessMixin', 'utils.TestCase']),
 ]
+
+
+class OwnLoop:
+    """Gives mixins that use self.loop a loop of the policy's kind."""
+
+    def setUp(self):
+        super().setUp()
+        self.loop = asyncio.new_event_loop()
+        self.set_event_loop(self.loop)
 
 
 def parse_args():
@@ -124,7 +136,8 @@ def chosen_loop_mixin(factory, test_utils):
 
 def resolve(module, test_utils, name):
     owner, _, attr = name.rpartition('.')
-    holder = {'': module, 'utils': test_utils, 'unittest': unittest}[owner]
+    holder = {'': module, 'utils': test_utils, 'unittest': unittest,
+              'local': sys.modules[__name__]}[owner]
     return getattr(holder, attr)
 
 

@@ -63,6 +63,7 @@ typedef struct Transport {
     PyObject_HEAD
     PyObject *extra;         /* dict for get_extra_info */
     PyObject *weakreflist;
+    PyObject *dict;          /* instance attributes (tests patch methods) */
     tapio_transport *t;      /* referenced from connection_made on */
     LoopCore *loop;
     ServerCore *server;      /* the server that accepted it, if any */

@@ -9,6 +9,7 @@ struct DatagramTransport {
     PyObject_HEAD
     PyObject *extra;         /* asyncio.BaseTransport's `_extra` slot */
     PyObject *weakreflist;
+    PyObject *dict;          /* instance attributes (tests patch methods) */
     tapio_datagram *d;       /* referenced while this object lives */
     LoopCore *loop;
     PyObject *protocol;
@@ -440,6 +441,7 @@ static int datagram_traverse(DatagramTransport *self, visitproc visit,
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->extra);
+    Py_VISIT(self->dict);
     Py_VISIT(self->loop);
     Py_VISIT(self->protocol);
     Py_VISIT(self->sock);
@@ -452,6 +454,7 @@ static int datagram_traverse(DatagramTransport *self, visitproc visit,
 static int datagram_clear(DatagramTransport *self)
 {
     Py_CLEAR(self->extra);
+    Py_CLEAR(self->dict);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->address);
@@ -497,6 +500,8 @@ static PyMethodDef datagram_methods[] = {
 static PyMemberDef datagram_members[] = {
     {"__weaklistoffset__", T_PYSSIZET,
      offsetof(DatagramTransport, weakreflist), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(DatagramTransport, dict),
+     READONLY, NULL},
     {"_address", T_OBJECT, offsetof(DatagramTransport, address), READONLY,
      NULL},
     {NULL, 0, 0, 0, NULL},

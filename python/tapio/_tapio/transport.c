@@ -328,6 +328,7 @@ Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
         return NULL;
     self->extra = Py_NewRef(extra);
     self->weakreflist = NULL;
+    self->dict = NULL;
     self->t = NULL;
     self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
     self->protocol = Py_NewRef(protocol);
@@ -599,6 +600,7 @@ static int transport_traverse(Transport *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->extra);
+    Py_VISIT(self->dict);
     Py_VISIT(self->loop);
     Py_VISIT(self->protocol);
     Py_VISIT(self->sock);
@@ -610,6 +612,7 @@ static int transport_traverse(Transport *self, visitproc visit, void *arg)
 static int transport_clear(Transport *self)
 {
     Py_CLEAR(self->extra);
+    Py_CLEAR(self->dict);
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->lost_exc);
@@ -663,6 +666,7 @@ static PyMethodDef transport_methods[] = {
 static PyMemberDef transport_members[] = {
     {"__weaklistoffset__", T_PYSSIZET, offsetof(Transport, weakreflist),
      READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(Transport, dict), READONLY, NULL},
     /* asyncio's pipe transports keep their pipe object here. */
     {"_pipe", T_OBJECT, offsetof(Transport, sock), 0, NULL},
     {NULL, 0, 0, 0, NULL},
