@@ -455,6 +455,8 @@ typedef struct tapio_subprocess_protocol {
 typedef struct tapio_process_options {
     const char *file;        /* program; without a '/', searched in PATH */
     char *const *argv;       /* NULL-terminated; argv[0] is the name */
+    const char *shell;       /* instead of file and argv: /bin/sh -c shell
+                                (asyncio's subprocess_shell) */
     char *const *env;        /* NULL-terminated, or NULL to inherit */
     const char *cwd;         /* or NULL */
     int stdio[3];            /* TAPIO_STDIO_* or an fd; 0 means PIPE */

@@ -443,6 +443,14 @@ int tapio_process_spawn(tapio_loop *loop, const tapio_process_options *opts,
                         const tapio_subprocess_protocol *proto, void *user,
                         tapio_process **out)
 {
+    if (opts && opts->shell) { /* /bin/sh -c COMMAND, as Popen(shell=True) */
+        char *argv[] = {"/bin/sh", "-c", (char *)opts->shell, NULL};
+        tapio_process_options sh = *opts;
+        sh.shell = NULL;
+        sh.file = "/bin/sh";
+        sh.argv = argv;
+        return tapio_process_spawn(loop, &sh, proto, user, out);
+    }
     if (!opts || !opts->file || !opts->argv)
         return -EINVAL;
     char program[4096];

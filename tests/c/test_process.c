@@ -474,6 +474,22 @@ TEST(process_returncode_of_exit_3)
     tapio_process_unref(p);
 }
 
+/* opts.shell runs /bin/sh -c COMMAND, as asyncio's subprocess_shell. */
+TEST(process_shell_command)
+{
+    tapio_loop *loop = test_loop();
+    tapio_process_options o = {
+        .shell = "printf '%s' \"$0\"; exit 4",
+        .stdio = {TAPIO_STDIO_DEVNULL, TAPIO_STDIO_PIPE, TAPIO_STDIO_DEVNULL},
+    };
+    proc *r = proc_new();
+    CHECK_OK(proc_spawn(loop, r, &o));
+    finish(loop, r, 10);
+    CHECK_EQ_INT(r->rc, 4);
+    CHECK_EQ_INT(r->out[1].len, 7);
+    CHECK_MEM_EQ(r->out[1].p, "/bin/sh", 7);
+}
+
 TEST(process_returncode_of_false_and_255)
 {
     tapio_loop *loop = test_loop();
