@@ -11,7 +11,7 @@ import stat
 import sys
 from asyncio import staggered
 
-from ._helpers import logger, set_result_unless_cancelled, socket_extra
+from ._helpers import connection_made, logger, socket_extra
 from ._server import Server
 
 try:
@@ -114,16 +114,7 @@ class ConnectionsMixin:
     async def _connection_transport(self, sock, protocol_factory):
         sock.setblocking(False)
         protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = self._wrap(sock, protocol)
-        # connection_made is already queued; the waiter resolves after it.
-        self.call_soon(set_result_unless_cancelled, waiter, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await connection_made(self, self._wrap(sock, protocol), protocol)
 
     async def _connect_one(self, exceptions, addr_info, local_infos):
         errors = []

@@ -5,7 +5,7 @@ import os
 import socket
 import stat
 
-from ._helpers import logger, set_result_unless_cancelled, socket_extra
+from ._helpers import connection_made, logger, socket_extra
 
 def _check_sock_arguments(sock, **options):
     """A given socket takes no socket options, as asyncio checks."""
@@ -107,12 +107,5 @@ class DatagramMixin:
             else:
                 raise errors[0]
         protocol = protocol_factory()
-        waiter = self.create_future()
         transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock))
-        self.call_soon(set_result_unless_cancelled, waiter, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await connection_made(self, transport, protocol)

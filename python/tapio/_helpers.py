@@ -72,3 +72,16 @@ def socket_extra(sock):
 def set_result_unless_cancelled(fut, result):
     if not fut.cancelled():
         fut.set_result(result)
+
+
+async def connection_made(loop, transport, protocol):
+    """Wait until the new transport's connection_made (already queued) has
+    run, as asyncio's create_* return only then; close it if cancelled."""
+    waiter = loop.create_future()
+    loop.call_soon(set_result_unless_cancelled, waiter, None)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol

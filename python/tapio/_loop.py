@@ -18,7 +18,7 @@ import weakref
 from . import _tapio
 from ._connections import ConnectionsMixin
 from ._datagram import DatagramMixin
-from ._helpers import format_callback, logger
+from ._helpers import logger
 from ._pipes import PipesMixin
 from ._sendfile import SendfileMixin
 from ._signals import SignalsMixin
@@ -371,4 +371,4 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
 
-__all__ = ["Loop", "format_callback"]
+__all__ = ["Loop"]

@@ -3,7 +3,7 @@ over a pipe, FIFO, socket or terminal given as a file object."""
 import os
 import stat
 
-from ._helpers import set_result_unless_cancelled
+from ._helpers import connection_made
 
 
 def _pipe_fd(pipe, writing):
@@ -21,16 +21,9 @@ def _pipe_fd(pipe, writing):
 class PipesMixin:
     async def _connect_pipe(self, protocol_factory, pipe, writing):
         protocol = protocol_factory()
-        waiter = self.create_future()
         fd = _pipe_fd(pipe, writing)
         transport = self._wrap_pipe(fd, pipe, protocol, writing, {"pipe": pipe})
-        self.call_soon(set_result_unless_cancelled, waiter, None)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        return transport, protocol
+        return await connection_made(self, transport, protocol)
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe, False)
