@@ -32,6 +32,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define WARMUP_SECONDS 0.3
 #define READ_SIZE (256 * 1024)
 #define MAX_EVENTS 256
@@ -58,20 +60,9 @@ static void fail(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("load_client: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
+    bench_fail("load_client", fmt, ap);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The byte expected at `pos` of the message in flight, or -1 if unchecked. */
 static int expected_byte(const struct conn *c, size_t pos)
@@ -210,7 +201,7 @@ static void open_conn(struct conn *c, const struct addrinfo *ai)
 static void run(double seconds)
 {
     struct epoll_event events[MAX_EVENTS];
-    double t = now();
+    double t = bench_now();
     double warm_end = t + WARMUP_SECONDS;
     double end = warm_end + seconds;
 
@@ -219,7 +210,7 @@ static void run(double seconds)
 
         if (n < 0 && errno != EINTR)
             fail("epoll_wait: %s", strerror(errno));
-        t = now();
+        t = bench_now();
         for (int i = 0; i < n && t < end; i++)
             on_event(events[i].data.ptr, events[i].events, t >= warm_end);
     }

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define WARMUP_SECONDS 0.3
 #define LOSS_TIMEOUT 0.1         /* seconds before a datagram counts as lost */
 #define LOSS_SCAN_INTERVAL 0.01  /* how often clients are checked for losses */
@@ -68,20 +70,9 @@ static void fail(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    fputs("udp_load: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
+    bench_fail("udp_load", fmt, ap);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Sends datagram number c->seq. A datagram the kernel drops at once (ENOBUFS,
  * a full buffer) is left to the loss timeout, as if the network had lost it. */
@@ -166,7 +157,7 @@ static int wait_ms(double t, double until)
 static void run(struct client *clients, int nclients, double seconds)
 {
     struct epoll_event events[MAX_EVENTS];
-    double t = now();
+    double t = bench_now();
     double warm_end = t + WARMUP_SECONDS;
     double end = warm_end + seconds;
     double next_scan = t + LOSS_SCAN_INTERVAL;
@@ -179,7 +170,7 @@ static void run(struct client *clients, int nclients, double seconds)
 
         if (n < 0 && errno != EINTR)
             fail("epoll_wait: %s", strerror(errno));
-        t = now();
+        t = bench_now();
         for (int i = 0; i < n && t < end; i++)
             on_readable(events[i].data.ptr, t, t >= warm_end);
         if (t >= next_scan) {

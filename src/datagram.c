@@ -30,11 +30,10 @@ struct tapio_datagram {
     const tapio_datagram_protocol *proto;
     void *user;
     unsigned refs;       /* the loop's (until connection_lost ran) + user's */
-    unsigned conn_lost;  /* set once connection_lost is due */
+    bool lost_due;       /* connection_lost is scheduled or has run */
     bool started;        /* connection_made has run */
     bool closing;
     bool dead;
-    bool lost_pending;
     bool protocol_paused;
     bool connected;      /* the kernel socket is connected to `remote` */
     int lost_error;
@@ -77,8 +76,7 @@ static void release(tapio_datagram *d)
     d->io.fd = -1;
     d->dead = true;
     d->closing = true;
-    if (!d->conn_lost)
-        d->conn_lost = 1;
+    d->lost_due = true;
     drop_queue(d);
     tapio__list_remove(&d->node);
 }
@@ -95,9 +93,8 @@ static void call_connection_lost(tapio_loop *loop, void *arg)
 
 static void schedule_connection_lost(tapio_datagram *d, int err)
 {
-    d->conn_lost++;
+    d->lost_due = true;
     d->lost_error = err;
-    d->lost_pending = true;
     if (!tapio_call_soon(d->loop, call_connection_lost, d)) {
         tapio__report_error(d->loop, "scheduling connection_lost", -ENOMEM);
         call_connection_lost(d->loop, d);
@@ -221,7 +218,7 @@ static void flush_queue(tapio_datagram *d)
     }
     maybe_resume_protocol(d);
     update_interest(d);
-    if (!d->head && d->closing && !d->lost_pending)
+    if (!d->head && d->closing && !d->lost_due)
         schedule_connection_lost(d, 0);
 }
 
@@ -298,7 +295,7 @@ int tapio_datagram_sendto(tapio_datagram *d, const void *data, size_t len,
     } else if (!addr) {
         return -EDESTADDRREQ;
     }
-    if (d->conn_lost) /* the end is due: asyncio drops such datagrams */
+    if (d->lost_due) /* the end is due: asyncio drops such datagrams */
         return -EBADF;
     if (!d->head) {
         ssize_t n = send_one(d, data, len, addr, addrlen);
@@ -337,7 +334,7 @@ void tapio_datagram_close(tapio_datagram *d)
 
 void tapio_datagram_abort(tapio_datagram *d)
 {
-    if (d->dead || d->conn_lost)
+    if (d->dead || d->lost_due)
         return;
     drop_queue(d);
     d->closing = true;

@@ -203,7 +203,6 @@ struct tapio_loop {
     pthread_t workers[TAPIO__MAX_WORKERS];
     int nworkers, idle_workers;
     bool workers_exit;
-    size_t work_inflight;
 
     /* User fd watchers (add_reader/add_writer). */
     tapio__list user_watchers;

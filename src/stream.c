@@ -34,14 +34,13 @@ struct tapio_transport {
     void *user;
     unsigned refs;       /* the loop's (until connection_lost ran) + user's */
     unsigned read_stop;  /* READ_* bits */
-    unsigned conn_lost;  /* asyncio's counter: set once connection_lost is due */
+    bool lost_due;       /* connection_lost is scheduled or has run */
     enum tapio__stream_kind kind;
     bool closing;
     bool eof;            /* write_eof() was called */
     bool eof_sent;
     bool protocol_paused;
     bool dead;           /* fd closed; only the memory remains */
-    bool lost_pending;   /* connection_lost has been scheduled */
     int lost_error;
 
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
@@ -88,8 +87,7 @@ static void transport_release(tapio_transport *t)
     t->io.fd = -1;
     t->dead = true;
     t->closing = true;
-    if (!t->conn_lost)
-        t->conn_lost = 1;
+    t->lost_due = true;
     free(t->wbuf);
     t->wbuf = NULL;
     t->wstart = t->wend = t->wcap = 0;
@@ -112,9 +110,8 @@ static void call_connection_lost(tapio_loop *loop, void *arg)
 
 static void schedule_connection_lost(tapio_transport *t, int err)
 {
-    t->conn_lost++;
+    t->lost_due = true;
     t->lost_error = err;
-    t->lost_pending = true;
     if (!tapio_call_soon(t->loop, call_connection_lost, t)) {
         /* Out of memory: still run it exactly once, right away. */
         tapio__report_error(t->loop, "scheduling connection_lost", -ENOMEM);
@@ -152,7 +149,7 @@ static void sendfile_finish(tapio_transport *t, int err);
 
 static void force_close(tapio_transport *t, int err)
 {
-    if (t->conn_lost)
+    if (t->lost_due)
         return;
     t->wstart = t->wend = 0;
     t->closing = true;
@@ -340,7 +337,7 @@ static void drained(tapio_transport *t)
         return; /* its report finishes what waits */
     }
     if (t->closing) {
-        if (!t->lost_pending)
+        if (!t->lost_due)
             schedule_connection_lost(t, 0);
     } else if (t->eof && !t->eof_sent) {
         shutdown_write(t);
@@ -385,10 +382,8 @@ int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    if (t->conn_lost) { /* asyncio drops writes once the end is due */
-        t->conn_lost++;
+    if (t->lost_due) /* asyncio drops writes once the end is due */
         return 0;
-    }
     size_t sent = 0;
     if (!buffered(t) && iovcnt <= IOV_MAX) {
         ssize_t n = send_iov(t, iov, iovcnt);
@@ -487,7 +482,7 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
         return -EBUSY;
     if (t->eof)
         return -ESHUTDOWN;
-    if (t->closing || t->conn_lost)
+    if (t->closing || t->lost_due)
         return -EPIPE;
     if (offset < 0)
         return -EINVAL;

@@ -51,7 +51,6 @@ static void run_finished_work(tapio_loop *loop)
     }
     while (ordered) {
         tapio__work *next = ordered->next;
-        loop->work_inflight--;
         ordered->done(loop, ordered);
         ordered = next;
     }
@@ -190,7 +189,6 @@ int tapio__work_submit(tapio_loop *loop, tapio__work *w)
         else
             loop->work_head = w;
         loop->work_tail = w;
-        loop->work_inflight++;
         pthread_cond_signal(&loop->work_cond);
     }
     pthread_mutex_unlock(&loop->work_lock);

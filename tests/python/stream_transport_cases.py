@@ -446,6 +446,43 @@ class StreamTransportCases:
         self.assertIsInstance(context["exception"], ValueError)
         self.assertIn("message", context)
 
+    def check_failing_protocol_factory(self, debug):
+        """The connection is dropped, the server goes on; asyncio reports the
+        error to the exception handler in debug mode only."""
+        calls = []
+
+        def factory():
+            calls.append(None)
+            if len(calls) == 1:
+                raise ValueError("factory bug")
+            return EchoProtocol()
+
+        async def test():
+            server = await self.create_server(factory)
+            first, _ = await self.create_connection(RecordingProtocol, server)
+            transport, protocol = await self.create_connection(RecordingProtocol, server)
+            transport.write(b"ping")
+            await wait_until(lambda: bytes(protocol.data) == b"ping", what="the echo")
+            self.assertEqual(len(calls), 2)
+            first.close()
+            transport.close()
+            server.close()
+            await server.wait_closed()
+        self.loop.set_debug(debug)
+        self.run_coro(test())
+        errors = [c for c in self.loop_errors if "incoming connection" in c["message"]]
+        self.loop_errors.clear()
+        return errors
+
+    def test_failing_protocol_factory_drops_the_connection_quietly(self):
+        self.assertEqual(self.check_failing_protocol_factory(debug=False), [])
+
+    def test_failing_protocol_factory_is_reported_in_debug_mode(self):
+        [context] = self.check_failing_protocol_factory(debug=True)
+        self.assertEqual(context["message"],
+                         "Error on transport creation for incoming connection")
+        self.assertIsInstance(context["exception"], ValueError)
+
     # -- the Server object
 
     def test_server_api(self):

@@ -161,7 +161,8 @@ bool binding_is_exit_exception(PyObject *exc);
 /* obj.name(arg) (or obj.name() when arg is NULL); None when obj is NULL. */
 PyObject *binding_call_method(PyObject *obj, PyObject *name, PyObject *arg);
 /* loop.call_exception_handler({'message', 'exception', 'transport',
- * 'protocol'}) for an error that has no caller to go to. */
+ * 'protocol'}) for an error that has no caller to go to; exc or transport
+ * NULL leave their keys out (and protocol with transport). */
 void binding_report(LoopCore *loop, const char *message, PyObject *exc,
                     PyObject *transport, PyObject *protocol);
 /* The OSError subclass for a (negative) errno, as an object. */

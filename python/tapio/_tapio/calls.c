@@ -18,23 +18,30 @@ PyObject *binding_call_method(PyObject *obj, PyObject *name, PyObject *arg)
         name, args, (arg ? 2 : 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+static int put(PyObject *ctx, const char *key, PyObject *value)
+{
+    return value ? PyDict_SetItemString(ctx, key, value) : 0;
+}
+
 void binding_report(LoopCore *loop, const char *message, PyObject *exc,
                     PyObject *transport, PyObject *protocol)
 {
-    PyObject *ctx = Py_BuildValue("{sssOsOsO}", "message", message,
-                                  "exception", exc, "transport", transport,
-                                  "protocol", protocol ? protocol : Py_None);
-    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)loop,
-                                              "call_exception_handler", "O",
-                                              ctx)
-                        : NULL;
+    PyObject *ctx = PyDict_New(), *res = NULL;
+    PyObject *text = PyUnicode_FromString(message);
+    if (ctx && text && !put(ctx, "message", text) &&
+        !put(ctx, "exception", exc) && !put(ctx, "transport", transport) &&
+        !put(ctx, "protocol",
+             transport ? (protocol ? protocol : Py_None) : NULL))
+        res = PyObject_CallMethod((PyObject *)loop, "call_exception_handler",
+                                  "O", ctx);
     if (!res) {
         if (PyErr_Occurred() && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
             loop_core_set_pending(loop);
         else
-            PyErr_WriteUnraisable(transport);
+            PyErr_WriteUnraisable(transport ? transport : (PyObject *)loop);
     }
     Py_XDECREF(res);
+    Py_XDECREF(text);
     Py_XDECREF(ctx);
 }
 

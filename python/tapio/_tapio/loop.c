@@ -569,24 +569,8 @@ static void report_libtapio_error(tapio_loop *loop, const char *message,
 {
     (void)loop;
     LoopCore *self = arg;
-    PyObject *exc = NULL;
-    if (err) {
-        errno = -err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        exc = binding_fetch_exception();
-    }
-    PyObject *ctx = Py_BuildValue("{sssO}", "message", message, "exception",
-                                  exc ? exc : Py_None);
-    if (ctx && !exc)
-        PyDict_DelItemString(ctx, "exception");
-    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)self,
-                                              "call_exception_handler", "O",
-                                              ctx)
-                        : NULL;
-    if (!res)
-        loop_core_set_pending(self);
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
+    PyObject *exc = err ? binding_errno_exception(err) : NULL;
+    binding_report(self, message, exc, NULL, NULL);
     Py_XDECREF(exc);
 }
 

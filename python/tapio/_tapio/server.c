@@ -2,22 +2,6 @@
  * connection gets a protocol from protocol_factory and a Transport. */
 #include "binding.h"
 
-static void report_accept_error(ServerCore *self, PyObject *exc)
-{
-    PyObject *ctx = Py_BuildValue(
-        "{sssO}", "message",
-        "Error on transport creation for incoming connection", "exception",
-        exc);
-    PyObject *res = ctx ? PyObject_CallMethod((PyObject *)self->loop,
-                                              "call_exception_handler", "O",
-                                              ctx)
-                        : NULL;
-    if (!res)
-        PyErr_WriteUnraisable((PyObject *)self);
-    Py_XDECREF(res);
-    Py_XDECREF(ctx);
-}
-
 static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
                                             void **user)
 {
@@ -33,8 +17,11 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
         if (exc && binding_is_exit_exception(exc)) {
             binding_restore_exception(exc);
             loop_core_set_pending(self->loop);
-        } else if (exc) {
-            report_accept_error(self, exc);
+        } else if (exc && self->loop->debug) { /* asyncio: debug mode only */
+            binding_report(self->loop,
+                           "Error on transport creation for incoming "
+                           "connection",
+                           exc, NULL, NULL);
             Py_DECREF(exc);
         }
         Py_XDECREF(t);
