@@ -392,6 +392,153 @@ TAPIO_API int tapio_transport_from_fd(tapio_loop *loop, int fd,
                                       tapio_transport **out);
 
 /* ======================================================================
+ * TLS (asyncio's SSL transport: ssl=, start_tls)
+ *
+ * A TLS transport is a tapio_transport whose bytes are plaintext: it is a
+ * layer over a stream transport carrying the TLS records, and every
+ * tapio_transport_* call works on it as asyncio's SSL transport behaves:
+ * - connection_made runs once the handshake has completed;
+ * - close() sends close_notify after the buffered data and waits for the
+ *   peer's (up to the shutdown timeout), then closes the socket; receiving
+ *   the peer's close_notify calls eof_received (its answer is ignored) and
+ *   closes the same way;
+ * - write_eof() returns -ENOTSUP (TLS has no half-close) and sendfile
+ *   -ENOTSUP (the bytes must be encrypted: read and write instead);
+ * - write flow control counts plaintext not yet encrypted plus TLS records
+ *   not yet handed to the socket (defaults: high 512 KiB, low high / 4;
+ *   pause_writing at or above high); records stay inside the layer while
+ *   the socket's own buffer is over its limits, so they count too;
+ * - pause_reading stops data_received; the layer stops reading the socket
+ *   once 256 KiB of records wait undecrypted.
+ * Errors reach connection_lost (and the handshake callback) as
+ * TAPIO_ETLS (a TLS protocol error), TAPIO_ETLS_VERIFY (the peer's
+ * certificate was refused), -ECONNABORTED (the handshake timed out),
+ * -ETIMEDOUT (the shutdown timed out), -ECONNRESET (the peer closed during
+ * the handshake) or the socket's errno; tapio_tls_error() describes the
+ * last one.
+ * ====================================================================== */
+
+#define TAPIO_ETLS (-3500)
+#define TAPIO_ETLS_VERIFY (-3501)
+
+/** asyncio's defaults, in seconds. */
+#define TAPIO_TLS_HANDSHAKE_TIMEOUT 60.0
+#define TAPIO_TLS_SHUTDOWN_TIMEOUT 30.0
+
+/** A TLS configuration (an OpenSSL SSL_CTX), shared by many connections. */
+typedef struct tapio_tls_context tapio_tls_context;
+
+typedef struct tapio_tls_context_options {
+    bool server;               /* accept connections (else connect) */
+    const char *cert_file;     /* PEM certificate chain; required for servers */
+    const char *key_file;      /* PEM private key (NULL: in cert_file) */
+    const char *ca_file;       /* trusted CAs (PEM); with ca_path NULL too, */
+    const char *ca_path;       /* the system's store is trusted */
+    bool no_verify;            /* client: accept any server (insecure) */
+    bool no_hostname_check;    /* client: verify the chain only */
+    bool require_client_cert;  /* server: ask for one and refuse without */
+    const char *alpn;          /* comma-separated protocols, "h2,http/1.1" */
+    const char *ciphers;       /* OpenSSL cipher list for TLS <= 1.2 */
+} tapio_tls_context_options;
+
+/**
+ * Make a context: TLS 1.2 or later, renegotiation refused, a client
+ * verifying the server's certificate and name by default. Returns 0 or a
+ * negative error (TAPIO_ETLS with a file that cannot be loaded, -ENOMEM).
+ * The context is reference counted; connections hold their own reference.
+ */
+TAPIO_API int tapio_tls_context_new(const tapio_tls_context_options *opts,
+                                    tapio_tls_context **out);
+TAPIO_API void tapio_tls_context_ref(tapio_tls_context *ctx);
+TAPIO_API void tapio_tls_context_unref(tapio_tls_context *ctx);
+/** The OpenSSL SSL_CTX, for settings the options do not cover. */
+TAPIO_API void *tapio_tls_context_ssl_ctx(tapio_tls_context *ctx);
+
+/**
+ * A TLS engine: the cryptography behind the layer, as an SSL object with
+ * memory buffers for the records in and out. libtapio's own engine is
+ * OpenSSL (tapio_tls_options.context); a binding may bring another (the
+ * Python package drives the user's ssl.SSLContext through it). Results:
+ * -EAGAIN means "more records from the peer are needed", other negative
+ * values are errors (TAPIO_ETLS, TAPIO_ETLS_VERIFY, ...).
+ */
+typedef struct tapio_tls_engine {
+    /** Advance the handshake: 0 once complete, -EAGAIN, or an error. */
+    int (*handshake)(void *state);
+    /** Decrypt into buf: > 0 bytes, 0 after the peer's close_notify,
+     *  -EAGAIN, or an error. */
+    ssize_t (*read)(void *state, void *buf, size_t len);
+    /** Encrypt from buf: bytes taken (> 0), -EAGAIN, or an error. */
+    ssize_t (*write)(void *state, const void *buf, size_t len);
+    /** Send close_notify and see the peer's: 0 when done, -EAGAIN, or an
+     *  error. */
+    int (*shutdown)(void *state);
+    /** Records received from the peer: 0 or an error. */
+    int (*feed)(void *state, const void *data, size_t len);
+    /** Bytes of records fed and not yet decrypted. */
+    size_t (*pending_in)(void *state);
+    /** Records waiting to be sent: their bytes and count (0: none). */
+    size_t (*peek_out)(void *state, const void **data);
+    /** Drop `n` bytes from the front of what peek_out gave. */
+    void (*consume_out)(void *state, size_t n);
+    /** A description of the last error, or NULL. */
+    const char *(*error)(void *state);
+    /** Free the state (once, when the TLS transport is freed). */
+    void (*destroy)(void *state);
+} tapio_tls_engine;
+
+typedef struct tapio_tls_options {
+    tapio_tls_context *context;   /* OpenSSL: the configuration, or */
+    const tapio_tls_engine *engine; /* another engine and its state */
+    void *engine_state;           /* (destroyed by the transport, even when
+                                     the call fails) */
+    bool server_side;             /* with context: accept, else connect */
+    const char *server_hostname;  /* client: SNI and the name verified */
+    double handshake_timeout;     /* seconds; 0: TAPIO_TLS_HANDSHAKE_TIMEOUT */
+    double shutdown_timeout;      /* seconds; 0: TAPIO_TLS_SHUTDOWN_TIMEOUT */
+} tapio_tls_options;
+
+/**
+ * Called once when the handshake ends: err 0 after the protocol's
+ * connection_made ran, or a negative error; the transport is then closed
+ * (the protocol gets no callback) and `tls` is valid only during this call.
+ */
+typedef void (*tapio_tls_handshake_callback)(tapio_transport *tls, int err,
+                                             void *arg);
+
+/**
+ * Start TLS over the live stream transport `raw` (asyncio's start_tls): the
+ * TLS transport takes raw's protocol slot and a reference to it, and gives
+ * `proto` plaintext. Bytes already read stay read. Returns 0 and the TLS
+ * transport in *out (valid until its connection_lost, or the handshake
+ * callback on failure), or a negative error (-EINVAL when raw is closing or
+ * is already TLS).
+ */
+TAPIO_API int tapio_tls_start(tapio_transport *raw,
+                              const tapio_tls_options *opts,
+                              const tapio_protocol *proto, void *user,
+                              tapio_tls_handshake_callback cb, void *arg,
+                              tapio_transport **out);
+
+/** Whether t is a TLS transport. */
+TAPIO_API bool tapio_transport_is_tls(const tapio_transport *t);
+/** The stream transport under a TLS transport (NULL for others). */
+TAPIO_API tapio_transport *tapio_tls_raw(const tapio_transport *t);
+/** A description of the transport's last TLS error, or NULL. */
+TAPIO_API const char *tapio_tls_error(const tapio_transport *t);
+/** The engine state (the binding's, for another engine). */
+TAPIO_API void *tapio_tls_engine_state(const tapio_transport *t);
+/* Extra info of the OpenSSL engine once the handshake completed (NULL
+ * otherwise): the cipher's name, the protocol ("TLSv1.3"), the ALPN
+ * protocol chosen, the peer's certificate (an X509 *, borrowed) and the
+ * SSL object (an SSL *). */
+TAPIO_API const char *tapio_tls_cipher(const tapio_transport *t);
+TAPIO_API const char *tapio_tls_version(const tapio_transport *t);
+TAPIO_API const char *tapio_tls_alpn(const tapio_transport *t);
+TAPIO_API void *tapio_tls_peer_certificate(const tapio_transport *t);
+TAPIO_API void *tapio_tls_ssl(const tapio_transport *t);
+
+/* ======================================================================
  * Pipes (loop.connect_read_pipe / connect_write_pipe)
  *
  * A pipe transport is a tapio_transport over one end of a pipe, FIFO,
@@ -513,6 +660,9 @@ typedef struct tapio_connect_options {
     int family;              /* AF_UNSPEC (default), AF_INET or AF_INET6 */
     const char *local_host;  /* bind here before connecting (NULL: no bind) */
     const char *local_port;  /* with local_host; NULL means port 0 */
+    /* TLS: the callback gets the TLS transport once the handshake is done
+     * (NULL: plain TCP). Copied; the context is referenced. */
+    const tapio_tls_options *tls;
 } tapio_connect_options;
 
 /**
@@ -566,6 +716,11 @@ typedef struct tapio_server_options {
     bool reuse_port;       /* SO_REUSEPORT */
     bool no_start_serving; /* create without accepting (start_serving=False) */
     double accept_retry_delay; /* back-off after EMFILE etc.; 0 means 1 s */
+    /* TLS: each connection is a TLS transport and its protocol's
+     * connection_made waits for the handshake; a connection whose
+     * handshake fails is closed quietly, as in asyncio (NULL: plain).
+     * Copied; the context is referenced. Needs tls->context. */
+    const tapio_tls_options *tls;
 } tapio_server_options;
 
 /**

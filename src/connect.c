@@ -10,6 +10,7 @@
 enum connect_state {
     RESOLVING,  /* a worker thread runs getaddrinfo */
     CONNECTING, /* a non-blocking connect() is in flight */
+    HANDSHAKING, /* connected; the TLS handshake runs */
     COMPLETING, /* the user's callback is scheduled */
 };
 
@@ -35,6 +36,11 @@ struct tapio_connect_req {
     void *arg;
     tapio_transport *transport;
     int result;
+
+    bool use_tls;
+    tapio__tls_config tls;
+    tapio_transport *raw;   /* under the TLS transport while HANDSHAKING */
+    bool cancelled;
 };
 
 /* ---- finishing -------------------------------------------------------- */
@@ -60,6 +66,7 @@ static void req_free(tapio_connect_req *req)
     free(req->port);
     free(req->local_host);
     free(req->local_port);
+    tapio__tls_config_free(&req->tls);
     free(req);
 }
 
@@ -83,6 +90,35 @@ static void complete(tapio_connect_req *req, tapio_transport *t, int result)
         run_callback(req->loop, req);
 }
 
+static void handshake_done(tapio_transport *tls, int err, void *arg)
+{
+    tapio_connect_req *req = arg;
+    req->raw = NULL;
+    if (req->cancelled)
+        err = -ECANCELED;
+    complete(req, err ? NULL : tls, err);
+}
+
+/* TLS: the raw transport's connection_made starts the handshake; the
+ * callback waits for its end, as create_connection(ssl=...) does. */
+static int start_tls(tapio_connect_req *req, tapio_transport *raw)
+{
+    tapio_tls_options opts;
+    tapio__tls_config_options(&req->tls, false, &opts);
+    if (!opts.server_hostname)
+        opts.server_hostname = req->host;
+    tapio_transport *tls;
+    int err = tapio_tls_start(raw, &opts, req->proto, req->user,
+                              handshake_done, req, &tls);
+    if (err) {
+        tapio_transport_abort(raw);
+        return err;
+    }
+    req->state = HANDSHAKING;
+    req->raw = raw;
+    return 0;
+}
+
 static void connected(tapio_connect_req *req)
 {
     int fd = req->io.fd;
@@ -91,8 +127,14 @@ static void connected(tapio_connect_req *req)
     tapio_transport *t;
     /* The transport schedules connection_made, so it runs before our
      * callback, as asyncio's does before create_connection returns. */
-    int err = tapio__transport_new(req->loop, fd, TAPIO__SOCKET, req->proto,
-                                   req->user, NULL, &t);
+    int err = tapio__transport_new(req->loop, fd, TAPIO__SOCKET,
+                                   req->use_tls ? NULL : req->proto,
+                                   req->use_tls ? NULL : req->user, NULL, &t);
+    if (!err && req->use_tls) {
+        err = start_tls(req, t);
+        if (!err)
+            return;
+    }
     complete(req, err ? NULL : t, err);
 }
 
@@ -268,6 +310,12 @@ static int copy_names(tapio_connect_req *req, const char *host,
         req->family = opts->family;
         req->local_host = dup_or_null(opts->local_host, &failed);
         req->local_port = dup_or_null(opts->local_port, &failed);
+        if (opts->tls) {
+            req->use_tls = true;
+            int err = tapio__tls_config_copy(&req->tls, opts->tls);
+            if (err)
+                return err;
+        }
     }
     return failed ? -ENOMEM : 0;
 }
@@ -339,8 +387,13 @@ int tapio_connect_unix(tapio_loop *loop, const char *path, size_t path_len,
 
 void tapio_connect_cancel(tapio_connect_req *req)
 {
-    if (req->state == COMPLETING)
+    if (req->state == COMPLETING || req->cancelled)
         return; /* the outcome is already on its way */
+    if (req->state == HANDSHAKING) {
+        req->cancelled = true; /* handshake_done reports it */
+        tapio_transport_abort(req->raw);
+        return;
+    }
     close_socket(req);
     complete(req, NULL, -ECANCELED);
 }

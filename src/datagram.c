@@ -352,7 +352,7 @@ size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d)
 int tapio_datagram_set_write_buffer_limits(tapio_datagram *d, ssize_t high,
                                            ssize_t low)
 {
-    int err = tapio__flow_limits(high, low, &d->high, &d->low);
+    int err = tapio__flow_limits(high, low, TAPIO_DEFAULT_HIGH_WATER, &d->high, &d->low);
     if (!err && !d->dead)
         maybe_pause_protocol(d);
     return err;

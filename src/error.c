@@ -23,6 +23,10 @@ const char *tapio_strerror(int err)
         return "Success";
     if (tapio_error_is_eai(err))
         return gai_strerror(tapio_error_eai(err));
+    if (err == TAPIO_ETLS)
+        return "TLS protocol error";
+    if (err == TAPIO_ETLS_VERIFY)
+        return "TLS certificate verify failed";
     /* strerror's table is static in glibc; the returned text never changes. */
     return strerror(err < 0 ? -err : err);
 }

@@ -1,13 +1,13 @@
 /* Write flow control limits, shared by every transport kind. */
 #include "internal.h"
 
-int tapio__flow_limits(ssize_t high, ssize_t low, size_t *out_high,
-                       size_t *out_low)
+int tapio__flow_limits(ssize_t high, ssize_t low, size_t default_high,
+                       size_t *out_high, size_t *out_low)
 {
-    /* asyncio's rules: high defaults to 64 KiB (or 4 * low), low to
-     * high / 4; high >= low >= 0 must hold. */
+    /* asyncio's rules: high defaults to the transport's default (or
+     * 4 * low), low to high / 4; high >= low >= 0 must hold. */
     if (high < 0)
-        high = low < 0 ? TAPIO_DEFAULT_HIGH_WATER : 4 * low;
+        high = low < 0 ? (ssize_t)default_high : 4 * low;
     if (low < 0)
         low = high / 4;
     if (!(high >= low && low >= 0))

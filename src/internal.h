@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define TAPIO__HIDDEN __attribute__((visibility("hidden")))
 
@@ -233,7 +234,8 @@ TAPIO__HIDDEN double tapio__clock_now(void);
 
 /* Resolve set_write_buffer_limits arguments (negative: not given). */
 TAPIO__HIDDEN int tapio__flow_limits(ssize_t high, ssize_t low,
-                                     size_t *out_high, size_t *out_low);
+                                     size_t default_high, size_t *out_high,
+                                     size_t *out_low);
 
 /* ---- datagram transports (datagram.c) -------------------------------- */
 
@@ -252,6 +254,59 @@ enum tapio__stream_kind {
     TAPIO__SOCKET,     /* send()/sendmsg(), shutdown(SHUT_WR) for EOF */
     TAPIO__READ_PIPE,  /* reads only; EOF ends the transport */
     TAPIO__WRITE_PIPE, /* writes only; "readable" means the reader left */
+    TAPIO__TLS,        /* plaintext face of a TLS layer (tls.c); no fd */
+};
+
+/* Reasons to stop reading; one resume does not undo another's pause. */
+enum {
+    READ_PAUSED_USER = 1u,   /* pause_reading() */
+    READ_STOPPED_EOF = 2u,   /* the peer sent EOF and the protocol kept us */
+    READ_NOT_STARTED = 4u,   /* connection_made has not run yet */
+    READ_NEVER = 8u,         /* a write pipe on a terminal: readable means
+                                input, not a reader gone (asyncio does not
+                                watch those either) */
+};
+
+/* Shrink an idle write buffer above this size, so memory follows load. */
+#define WBUF_KEEP (256 * 1024)
+
+struct tapio_transport {
+    tapio__io io;
+    tapio__list node; /* in loop->transports while alive */
+    tapio_loop *loop;
+    tapio_server *server;
+    const tapio_protocol *proto;
+    void *user;
+    unsigned refs;       /* the loop's (until connection_lost ran) + user's */
+    unsigned read_stop;  /* READ_* bits */
+    bool lost_due;       /* connection_lost is scheduled or has run */
+    enum tapio__stream_kind kind;
+    bool closing;
+    bool eof;            /* write_eof() was called */
+    bool eof_sent;
+    bool protocol_paused;
+    bool dead;           /* fd closed; only the memory remains */
+    int lost_error;
+
+    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
+    size_t wstart, wend, wcap;
+    size_t high, low;
+
+    struct { /* a sendfile(2) in progress, after the buffered bytes */
+        bool active;     /* until its callback has run */
+        bool done;       /* finished; the callback is scheduled */
+        int fd;
+        off_t offset;
+        size_t remaining, sent;
+        int err;
+        tapio_sendfile_callback cb;
+        void *arg;
+    } sf;
+
+    struct sockaddr_storage peer, local;
+    socklen_t peer_len, local_len;
+
+    struct tapio__tls *tls; /* kind TAPIO__TLS: the layer (tls.c) */
 };
 
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
@@ -261,6 +316,63 @@ TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
                                        tapio_transport **out);
 /* Close every transport without protocol callbacks (tapio_loop_close). */
 TAPIO__HIDDEN void tapio__transports_destroy_all(tapio_loop *loop);
+/* A TLS layer's face: no fd; the loop's reference is dropped by
+ * tapio__transport_lost's connection_lost or tapio__transport_release. */
+TAPIO__HIDDEN tapio_transport *tapio__transport_new_face(
+    tapio_loop *loop, struct tapio__tls *tls, const tapio_protocol *proto,
+    void *user);
+/* Schedule connection_lost(err) once, then release the transport. */
+TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
+/* Release without connection_lost and drop the loop's reference. */
+TAPIO__HIDDEN void tapio__transport_drop(tapio_transport *t);
+/* Whether connection_made has run (reading has started). */
+TAPIO__HIDDEN bool tapio__transport_started(const tapio_transport *t);
+
+/* asyncio's write high-water mark for SSL transports (512 KiB) and the
+ * records read ahead before the socket stops being read (256 KiB). */
+#define TAPIO__TLS_HIGH_WATER (512 * 1024)
+#define TAPIO__TLS_READ_HIGH_WATER (256 * 1024)
+
+/* ---- TLS (tls.c, tls_openssl.c) ------------------------------------- */
+
+/* TLS settings kept by a server or a connect request for each connection. */
+typedef struct tapio__tls_config {
+    tapio_tls_context *context;
+    char *server_hostname;
+    double handshake_timeout, shutdown_timeout;
+} tapio__tls_config;
+
+TAPIO__HIDDEN int tapio__tls_config_copy(tapio__tls_config *cfg,
+                                         const tapio_tls_options *opts);
+TAPIO__HIDDEN void tapio__tls_config_free(tapio__tls_config *cfg);
+TAPIO__HIDDEN void tapio__tls_config_options(const tapio__tls_config *cfg,
+                                             bool server_side,
+                                             tapio_tls_options *opts);
+
+/* The TLS face's side of the tapio_transport_* calls. */
+TAPIO__HIDDEN int tapio__tls_writev(tapio_transport *t, const struct iovec *iov,
+                                    int iovcnt);
+TAPIO__HIDDEN void tapio__tls_close(tapio_transport *t);
+TAPIO__HIDDEN void tapio__tls_abort(tapio_transport *t, int err);
+TAPIO__HIDDEN void tapio__tls_pause_reading(tapio_transport *t);
+TAPIO__HIDDEN void tapio__tls_resume_reading(tapio_transport *t);
+TAPIO__HIDDEN bool tapio__tls_is_reading(const tapio_transport *t);
+TAPIO__HIDDEN size_t tapio__tls_buffer_size(const tapio_transport *t);
+TAPIO__HIDDEN void tapio__tls_limits_changed(tapio_transport *t);
+TAPIO__HIDDEN int tapio__tls_fd(const tapio_transport *t);
+/* The face is released from the loop: stop its timers. */
+TAPIO__HIDDEN void tapio__tls_detach(tapio_transport *t);
+/* The face is freed: free the layer (engine, raw transport ref). */
+TAPIO__HIDDEN void tapio__tls_release(tapio_transport *t);
+
+/* The OpenSSL state of a TLS transport on libtapio's engine, or NULL. */
+TAPIO__HIDDEN void *tapio__tls_openssl_state(const tapio_transport *t);
+/* The OpenSSL engine for one connection of a context. */
+TAPIO__HIDDEN extern const tapio_tls_engine tapio__openssl_engine;
+TAPIO__HIDDEN int tapio__openssl_state_new(tapio_tls_context *ctx,
+                                           bool server_side,
+                                           const char *server_hostname,
+                                           void **state);
 
 /* ---- servers (server.c) --------------------------------------------- */
 

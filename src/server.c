@@ -34,6 +34,8 @@ struct tapio_server {
     char *unix_path;          /* socket file to remove on close */
     tapio_callback on_closed;
     void *closed_arg;
+    bool use_tls;
+    tapio__tls_config tls;    /* each connection's TLS settings */
 };
 
 /* ---- accepting -------------------------------------------------------- */
@@ -88,11 +90,23 @@ static void start_connection(tapio_server *s, int fd)
         return;
     }
     tapio_transport *t;
-    int err = tapio__transport_new(s->loop, fd, TAPIO__SOCKET, proto, user, s, &t);
+    int err = tapio__transport_new(s->loop, fd, TAPIO__SOCKET,
+                                   s->use_tls ? NULL : proto,
+                                   s->use_tls ? NULL : user, s, &t);
+    if (!err)
+        s->active++; /* the transport's release counts it down */
+    if (!err && s->use_tls) {
+        /* A failed handshake ends the connection quietly, as in asyncio
+         * (outside debug mode). */
+        tapio_tls_options opts;
+        tapio__tls_config_options(&s->tls, true, &opts);
+        tapio_transport *tls;
+        err = tapio_tls_start(t, &opts, proto, user, NULL, NULL, &tls);
+        if (err)
+            tapio_transport_abort(t);
+    }
     if (err)
         tapio__report_error(s->loop, "accepted connection dropped", err);
-    else
-        s->active++;
 }
 
 static void on_listener_ready(tapio_loop *loop, tapio__io *io, unsigned events)
@@ -198,6 +212,7 @@ static void server_free(tapio_server *s)
     tapio__list_remove(&s->node);
     free(s->listeners);
     free(s->unix_path);
+    tapio__tls_config_free(&s->tls);
     free(s);
 }
 
@@ -258,6 +273,13 @@ static tapio_server *server_new(tapio_loop *loop,
                          ? opts->accept_retry_delay
                          : DEFAULT_RETRY_DELAY;
     tapio__list_init(&s->node);
+    if (opts && opts->tls) {
+        s->use_tls = true;
+        if (tapio__tls_config_copy(&s->tls, opts->tls)) {
+            free(s);
+            return NULL;
+        }
+    }
     return s;
 }
 
@@ -302,6 +324,7 @@ static void discard(tapio_server *s)
         close(s->listeners[i].io.fd);
     free(s->listeners);
     free(s->unix_path);
+    tapio__tls_config_free(&s->tls);
     free(s);
 }
 

@@ -12,60 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Reasons to stop reading; one resume does not undo another's pause. */
-enum {
-    READ_PAUSED_USER = 1u,   /* pause_reading() */
-    READ_STOPPED_EOF = 2u,   /* the peer sent EOF and the protocol kept us */
-    READ_NOT_STARTED = 4u,   /* connection_made has not run yet */
-    READ_NEVER = 8u,         /* a write pipe on a terminal: readable means
-                                input, not a reader gone (asyncio does not
-                                watch those either) */
-};
-
-/* Shrink an idle write buffer above this size, so memory follows load. */
-#define WBUF_KEEP (256 * 1024)
-
-struct tapio_transport {
-    tapio__io io;
-    tapio__list node; /* in loop->transports while alive */
-    tapio_loop *loop;
-    tapio_server *server;
-    const tapio_protocol *proto;
-    void *user;
-    unsigned refs;       /* the loop's (until connection_lost ran) + user's */
-    unsigned read_stop;  /* READ_* bits */
-    bool lost_due;       /* connection_lost is scheduled or has run */
-    enum tapio__stream_kind kind;
-    bool closing;
-    bool eof;            /* write_eof() was called */
-    bool eof_sent;
-    bool protocol_paused;
-    bool dead;           /* fd closed; only the memory remains */
-    int lost_error;
-
-    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
-    size_t wstart, wend, wcap;
-    size_t high, low;
-
-    struct { /* a sendfile(2) in progress, after the buffered bytes */
-        bool active;     /* until its callback has run */
-        bool done;       /* finished; the callback is scheduled */
-        int fd;
-        off_t offset;
-        size_t remaining, sent;
-        int err;
-        tapio_sendfile_callback cb;
-        void *arg;
-    } sf;
-
-    struct sockaddr_storage peer, local;
-    socklen_t peer_len, local_len;
-};
-
 /* ---- lifetime -------------------------------------------------------- */
 
 static void transport_free(tapio_transport *t)
 {
+    if (t->tls)
+        tapio__tls_release(t);
     free(t->wbuf);
     free(t);
 }
@@ -82,9 +34,13 @@ void tapio_transport_unref(tapio_transport *t)
  * references remain. */
 static void transport_release(tapio_transport *t)
 {
-    tapio__io_detach(t->loop, &t->io);
-    close(t->io.fd);
-    t->io.fd = -1;
+    if (t->tls)
+        tapio__tls_detach(t);
+    if (t->io.fd >= 0) {
+        tapio__io_detach(t->loop, &t->io);
+        close(t->io.fd);
+        t->io.fd = -1;
+    }
     t->dead = true;
     t->closing = true;
     t->lost_due = true;
@@ -374,6 +330,8 @@ static int write_check(tapio_transport *t)
 int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
                            int iovcnt)
 {
+    if (TAPIO__UNLIKELY(t->kind == TAPIO__TLS))
+        return tapio__tls_writev(t, iov, iovcnt);
     int err = write_check(t);
     if (err)
         return err;
@@ -478,6 +436,8 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
                              size_t count, tapio_sendfile_callback cb,
                              void *arg)
 {
+    if (t->kind == TAPIO__TLS)
+        return -ENOTSUP;
     if (t->sf.active)
         return -EBUSY;
     if (t->eof)
@@ -509,7 +469,7 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
 
 int tapio_transport_write_eof(tapio_transport *t)
 {
-    if (t->kind == TAPIO__READ_PIPE)
+    if (t->kind == TAPIO__READ_PIPE || t->kind == TAPIO__TLS)
         return -ENOTSUP;
     if (t->kind == TAPIO__WRITE_PIPE) { /* a pipe's EOF is its closing */
         tapio_transport_close(t);
@@ -525,13 +485,17 @@ int tapio_transport_write_eof(tapio_transport *t)
 
 bool tapio_transport_can_write_eof(const tapio_transport *t)
 {
-    return t->kind != TAPIO__READ_PIPE;
+    return t->kind != TAPIO__READ_PIPE && t->kind != TAPIO__TLS;
 }
 
 void tapio_transport_close(tapio_transport *t)
 {
     if (t->closing)
         return;
+    if (t->kind == TAPIO__TLS) {
+        tapio__tls_close(t);
+        return;
+    }
     t->closing = true;
     update_interest(t);
     if (!buffered(t) && !t->sf.active)
@@ -540,13 +504,16 @@ void tapio_transport_close(tapio_transport *t)
 
 void tapio_transport_abort(tapio_transport *t)
 {
-    if (!t->dead)
-        force_close(t, 0);
+    tapio_transport_fail(t, 0);
 }
 
 void tapio_transport_fail(tapio_transport *t, int err)
 {
-    if (!t->dead)
+    if (t->dead)
+        return;
+    if (t->kind == TAPIO__TLS)
+        tapio__tls_abort(t, err);
+    else
         force_close(t, err);
 }
 
@@ -555,6 +522,10 @@ bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }
 void tapio_transport_pause_reading(tapio_transport *t)
 {
     /* A write pipe reads only to hear its reader leave: keep doing so. */
+    if (t->kind == TAPIO__TLS) {
+        tapio__tls_pause_reading(t);
+        return;
+    }
     if (t->closing || (t->read_stop & READ_PAUSED_USER) ||
         t->kind == TAPIO__WRITE_PIPE)
         return;
@@ -564,6 +535,10 @@ void tapio_transport_pause_reading(tapio_transport *t)
 
 void tapio_transport_resume_reading(tapio_transport *t)
 {
+    if (t->kind == TAPIO__TLS) {
+        tapio__tls_resume_reading(t);
+        return;
+    }
     if (t->closing || !(t->read_stop & READ_PAUSED_USER))
         return;
     t->read_stop &= ~READ_PAUSED_USER;
@@ -572,21 +547,31 @@ void tapio_transport_resume_reading(tapio_transport *t)
 
 bool tapio_transport_is_reading(const tapio_transport *t)
 {
+    if (t->kind == TAPIO__TLS)
+        return tapio__tls_is_reading(t);
     return !(t->read_stop & READ_PAUSED_USER) && !t->closing;
 }
 
 size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
 {
+    if (t->kind == TAPIO__TLS)
+        return tapio__tls_buffer_size(t);
     return buffered(t);
 }
 
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
                                             ssize_t low)
 {
-    int err = tapio__flow_limits(high, low, &t->high, &t->low);
+    bool tls = t->kind == TAPIO__TLS;
+    int err = tapio__flow_limits(high, low,
+                                 tls ? TAPIO__TLS_HIGH_WATER
+                                     : TAPIO_DEFAULT_HIGH_WATER,
+                                 &t->high, &t->low);
     if (err)
         return err;
-    if (!t->dead)
+    if (tls)
+        tapio__tls_limits_changed(t);
+    else if (!t->dead)
         maybe_pause_protocol(t);
     return 0;
 }
@@ -617,7 +602,10 @@ const tapio_protocol *tapio_transport_get_protocol(const tapio_transport *t,
 
 tapio_loop *tapio_transport_loop(const tapio_transport *t) { return t->loop; }
 
-int tapio_transport_fd(const tapio_transport *t) { return t->io.fd; }
+int tapio_transport_fd(const tapio_transport *t)
+{
+    return t->kind == TAPIO__TLS ? tapio__tls_fd(t) : t->io.fd;
+}
 
 static int copy_addr(const struct sockaddr_storage *src, socklen_t src_len,
                      struct sockaddr_storage *addr, socklen_t *len)
@@ -719,6 +707,46 @@ int tapio__transport_new(tapio_loop *loop, int fd,
     t->server = server;
     *out = t;
     return 0;
+}
+
+tapio_transport *tapio__transport_new_face(tapio_loop *loop,
+                                          struct tapio__tls *tls,
+                                          const tapio_protocol *proto,
+                                          void *user)
+{
+    tapio_transport *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    tapio__io_init(&t->io, -1, on_io);
+    t->loop = loop;
+    t->kind = TAPIO__TLS;
+    t->tls = tls;
+    t->proto = proto;
+    t->user = user;
+    t->refs = 1;
+    t->high = TAPIO__TLS_HIGH_WATER;
+    t->low = TAPIO__TLS_HIGH_WATER / 4;
+    tapio__list_push(&loop->transports, &t->node);
+    return t;
+}
+
+void tapio__transport_lost(tapio_transport *t, int err)
+{
+    if (!t->lost_due)
+        schedule_connection_lost(t, err);
+}
+
+void tapio__transport_drop(tapio_transport *t)
+{
+    if (t->dead)
+        return;
+    transport_release(t);
+    tapio_transport_unref(t);
+}
+
+bool tapio__transport_started(const tapio_transport *t)
+{
+    return !(t->read_stop & READ_NOT_STARTED);
 }
 
 int tapio_transport_from_fd(tapio_loop *loop, int fd,
