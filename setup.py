@@ -22,7 +22,7 @@ setup(
             include_dirs=["include", "src"],
             define_macros=[("_GNU_SOURCE", "1")],
             extra_compile_args=["-std=gnu11", "-fvisibility=hidden"],
-            libraries=["m"],
+            libraries=["ssl", "crypto", "m"],
         )
     ],
     python_requires=">=3.11",

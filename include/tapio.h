@@ -496,12 +496,16 @@ typedef struct tapio_tls_options {
     const char *server_hostname;  /* client: SNI and the name verified */
     double handshake_timeout;     /* seconds; 0: TAPIO_TLS_HANDSHAKE_TIMEOUT */
     double shutdown_timeout;      /* seconds; 0: TAPIO_TLS_SHUTDOWN_TIMEOUT */
+    bool skip_connection_made;    /* the protocol already saw the connection
+                                     (asyncio's start_tls does not call
+                                     connection_made again) */
 } tapio_tls_options;
 
 /**
  * Called once when the handshake ends: err 0 after the protocol's
  * connection_made ran, or a negative error; the transport is then closed
- * (the protocol gets no callback) and `tls` is valid only during this call.
+ * (the protocol gets no connection_lost) and `tls` is valid only during
+ * this call.
  */
 typedef void (*tapio_tls_handshake_callback)(tapio_transport *tls, int err,
                                              void *arg);

@@ -285,6 +285,7 @@ struct tapio_transport {
     bool eof;            /* write_eof() was called */
     bool eof_sent;
     bool protocol_paused;
+    bool made;           /* connection_made was called (or is running) */
     bool dead;           /* fd closed; only the memory remains */
     int lost_error;
 
@@ -325,7 +326,7 @@ TAPIO__HIDDEN tapio_transport *tapio__transport_new_face(
 TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
 /* Release without connection_lost and drop the loop's reference. */
 TAPIO__HIDDEN void tapio__transport_drop(tapio_transport *t);
-/* Whether connection_made has run (reading has started). */
+/* Whether connection_made was called (it may be running now). */
 TAPIO__HIDDEN bool tapio__transport_started(const tapio_transport *t);
 
 /* asyncio's write high-water mark for SSL transports (512 KiB) and the

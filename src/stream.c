@@ -635,6 +635,7 @@ static void call_connection_made(tapio_loop *loop, void *arg)
 {
     (void)loop;
     tapio_transport *t = arg;
+    t->made = true;
     if (t->proto && t->proto->connection_made)
         t->proto->connection_made(t, t->user);
     t->read_stop &= ~READ_NOT_STARTED;
@@ -746,7 +747,7 @@ void tapio__transport_drop(tapio_transport *t)
 
 bool tapio__transport_started(const tapio_transport *t)
 {
-    return !(t->read_stop & READ_NOT_STARTED);
+    return t->made;
 }
 
 int tapio_transport_from_fd(tapio_loop *loop, int fd,

@@ -24,6 +24,7 @@ struct tapio__tls {
     enum tls_state state;
     enum app_state app;
     bool started;                  /* the handshake began */
+    bool handshake_ok;             /* the handshake completed */
     bool eof_received;             /* the raw transport saw EOF */
     bool raw_writing_paused;       /* the raw transport asked us to wait */
     bool app_writing_paused;
@@ -298,6 +299,7 @@ static void handshake_complete(struct tapio__tls *tls, int err)
         return;
     }
     tls->state = WRAPPED;
+    tls->handshake_ok = true;
     tapio_transport_ref(face);
     if (tls->app == APP_INIT) {
         tls->app = APP_MADE;
@@ -482,21 +484,20 @@ static void raw_connection_lost(tapio_transport *raw, int err, void *user)
     cancel_timer(&tls->handshake_timer);
     cancel_timer(&tls->shutdown_timer);
     face->closing = true;
-    bool was_handshaking = tls->state == HANDSHAKE || !tls->started;
     tls->state = UNWRAPPED;
-    if (!was_handshaking && (tls->app == APP_MADE || tls->app == APP_EOF)) {
+    /* A transport whose handshake failed ends with its handshake callback;
+     * only an established one reports connection_lost. */
+    bool deliver = tls->handshake_ok &&
+                   (tls->app == APP_MADE || tls->app == APP_EOF);
+    tapio_transport_ref(face);
+    if (deliver) {
         tls->app = APP_LOST;
         tapio__transport_lost(face, err);
     }
-    if (tls->cb) {
-        tapio_transport_ref(face);
-        wake_waiter(tls, err ? err : -ECONNABORTED);
-        if (tls->app == APP_INIT)
-            tapio__transport_drop(face); /* never made: nobody else ends it */
-        tapio_transport_unref(face);
-    } else if (tls->app == APP_INIT) {
+    wake_waiter(tls, err ? err : -ECONNABORTED);
+    if (!deliver)
         tapio__transport_drop(face);
-    }
+    tapio_transport_unref(face);
 }
 
 static void raw_pause_writing(tapio_transport *raw, void *user)
@@ -703,6 +704,8 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tls->es = es;
     tls->cb = cb;
     tls->cb_arg = arg;
+    if (opts->skip_connection_made)
+        tls->app = APP_MADE;
     tapio_transport_ref(raw);
     tls->raw = raw;
     tapio_transport_set_protocol(raw, &raw_protocol, tls);

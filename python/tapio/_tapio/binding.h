@@ -188,6 +188,16 @@ const tapio_protocol *transport_table(Transport *self);
  * connection_lost; transport_release_all drops those at loop close. */
 void transport_attach(Transport *self);
 void transport_release_all(LoopCore *loop);
+/* libtapio is done with it: let go of the socket, protocol and list. */
+void transport_end(Transport *self);
+/* Another transport (TLS) took its libtapio transport and socket over. */
+void transport_taken_over(Transport *self);
+
+/* tls.c */
+PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
+                              Py_ssize_t nargs);
+/* The exception asyncio gives for a TLS transport's error, or NULL. */
+PyObject *tls_exception(tapio_transport *t, int err);
 
 /* datagram.c */
 extern PyType_Spec datagram_transport_spec;

@@ -170,7 +170,8 @@ static PyObject *lost_exception(Transport *self, int err)
     }
     if (!err)
         return Py_NewRef(Py_None);
-    return binding_errno_exception(err);
+    PyObject *exc = tls_exception(self->t, err);
+    return exc || PyErr_Occurred() ? exc : binding_errno_exception(err);
 }
 
 static void detach_socket(Transport *self)
@@ -204,8 +205,19 @@ static void on_connection_lost(tapio_transport *t, int err, void *user)
     } else {
         PyErr_WriteUnraisable((PyObject *)self);
     }
+    transport_end(self);
+}
+
+void transport_end(Transport *self)
+{
     detach_socket(self);
     Py_CLEAR(self->protocol);
+    transport_detach(self);
+}
+
+void transport_taken_over(Transport *self)
+{
+    Py_CLEAR(self->sock); /* the new transport holds it now */
     transport_detach(self);
 }
 
@@ -660,6 +672,8 @@ static PyMethodDef transport_methods[] = {
     {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
     {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
     {"_sendfile", (PyCFunction)transport_sendfile, METH_VARARGS, NULL},
+    {"_start_tls", (PyCFunction)(void (*)(void))transport_start_tls,
+     METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
