@@ -48,6 +48,11 @@ CLASSES = [
     # SubprocessMixin expects its setUp to have made self.loop.
     ('test_subprocess', 'SubprocessTests',
      ['local.OwnLoop', 'SubprocessMixin', 'utils.TestCase']),
+    # loop.start_tls and TLS connections against threaded ssl-socket peers;
+    # FunctionalTestCaseMixin's setUp makes the loop with new_loop().
+    ('test_sslproto', 'StartTLSTests', ['BaseStartTLS', 'unittest.TestCase']),
+    # TestSSL's setUp makes its loop with asyncio.new_event_loop().
+    ('test_ssl', 'SSLTests', ['TestSSL']),
 ]
 
 

@@ -5,8 +5,8 @@ On asyncio an example runs as `python3 EXAMPLE`; on tapio as
 `python3 run_on_tapio.py EXAMPLE` (tapio.install(), then the file as
 __main__). Servers are started in the background, exercised by their
 client example, then stopped with SIGTERM; their output is checked last.
-The examples use fixed ports (8888, 9999, 2222, 80), so each test waits for
-its port to be free before starting and for its server to bind it.
+The examples use fixed ports (8888, 9999, 2222, 80, 443), so each test waits
+for its port to be free before starting and for its server to bind it.
 """
 
 import ast
@@ -17,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from unittest import mock
 
+from . import tls_certs
 from .loops import import_tapio, loop_tests
 from .run_on_tapio import REPORT_PREFIX
 
@@ -203,6 +205,36 @@ class StreamExampleTests(ExampleCases):
             "HTTP header> Content-Length: 1234",
         ], result.stderr)
 
+    def test_print_http_headers_https(self):
+        # https: the example connects to port 443 with ssl=True, that is
+        # ssl.create_default_context(), which trusts the CA file OpenSSL's
+        # SSL_CERT_FILE names: here the test CA, which signed the server's
+        # certificate for localhost.
+        if not wait_for_port(443, "tcp", bound=False):
+            self.fail("port 443 stays in use by something else")
+        requests = []
+        try:
+            listener = socket.create_server(("127.0.0.1", 443))
+        except PermissionError:
+            self.skipTest("binding port 443 needs root")
+        with listener:
+            server = threading.Thread(target=serve_one_head_request,
+                                      args=(listener, requests, start_tls_server))
+            server.start()
+            try:
+                with mock.patch.dict(os.environ, {"SSL_CERT_FILE": tls_certs.ca_file()}):
+                    result = self.run_example("print_http_headers.py",
+                                              "https://localhost/path/page.html")
+            finally:
+                listener.close()
+                server.join(PROCESS_TIMEOUT)
+        self.assertEqual(requests, ["HEAD /path/page.html HTTP/1.0\r\nHost: localhost\r\n\r\n"])
+        self.assert_lines(result.stdout, [
+            "HTTP header> HTTP/1.0 200 OK",
+            "HTTP header> Content-Type: text/html; charset=utf-8",
+            "HTTP header> Content-Length: 1234",
+        ], result.stderr)
+
     def test_tutorial_simple_echo_server(self):
         server = self.start_example("tutorial_simple_echo_server.py", 2222)
         with socket.create_connection(("127.0.0.1", 2222), timeout=PROCESS_TIMEOUT) as client:
@@ -268,13 +300,16 @@ class SubprocessExampleTests(ExampleCases):
                          r"^Current date: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?\n$")
 
 
-def serve_one_head_request(listener, requests):
-    """Answer one HTTP request on listener with fixed headers, then close."""
+def serve_one_head_request(listener, requests, wrap=None):
+    """Answer one HTTP request on listener with fixed headers, then close.
+    wrap(conn), if given, returns the connection to use instead (TLS)."""
     listener.settimeout(PORT_TIMEOUT)
     try:
         conn, _ = listener.accept()
+        if wrap is not None:
+            conn = wrap(conn)
     except OSError:
-        return  # the listener was closed: the example never connected
+        return  # the listener was closed (no connection) or the TLS handshake failed
     with conn:
         request = b""
         while b"\r\n\r\n" not in request:
@@ -287,3 +322,9 @@ def serve_one_head_request(listener, requests):
                      b"Content-Type: text/html; charset=utf-8\r\n"
                      b"Content-Length: 1234\r\n"
                      b"\r\n")
+
+
+def start_tls_server(conn):
+    """conn as the TLS server of the test certificate for localhost."""
+    conn.settimeout(PORT_TIMEOUT)
+    return tls_certs.server_context().wrap_socket(conn, server_side=True)
