@@ -258,13 +258,13 @@ void tapio__servers_destroy_all(tapio_loop *loop)
 
 /* ---- creation --------------------------------------------------------- */
 
-static tapio_server *server_new(tapio_loop *loop,
-                                const tapio_server_options *opts,
-                                tapio_protocol_factory factory, void *arg)
+static int server_new(tapio_loop *loop, const tapio_server_options *opts,
+                      tapio_protocol_factory factory, void *arg,
+                      tapio_server **out)
 {
     tapio_server *s = calloc(1, sizeof(*s));
     if (!s)
-        return NULL;
+        return -ENOMEM;
     s->loop = loop;
     s->factory = factory;
     s->factory_arg = arg;
@@ -275,12 +275,15 @@ static tapio_server *server_new(tapio_loop *loop,
     tapio__list_init(&s->node);
     if (opts && opts->tls) {
         s->use_tls = true;
-        if (tapio__tls_config_copy(&s->tls, opts->tls)) {
+        int err = tapio__tls_config_copy(&s->tls, opts->tls);
+        if (err) { /* -EINVAL without a context */
+            tapio__tls_config_free(&s->tls);
             free(s);
-            return NULL;
+            return err;
         }
     }
-    return s;
+    *out = s;
+    return 0;
 }
 
 static int add_listener(tapio_server *s, int fd)
@@ -427,12 +430,12 @@ int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
 {
     if (!factory)
         return -EINVAL;
-    tapio_server *s = server_new(loop, opts, factory, arg);
-    if (!s)
-        return -ENOMEM;
+    tapio_server *s;
+    int err = server_new(loop, opts, factory, arg, &s);
+    if (err)
+        return err;
     if (!port)
         port = "0";
-    int err = 0;
     if (!hosts || !hosts[0])
         err = bind_host(s, NULL, port, opts);
     for (size_t i = 0; hosts && hosts[i] && !err; i++)
@@ -471,9 +474,9 @@ int tapio_server_listen_unix(tapio_loop *loop, const char *path,
     int err = tapio__unix_addr(path, path_len, &ss, &len);
     if (err || !factory)
         return err ? err : -EINVAL;
-    tapio_server *s = server_new(loop, opts, factory, arg);
-    if (!s)
-        return -ENOMEM;
+    tapio_server *s;
+    if ((err = server_new(loop, opts, factory, arg, &s)))
+        return err;
     if (path[0] != '\0') { /* a file-system name, not an abstract one */
         tapio__remove_stale_socket(path);
         s->unix_path = strdup(path);
@@ -499,8 +502,8 @@ int tapio_server_from_fds(tapio_loop *loop, const int *fds, size_t nfds,
             close(fds[i]);
         return -EINVAL;
     }
-    tapio_server *s = server_new(loop, opts, factory, arg);
-    int err = s ? 0 : -ENOMEM;
+    tapio_server *s = NULL;
+    int err = server_new(loop, opts, factory, arg, &s);
     size_t i = 0;
     for (; i < nfds && !err; i++) {
         err = tapio__set_nonblocking(fds[i]);

@@ -34,6 +34,9 @@ struct tapio__tls {
     size_t backlog_len, backlog_cap;
     double handshake_timeout, shutdown_timeout;
     tapio_handle *handshake_timer, *shutdown_timer;
+    /* Calls on the next iteration: they hold no reference (a closing loop
+     * drops them unrun) and are cancelled when the face is released. */
+    tapio_handle *start_call, *resume_call, *close_call;
     tapio_tls_handshake_callback cb; /* until the handshake ends */
     void *cb_arg;
 };
@@ -61,6 +64,28 @@ static tapio_handle *start_timer(struct tapio__tls *tls, double delay,
     if (h)
         tapio_handle_ref(h);
     return h;
+}
+
+/* cb(tls) on the next iteration, once while pending (*slot); run now when
+ * out of memory. The callback starts with call_done(slot). */
+static void call_soon_once(struct tapio__tls *tls, tapio_handle **slot,
+                           tapio_callback cb)
+{
+    if (*slot)
+        return;
+    *slot = tapio_call_soon(tls->loop, cb, tls);
+    if (*slot)
+        tapio_handle_ref(*slot);
+    else
+        cb(tls->loop, tls);
+}
+
+static void call_done(tapio_handle **slot)
+{
+    if (*slot) {
+        tapio_handle_unref(*slot);
+        *slot = NULL;
+    }
 }
 
 /* Report the handshake's end to whoever waits for it, once. */
@@ -181,7 +206,11 @@ int tapio__tls_writev(tapio_transport *face, const struct iovec *iov,
                       int iovcnt)
 {
     struct tapio__tls *tls = layer(face);
-    if (tls->state != HANDSHAKE && tls->state != WRAPPED)
+    /* Before the handshake (even before it began: tapio_tls_start gave the
+     * face out) the plaintext waits in the backlog. */
+    bool not_begun = tls->state == UNWRAPPED && !tls->started &&
+                     !face->closing;
+    if (tls->state != HANDSHAKE && tls->state != WRAPPED && !not_begun)
         return 0; /* closing or closed: dropped, as asyncio drops it */
     for (int i = 0; i < iovcnt; i++) {
         const char *data = iov[i].iov_base;
@@ -332,7 +361,8 @@ static void handshake_timed_out(tapio_loop *loop, void *arg)
 
 static void start_handshake(struct tapio__tls *tls)
 {
-    if (tls->started || tls->state != UNWRAPPED || !tls->raw)
+    if (tls->started || tls->state != UNWRAPPED || !tls->raw ||
+        tls->face->closing)
         return;
     tls->started = true;
     tls->state = HANDSHAKE;
@@ -346,9 +376,10 @@ static void start_handshake(struct tapio__tls *tls)
 static void close_raw(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    tapio_transport *raw = arg;
-    tapio_transport_close(raw);
-    tapio_transport_unref(raw);
+    struct tapio__tls *tls = arg;
+    call_done(&tls->close_call);
+    if (tls->raw)
+        tapio_transport_close(tls->raw);
 }
 
 static void shutdown_complete(struct tapio__tls *tls, int err)
@@ -358,9 +389,7 @@ static void shutdown_complete(struct tapio__tls *tls, int err)
         fatal_error(tls, err);
         return;
     }
-    tapio_transport_ref(tls->raw);
-    if (!tapio_call_soon(tls->loop, close_raw, tls->raw))
-        close_raw(tls->loop, tls->raw);
+    call_soon_once(tls, &tls->close_call, close_raw);
 }
 
 static void do_shutdown(struct tapio__tls *tls)
@@ -402,6 +431,13 @@ static void shutdown_timed_out(tapio_loop *loop, void *arg)
 
 static void start_shutdown(struct tapio__tls *tls)
 {
+    if (tls->state == UNWRAPPED && !tls->started && tls->raw) {
+        /* Closed before the handshake began: end it as in the handshake. */
+        tls->face->closing = true;
+        tls->started = true;
+        tapio_transport_abort(tls->raw);
+        return;
+    }
     if (tls->state == FLUSHING || tls->state == SHUTDOWN ||
         tls->state == UNWRAPPED)
         return;
@@ -543,9 +579,9 @@ void tapio__tls_abort(tapio_transport *face, int err)
 static void resume_later(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    tapio_transport *face = arg;
-    struct tapio__tls *tls = layer(face);
-    if (tls->raw && !face->dead) {
+    struct tapio__tls *tls = arg;
+    call_done(&tls->resume_call);
+    if (tls->raw && !tls->face->dead) {
         switch (tls->state) {
         case WRAPPED: do_read(tls); break;
         case FLUSHING: do_flush(tls); break;
@@ -553,7 +589,6 @@ static void resume_later(tapio_loop *loop, void *arg)
         default: break;
         }
     }
-    tapio_transport_unref(face);
 }
 
 void tapio__tls_pause_reading(tapio_transport *face)
@@ -567,9 +602,11 @@ void tapio__tls_resume_reading(tapio_transport *face)
     if (!tls->app_reading_paused)
         return;
     tls->app_reading_paused = false;
-    tapio_transport_ref(face);
-    if (!tapio_call_soon(tls->loop, resume_later, face))
-        tapio_transport_unref(face);
+    /* Never re-entrantly: without memory for the call, reading resumes
+     * with the next records. */
+    if (!tls->resume_call &&
+        (tls->resume_call = tapio_call_soon(tls->loop, resume_later, tls)))
+        tapio_handle_ref(tls->resume_call);
 }
 
 bool tapio__tls_is_reading(const tapio_transport *face)
@@ -599,6 +636,9 @@ void tapio__tls_detach(tapio_transport *face)
     struct tapio__tls *tls = layer(face);
     cancel_timer(&tls->handshake_timer);
     cancel_timer(&tls->shutdown_timer);
+    cancel_timer(&tls->start_call);
+    cancel_timer(&tls->resume_call);
+    cancel_timer(&tls->close_call);
     tls->state = UNWRAPPED;
     tls->cb = NULL;
 }
@@ -606,8 +646,8 @@ void tapio__tls_detach(tapio_transport *face)
 void tapio__tls_release(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
-    face->tls = NULL;
     tapio__tls_detach(face);
+    face->tls = NULL;
     if (tls->raw) {
         void *user;
         if (tapio_transport_get_protocol(tls->raw, &user) == &raw_protocol &&
@@ -647,10 +687,9 @@ static int make_engine(const tapio_tls_options *opts,
 static void start_later(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    tapio_transport *face = arg;
-    if (face->tls)
-        start_handshake(face->tls);
-    tapio_transport_unref(face);
+    struct tapio__tls *tls = arg;
+    call_done(&tls->start_call);
+    start_handshake(tls);
 }
 
 static struct tapio__tls *layer_new(tapio_transport *raw,
@@ -711,11 +750,8 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tapio_transport_set_protocol(raw, &raw_protocol, tls);
     /* A raw transport not yet started begins with our connection_made; a
      * live one (start_tls) starts the handshake on the next iteration. */
-    if (tapio__transport_started(raw)) {
-        tapio_transport_ref(tls->face);
-        if (!tapio_call_soon(raw->loop, start_later, tls->face))
-            start_later(raw->loop, tls->face);
-    }
+    if (tapio__transport_started(raw))
+        call_soon_once(tls, &tls->start_call, start_later);
     *out = tls->face;
     return 0;
 }

@@ -13,6 +13,7 @@ struct tapio_tls_context {
     SSL_CTX *ctx;
     unsigned refs;
     bool server;
+    bool no_hostname_check;    /* verify the chain, not the name */
     unsigned char *alpn;       /* wire format: length-prefixed names */
     size_t alpn_len;
 };
@@ -173,16 +174,20 @@ const tapio_tls_engine tapio__openssl_engine = {
 };
 
 /* The name to verify: an IP address literal is checked as one and sent
- * without SNI (RFC 6066 forbids literals there). */
-static int set_peer_name(SSL *ssl, const char *name)
+ * without SNI (RFC 6066 forbids literals there). Without the name check
+ * (asyncio's check_hostname=False) a name is still sent as SNI. */
+static int set_peer_name(SSL *ssl, const char *name, bool check)
 {
     unsigned char addr[16];
     bool literal = inet_pton(AF_INET, name, addr) == 1 ||
                    inet_pton(AF_INET6, name, addr) == 1;
     if (literal)
-        return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) ? 0
-                                                                     : -EINVAL;
-    if (!SSL_set_tlsext_host_name(ssl, name) || !SSL_set1_host(ssl, name))
+        return !check || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+                                                       name)
+                   ? 0
+                   : -EINVAL;
+    if (!SSL_set_tlsext_host_name(ssl, name) ||
+        (check && !SSL_set1_host(ssl, name)))
         return -ENOMEM;
     return 0;
 }
@@ -212,7 +217,8 @@ int tapio__openssl_state_new(tapio_tls_context *ctx, bool server_side,
     else {
         SSL_set_connect_state(st->ssl);
         if (server_hostname && server_hostname[0])
-            err = set_peer_name(st->ssl, server_hostname);
+            err = set_peer_name(st->ssl, server_hostname,
+                                !ctx->no_hostname_check);
     }
     if (err) {
         ossl_destroy(st);
@@ -328,6 +334,7 @@ int tapio_tls_context_new(const tapio_tls_context_options *opts,
         return -ENOMEM;
     ctx->refs = 1;
     ctx->server = o->server;
+    ctx->no_hostname_check = o->no_hostname_check;
     ctx->ctx = SSL_CTX_new(o->server ? TLS_server_method() : TLS_client_method());
     int err = ctx->ctx ? configure(ctx, o) : -ENOMEM;
     ERR_clear_error();
