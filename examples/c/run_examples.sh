@@ -15,7 +15,7 @@ bin=$1/examples/c
 [ -x "$bin/tcp_echo_server" ] || bin=$1
 for prog in tcp_echo_server tcp_echo_client connect_existing_socket \
             tutorial_echo_server udp_echo_server udp_echo_client \
-            subprocess_date; do
+            subprocess_date tls_echo_server tls_echo_client; do
     if [ ! -x "$bin/$prog" ]; then
         echo "run_examples.sh: $bin/$prog not found; build first" >&2
         exit 2
@@ -94,12 +94,13 @@ run() {
     timeout 10 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
 }
 
-# start_server NAME PROGRAM: start it on a free port in the background and
-# wait until it announces "listening on HOST:PORT" on stderr; sets $port.
+# start_server NAME PROGRAM [OPTIONS...]: start it (with OPTIONS) on a free
+# port in the background and wait until it announces "listening on
+# HOST:PORT" on stderr; sets $port.
 start_server() {
     local name=$1 prog=$2 tries=0
-    show_command "$name" "$prog" 127.0.0.1 0
-    "$bin/$prog" 127.0.0.1 0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    show_command "$name" "$prog" "${@:3}" 127.0.0.1 0
+    "$bin/$prog" "${@:3}" 127.0.0.1 0 >"$tmp/$name.out" 2>"$tmp/$name.err" &
     server_pid=$!
     port=
     while [ -z "$port" ] && [ $tries -lt 100 ]; do
@@ -222,6 +223,86 @@ echo "== Subprocess: DateProtocol"
 echo
 run date "$bin/subprocess_date"
 report date $? 0 "Current date: [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]"
+
+echo "== TLS echo server and client (the TCP echo example with ssl=)"
+echo
+# A CA and a certificate for localhost / 127.0.0.1 / ::1, made for this run.
+make_certs() {
+    local d=$tmp/tls
+    mkdir -p "$d" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 -subj "/CN=tapio example CA" \
+        -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/server.key" -out "$d/server.csr" -subj /CN=localhost &&
+    printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
+        'keyUsage=critical,digitalSignature' 'extendedKeyUsage=serverAuth' \
+        'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1' >"$d/server.ext" &&
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+        -CAcreateserial -days 2 -extfile "$d/server.ext" -out "$d/server.pem"
+}
+if ! command -v openssl >/dev/null; then
+    echo "openssl (the command) not found: cannot make certificates"
+    checks=$((checks + 1))
+    failed=$((failed + 1))
+elif ! make_certs >"$tmp/certs.log" 2>&1; then
+    cat "$tmp/certs.log"
+    echo "making the test certificates failed"
+    checks=$((checks + 1))
+    failed=$((failed + 1))
+elif start_server tlsserver tls_echo_server --cert "$tmp/tls/server.pem" \
+        --key "$tmp/tls/server.key"; then
+    cmdline[tlsserver]=${cmdline[tlsserver]//$tmp/\$TMP}
+    run tlsclient1 "$bin/tls_echo_client" --ca "$tmp/tls/ca.pem" 127.0.0.1 "$port"
+    cmdline[tlsclient1]=${cmdline[tlsclient1]//$tmp/\$TMP}
+    report tlsclient1 $? 0 \
+        "Data sent: 'Hello World!'" \
+        "Data received: 'Hello World!'" \
+        "The server closed the connection"
+
+    # The CA from the environment, the name checked: localhost.
+    TAPIO_TLS_CA=$tmp/tls/ca.pem run tlsclient2 "$bin/tls_echo_client" \
+        --server-hostname localhost 127.0.0.1 "$port" "Don't panic"
+    status=$?
+    cmdline[tlsclient2]="TAPIO_TLS_CA=\$TMP/tls/ca.pem ${cmdline[tlsclient2]}"
+    report tlsclient2 $status 0 \
+        "Data sent: \"Don't panic\"" \
+        "Data received: \"Don't panic\"" \
+        "The server closed the connection"
+
+    # A name the certificate does not carry: the client must refuse it.
+    run tlswrongname "$bin/tls_echo_client" --ca "$tmp/tls/ca.pem" \
+        --server-hostname wrong.example 127.0.0.1 "$port"
+    status=$?
+    cmdline[tlswrongname]=${cmdline[tlswrongname]//$tmp/\$TMP}
+    cmdline[tlswrongname]+="   (wrong name: must fail)"
+    report tlswrongname $status nonzero
+
+    # A CA it does not trust (the server's certificate as the only CA).
+    run tlsuntrusted "$bin/tls_echo_client" --ca "$tmp/tls/server.pem" \
+        127.0.0.1 "$port"
+    status=$?
+    cmdline[tlsuntrusted]=${cmdline[tlsuntrusted]//$tmp/\$TMP}
+    cmdline[tlsuntrusted]+="   (untrusted: must fail)"
+    report tlsuntrusted $status nonzero
+
+    kill -TERM "$server_pid"
+    wait_server
+    cmdline[tlsserver]+="   (stopped with SIGTERM)"
+    # The refused handshakes never reach the protocol: two connections.
+    report tlsserver $status 0 \
+        "Connection from ('127.0.0.1', [0-9]*)" \
+        "Data received: 'Hello World!'" \
+        "Send: 'Hello World!'" \
+        "Close the client socket" \
+        "Connection from ('127.0.0.1', [0-9]*)" \
+        "Data received: \"Don't panic\"" \
+        "Send: \"Don't panic\"" \
+        "Close the client socket"
+else
+    not_listening tlsserver
+fi
 
 if [ $failed -ne 0 ]; then
     echo "examples: $failed of $checks checks FAILED"
