@@ -511,12 +511,14 @@ typedef void (*tapio_tls_handshake_callback)(tapio_transport *tls, int err,
                                              void *arg);
 
 /**
- * Start TLS over the live stream transport `raw` (asyncio's start_tls): the
- * TLS transport takes raw's protocol slot and a reference to it, and gives
- * `proto` plaintext. Bytes already read stay read. Returns 0 and the TLS
- * transport in *out (valid until its connection_lost, or the handshake
- * callback on failure), or a negative error (-EINVAL when raw is closing or
- * is already TLS).
+ * Start TLS over the live socket transport `raw` (asyncio's start_tls),
+ * which may itself be TLS (TLS through a TLS tunnel): the TLS transport
+ * takes raw's protocol slot and a reference to it, and gives `proto`
+ * plaintext. Bytes already read stay read; a live raw transport starts the
+ * handshake on the next iteration and is read again then, even if it was
+ * paused (asyncio's start_tls resumes it). Returns 0 and the TLS transport
+ * in *out (valid until its connection_lost, or the handshake callback on
+ * failure), or a negative error (-EINVAL when raw is closing or a pipe).
  */
 TAPIO_API int tapio_tls_start(tapio_transport *raw,
                               const tapio_tls_options *opts,

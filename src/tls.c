@@ -332,6 +332,7 @@ static void handshake_complete(struct tapio__tls *tls, int err)
     tapio_transport_ref(face);
     if (tls->app == APP_INIT) {
         tls->app = APP_MADE;
+        face->made = true;
         if (face->proto && face->proto->connection_made)
             face->proto->connection_made(face, face->user);
     }
@@ -684,12 +685,16 @@ static int make_engine(const tapio_tls_options *opts,
                                     opts->server_hostname, state);
 }
 
+/* start_tls on a live transport, in asyncio's order: the handshake
+ * starts, then reading resumes (the caller may have paused it). */
 static void start_later(tapio_loop *loop, void *arg)
 {
     (void)loop;
     struct tapio__tls *tls = arg;
     call_done(&tls->start_call);
     start_handshake(tls);
+    if (tls->raw && !tls->raw_reading_paused && !tls->face->closing)
+        tapio_transport_resume_reading(tls->raw);
 }
 
 static struct tapio__tls *layer_new(tapio_transport *raw,
@@ -731,7 +736,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
         return err;
     }
     struct tapio__tls *tls = NULL;
-    if (raw->closing || raw->kind != TAPIO__SOCKET)
+    if (raw->closing || (raw->kind != TAPIO__SOCKET && raw->kind != TAPIO__TLS))
         err = -EINVAL;
     else if (!(tls = layer_new(raw, opts, proto, user)))
         err = -ENOMEM;
@@ -743,8 +748,10 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tls->es = es;
     tls->cb = cb;
     tls->cb_arg = arg;
-    if (opts->skip_connection_made)
+    if (opts->skip_connection_made) {
         tls->app = APP_MADE;
+        tls->face->made = true;
+    }
     tapio_transport_ref(raw);
     tls->raw = raw;
     tapio_transport_set_protocol(raw, &raw_protocol, tls);

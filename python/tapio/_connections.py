@@ -13,13 +13,13 @@ from asyncio import staggered
 
 from ._helpers import connection_made, logger, socket_extra
 from ._server import Server
+from ._tls import TLSSettings, acceptor_factory
 
 try:
     import ssl as _ssl
 except ImportError:  # pragma: no cover
     _ssl = None
 
-_TLS_LATER = "TLS (ssl=) is not supported by tapio yet"
 
 
 def _check_ssl_socket(sock):
@@ -34,8 +34,12 @@ def _check_tls_args(ssl, server_hostname=None, handshake=None, shutdown=None):
         raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
     if shutdown is not None and not ssl:
         raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-    if ssl:
-        raise NotImplementedError(_TLS_LATER)
+
+
+def _tls_settings(ssl, server_side, server_hostname, handshake_timeout, shutdown_timeout):
+    if not ssl:
+        return None
+    return TLSSettings(ssl, server_side, server_hostname, handshake_timeout, shutdown_timeout)
 
 
 def _check_stream_socket(sock, family=None):
@@ -111,7 +115,9 @@ class ConnectionsMixin:
     def _wrap(self, sock, protocol):
         return self._wrap_socket(sock, protocol, socket_extra(sock))
 
-    async def _connection_transport(self, sock, protocol_factory):
+    async def _connection_transport(self, sock, protocol_factory, tls=None):
+        if tls is not None:
+            return await self._tls_connection(sock, protocol_factory, tls)
         sock.setblocking(False)
         protocol = protocol_factory()
         return await connection_made(self, self._wrap(sock, protocol), protocol)
@@ -159,6 +165,12 @@ class ConnectionsMixin:
                                 ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
                                 interleave=None, all_errors=False):
         _check_tls_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+        if server_hostname is None and ssl:
+            if not host:
+                raise ValueError("You must set server_hostname when using ssl without a host")
+            server_hostname = host
+        tls = _tls_settings(ssl, False, server_hostname, ssl_handshake_timeout,
+                            ssl_shutdown_timeout)
         if sock is not None:
             _check_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
@@ -192,12 +204,16 @@ class ConnectionsMixin:
             if sock is None:
                 raise ValueError("host and port was not specified and no sock specified")
             _check_stream_socket(sock)
-        return await self._connection_transport(sock, protocol_factory)
+        return await self._connection_transport(sock, protocol_factory, tls)
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None,
                                      sock=None, server_hostname=None,
                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        if ssl and server_hostname is None:
+            raise ValueError("you have to pass server_hostname when using ssl")
         _check_tls_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = _tls_settings(ssl, False, server_hostname, ssl_handshake_timeout,
+                            ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -213,14 +229,16 @@ class ConnectionsMixin:
             if sock is None:
                 raise ValueError("no path and sock were specified")
             _check_stream_socket(sock, socket.AF_UNIX)
-        return await self._connection_transport(sock, protocol_factory)
+        return await self._connection_transport(sock, protocol_factory, tls)
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
                                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
         _check_ssl_socket(sock)
         _check_tls_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
         _check_stream_socket(sock)
-        return await self._connection_transport(sock, protocol_factory)
+        return await self._connection_transport(
+            sock, protocol_factory,
+            _tls_settings(ssl, True, None, ssl_handshake_timeout, ssl_shutdown_timeout))
 
     # ---- servers ----------------------------------------------------------
 
@@ -305,8 +323,16 @@ class ConnectionsMixin:
             sockets = [sock]
         for s in sockets:
             s.setblocking(False)
-        return await self._start_server(Server(self, sockets, protocol_factory, backlog),
+        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
+                                       ssl_shutdown_timeout)
+        return await self._start_server(Server(self, sockets, factory, backlog),
                                         start_serving)
+
+    def _server_factory(self, protocol_factory, ssl, handshake_timeout, shutdown_timeout):
+        tls = _tls_settings(ssl, True, None, handshake_timeout, shutdown_timeout)
+        if tls is None:
+            return protocol_factory
+        return acceptor_factory(self, protocol_factory, tls)
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None,
                                  backlog=100, ssl=None, ssl_handshake_timeout=None,
@@ -323,7 +349,9 @@ class ConnectionsMixin:
                 raise ValueError("path was not specified, and no sock specified")
             _check_stream_socket(sock, socket.AF_UNIX)
         sock.setblocking(False)
-        return await self._start_server(Server(self, [sock], protocol_factory, backlog),
+        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
+                                       ssl_shutdown_timeout)
+        return await self._start_server(Server(self, [sock], factory, backlog),
                                         start_serving)
 
     @staticmethod

@@ -24,6 +24,7 @@ from ._sendfile import SendfileMixin
 from ._signals import SignalsMixin
 from ._subprocess import SubprocessMixin
 from ._sockops import SockOpsMixin
+from ._tls import TLSMixin
 
 
 def _debug_from_environment():
@@ -55,7 +56,7 @@ def _stop_when_done(fut):
 
 
 class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, SendfileMixin,
-           SignalsMixin, SockOpsMixin, _tapio.LoopCore, asyncio.AbstractEventLoop):
+           SignalsMixin, SockOpsMixin, TLSMixin, _tapio.LoopCore, asyncio.AbstractEventLoop):
     """An asyncio event loop on libtapio."""
 
     def __init__(self):

@@ -68,7 +68,9 @@ class SendfileMixin:
     async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
         if transport.is_closing():
             raise RuntimeError("Transport is closing")
-        if isinstance(transport, _tapio.Transport):
+        # A TLS transport must encrypt every byte: only the fallback serves.
+        if (isinstance(transport, _tapio.Transport)
+                and transport.get_extra_info("sslcontext") is None):
             try:
                 return await self._sendfile_native(transport, file, offset, count)
             except asyncio.SendfileNotAvailableError:

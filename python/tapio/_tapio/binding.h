@@ -182,6 +182,11 @@ int binding_py_to_sockaddr(PyObject *addr, int family,
 extern PyType_Spec transport_spec;
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
                          PyObject *extra);
+/* The same, of a subclass of Transport (a type whose instances add no
+ * fields). */
+Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
+                            PyObject *protocol, PyObject *sock,
+                            PyObject *extra);
 /* The libtapio protocol table for the transport's Python protocol. */
 const tapio_protocol *transport_table(Transport *self);
 /* Hand the transport to libtapio, which holds a reference until

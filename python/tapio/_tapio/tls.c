@@ -191,18 +191,34 @@ static size_t py_peek_out(void *state, const void **data)
     PyTLS *e = state;
     if (e->out && e->out_off == PyBytes_GET_SIZE(e->out))
         Py_CLEAR(e->out);
-    if (!e->out) {
-        if (int_attr(e->outgoing, "pending") == 0)
-            return 0;
-        PyObject *out = call0(e->out_read);
-        if (!out || !PyBytes_Check(out)) {
-            Py_XDECREF(out);
+    /* Records made since the last peek join what is held (only while the
+     * socket is full is anything held). */
+    if (int_attr(e->outgoing, "pending") > 0) {
+        PyObject *more = call0(e->out_read);
+        if (!more || !PyBytes_Check(more)) {
+            Py_XDECREF(more);
             PyErr_WriteUnraisable(e->outgoing);
-            return 0;
+        } else if (!e->out) {
+            e->out = more;
+            e->out_off = 0;
+        } else {
+            PyObject *rest = PyBytes_FromStringAndSize(
+                PyBytes_AS_STRING(e->out) + e->out_off,
+                PyBytes_GET_SIZE(e->out) - e->out_off);
+            if (rest)
+                PyBytes_ConcatAndDel(&rest, more);
+            else
+                Py_DECREF(more);
+            if (!rest)
+                PyErr_WriteUnraisable(e->outgoing);
+            else {
+                Py_SETREF(e->out, rest);
+                e->out_off = 0;
+            }
         }
-        e->out = out;
-        e->out_off = 0;
     }
+    if (!e->out)
+        return 0;
     *data = PyBytes_AS_STRING(e->out) + e->out_off;
     return (size_t)(PyBytes_GET_SIZE(e->out) - e->out_off);
 }
@@ -358,24 +374,35 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
         transport_end(face);
 }
 
-/* raw._start_tls(protocol, sslobject, incoming, outgoing, extra,
- *                handshake_timeout, shutdown_timeout, on_handshake)
- * -> the TLS transport. The raw transport is taken over: it gets no more
+/* raw._start_tls(cls, protocol, sslobject, incoming, outgoing, extra,
+ *                handshake_timeout, shutdown_timeout, on_handshake,
+ *                connected) -> the TLS transport, an instance of cls (a
+ * subclass of Transport adding no fields); `connected` says the protocol
+ * saw connection_made already (start_tls). The raw transport is taken over: it gets no more
  * callbacks, and the TLS transport keeps its socket. */
 PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
                               Py_ssize_t nargs)
 {
-    if (nargs != 8)
-        return PyErr_Format(PyExc_TypeError, "_start_tls() takes 8 arguments");
+    if (nargs != 10)
+        return PyErr_Format(PyExc_TypeError, "_start_tls() takes 10 arguments");
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    if (!PyType_Check(args[0]) ||
+        !PyType_IsSubtype(cls, raw->loop->state->TransportType) ||
+        cls->tp_basicsize != raw->loop->state->TransportType->tp_basicsize)
+        return PyErr_Format(PyExc_TypeError,
+                            "_start_tls() needs a Transport subclass");
+    args++; /* the rest as documented, from protocol on */
     double hs = PyFloat_AsDouble(args[5]);
     double sd = PyFloat_AsDouble(args[6]);
+    int connected = PyObject_IsTrue(args[8]);
     if (PyErr_Occurred())
         return NULL;
     if (!raw->t || raw->lost || tapio_transport_is_closing(raw->t)) {
         PyErr_SetString(PyExc_RuntimeError, "Transport is closing");
         return NULL;
     }
-    Transport *face = transport_new(raw->loop, args[0], raw->sock, args[4]);
+    Transport *face = transport_new_of(cls, raw->loop, args[0], raw->sock,
+                                       args[4]);
     const tapio_protocol *table = face ? transport_table(face) : NULL;
     PyTLS *e = table ? engine_new(args[1], args[2], args[3], args[4]) : NULL;
     if (!e) {
@@ -389,6 +416,7 @@ PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
         .engine_state = e,
         .handshake_timeout = hs,
         .shutdown_timeout = sd,
+        .skip_connection_made = connected,
     };
     int err = tapio_tls_start(raw->t, &opts, table, face, handshake_done, face,
                               &face->t);

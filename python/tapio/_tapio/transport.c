@@ -334,8 +334,15 @@ static const tapio_protocol *table_for(Transport *self, PyObject *protocol)
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
                          PyObject *extra)
 {
-    ModuleState *st = loop->state;
-    Transport *self = PyObject_GC_New(Transport, st->TransportType);
+    return transport_new_of(loop->state->TransportType, loop, protocol, sock,
+                            extra);
+}
+
+Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
+                            PyObject *protocol, PyObject *sock,
+                            PyObject *extra)
+{
+    Transport *self = PyObject_GC_New(Transport, type);
     if (!self)
         return NULL;
     self->extra = Py_NewRef(extra);
@@ -433,6 +440,11 @@ static PyObject *transport_writelines(Transport *self, PyObject *list)
 static PyObject *transport_write_eof(Transport *self, PyObject *unused)
 {
     (void)unused;
+    if (self->t && tapio_transport_is_tls(self->t)) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "TLS transports cannot write EOF");
+        return NULL;
+    }
     if (usable(self)) {
         int err = tapio_transport_write_eof(self->t);
         if (err)

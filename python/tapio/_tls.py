@@ -1,0 +1,169 @@
+"""TLS for the tapio loop: ssl= on the create_* calls, start_tls.
+
+The TLS state machine, buffering and flow control are libtapio's; the
+cryptography is the user's ssl.SSLContext driving an ssl.SSLObject between
+two memory BIOs, so every setting of the context applies as in asyncio.
+Transport._start_tls puts the TLS transport over a stream transport and
+reports the handshake's end to a callback.
+"""
+import asyncio
+
+try:
+    import ssl as _ssl
+except ImportError:  # pragma: no cover - Python built without ssl
+    _ssl = None
+
+from . import _tapio
+from ._helpers import socket_extra
+
+# asyncio's defaults (asyncio.constants), in seconds.
+HANDSHAKE_TIMEOUT = 60.0
+SHUTDOWN_TIMEOUT = 30.0
+
+_tapio.Transport._start_tls_compatible = True
+
+
+class SSLTransport(_tapio.Transport):
+    """A TLS transport: plaintext over libtapio's TLS layer. Sendfile goes
+    through reading and writing, since every byte must be encrypted."""
+
+    __slots__ = ()
+    _sendfile_compatible = asyncio.constants._SendfileMode.FALLBACK
+
+
+def _timeout(value, name, default):
+    if value is None:
+        return default
+    if value <= 0:
+        raise ValueError(f"{name} should be a positive number, got {value}")
+    return value
+
+
+class TLSSettings:
+    """What one side of a TLS connection needs, checked as asyncio checks
+    it when it makes its SSLProtocol."""
+
+    __slots__ = ("context", "server_side", "server_hostname", "handshake_timeout",
+                 "shutdown_timeout")
+
+    def __init__(self, ssl, server_side, server_hostname, handshake_timeout,
+                 shutdown_timeout):
+        if _ssl is None:
+            raise RuntimeError("stdlib ssl module not available")
+        self.handshake_timeout = _timeout(handshake_timeout, "ssl_handshake_timeout",
+                                          HANDSHAKE_TIMEOUT)
+        self.shutdown_timeout = _timeout(shutdown_timeout, "ssl_shutdown_timeout",
+                                         SHUTDOWN_TIMEOUT)
+        if not ssl:
+            raise ValueError("TLS needs ssl=True or an SSLContext")
+        if not isinstance(ssl, _ssl.SSLContext):
+            if server_side:
+                raise ValueError("Server side SSL needs a valid SSLContext")
+            # ssl=True: asyncio's secure client default.
+            ssl = _ssl.create_default_context()
+            if not server_hostname:
+                ssl.check_hostname = False
+        self.context = ssl
+        self.server_side = server_side
+        self.server_hostname = server_hostname if server_hostname and not server_side else None
+
+    def start(self, raw, protocol, on_handshake, *, connected=False):
+        """Put a TLS transport for protocol over the stream transport raw;
+        on_handshake(exc or None) runs once the handshake ends."""
+        incoming = _ssl.MemoryBIO()
+        outgoing = _ssl.MemoryBIO()
+        sslobj = self.context.wrap_bio(incoming, outgoing, server_side=self.server_side,
+                                       server_hostname=self.server_hostname)
+        extra = dict(raw._extra or {})
+        extra["sslcontext"] = self.context
+        return raw._start_tls(SSLTransport, protocol, sslobj, incoming, outgoing, extra,
+                              float(self.handshake_timeout), float(self.shutdown_timeout),
+                              on_handshake, connected)
+
+
+def _wake(waiter, exc):
+    if waiter.done():
+        return
+    if exc is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(exc)
+
+
+async def _established(loop, settings, raw, protocol, connected=False):
+    """The TLS transport over raw once its handshake succeeded; it is closed
+    if the handshake fails or the caller is cancelled."""
+    waiter = loop.create_future()
+    transport = settings.start(raw, protocol, lambda exc: _wake(waiter, exc),
+                               connected=connected)
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+class _Acceptor(asyncio.Protocol):
+    """A TLS server's protocol for each accepted stream: it makes the
+    user's protocol and puts a TLS transport over the stream for it. A
+    connection whose handshake fails ends quietly, as in asyncio (debug mode
+    reports it)."""
+
+    __slots__ = ("_loop", "_factory", "_settings")
+
+    def __init__(self, loop, factory, settings):
+        self._loop = loop
+        self._factory = factory
+        self._settings = settings
+
+    def connection_made(self, raw):
+        try:
+            protocol = self._factory()
+            self._settings.start(raw, protocol, self._handshake_done)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raw.abort()
+            self._report(exc)
+
+    def _handshake_done(self, exc):
+        if exc is not None:
+            self._report(exc)
+
+    def _report(self, exc):
+        if self._loop.get_debug():
+            self._loop.call_exception_handler({
+                "message": "Error on transport creation for incoming connection",
+                "exception": exc,
+            })
+
+
+def acceptor_factory(loop, protocol_factory, settings):
+    return lambda: _Acceptor(loop, protocol_factory, settings)
+
+
+class TLSMixin:
+    async def _tls_connection(self, sock, protocol_factory, settings):
+        """create_connection's and connect_accepted_socket's ssl= path."""
+        sock.setblocking(False)
+        protocol = protocol_factory()
+        # The stream's own protocol is never called: TLS takes it over before
+        # its connection_made.
+        raw = self._wrap_socket(sock, asyncio.Protocol(), socket_extra(sock))
+        transport = await _established(self, settings, raw, protocol)
+        return transport, protocol
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                        server_hostname=None, ssl_handshake_timeout=None,
+                        ssl_shutdown_timeout=None):
+        if _ssl is None:
+            raise RuntimeError("Python ssl module is not available")
+        if not isinstance(sslcontext, _ssl.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                            f"got {sslcontext!r}")
+        if not getattr(transport, "_start_tls_compatible", False):
+            raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+        settings = TLSSettings(sslcontext, server_side, server_hostname,
+                               ssl_handshake_timeout, ssl_shutdown_timeout)
+        return await _established(self, settings, transport, protocol, connected=True)
