@@ -27,6 +27,7 @@ typedef struct {
     PyObject *zero_return; /* ssl.SSLZeroReturnError */
     PyObject *on_handshake;/* on_handshake(exc or None), once */
     PyObject *handshake_timeout; /* as given, for the timeout's message */
+    PyObject *str_pending; /* "pending", interned */
     bool handshaking;
     char message[256];
 } PyTLS;
@@ -72,9 +73,10 @@ static ssize_t size_result(PyTLS *e, PyObject *res)
     return n < 0 && PyErr_Occurred() ? failed(e) : (ssize_t)n;
 }
 
-static Py_ssize_t int_attr(PyObject *obj, const char *name)
+/* MemoryBIO.pending, asked for on every read and write. */
+static Py_ssize_t bio_pending(PyTLS *e, PyObject *bio)
 {
-    PyObject *v = PyObject_GetAttrString(obj, name);
+    PyObject *v = PyObject_GetAttr(bio, e->str_pending);
     Py_ssize_t n = v ? PyLong_AsSsize_t(v) : -1;
     Py_XDECREF(v);
     if (n < 0) {
@@ -120,7 +122,8 @@ static int py_handshake(void *state)
 
 static size_t py_pending_in(void *state)
 {
-    return (size_t)int_attr(((PyTLS *)state)->incoming, "pending");
+    PyTLS *e = state;
+    return (size_t)bio_pending(e, e->incoming);
 }
 
 static ssize_t py_read(void *state, void *buf, size_t len)
@@ -193,7 +196,7 @@ static size_t py_peek_out(void *state, const void **data)
         Py_CLEAR(e->out);
     /* Records made since the last peek join what is held (only while the
      * socket is full is anything held). */
-    if (int_attr(e->outgoing, "pending") > 0) {
+    if (bio_pending(e, e->outgoing) > 0) {
         PyObject *more = call0(e->out_read);
         if (!more || !PyBytes_Check(more)) {
             Py_XDECREF(more);
@@ -256,6 +259,7 @@ static void py_destroy(void *state)
     Py_XDECREF(e->zero_return);
     Py_XDECREF(e->on_handshake);
     Py_XDECREF(e->handshake_timeout);
+    Py_XDECREF(e->str_pending);
     PyMem_Free(e);
 }
 
@@ -342,7 +346,9 @@ static PyTLS *engine_new(PyObject *sslobj, PyObject *incoming,
         e->want_write ? import_ssl_attr("SSLCertVerificationError") : NULL;
     e->zero_return =
         e->verify_error ? import_ssl_attr("SSLZeroReturnError") : NULL;
-    if (!e->zero_return) {
+    e->str_pending =
+        e->zero_return ? PyUnicode_InternFromString("pending") : NULL;
+    if (!e->str_pending) {
         py_destroy(e);
         return NULL;
     }
