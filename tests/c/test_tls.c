@@ -530,6 +530,37 @@ TEST(tls_echo_over_ipv6)
     check_tls_echo(loop, client, acc);
 }
 
+/* A Unix socket server with TLS; the client upgrades its Unix connection
+ * with tapio_tls_start (tapio_connect_unix has no TLS option). */
+static void record_handshake(tapio_transport *tls, int err, void *arg);
+
+TEST(tls_echo_over_a_unix_socket_server)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    acc->echo = true;
+    char path[108];
+    unix_path(path, sizeof path, "tls");
+    tapio_tls_options s = server_tls(server_context());
+    tapio_server_options sopts = {.tls = &s};
+    tapio_server *server = NULL;
+    CHECK_OK(tapio_server_listen_unix(loop, path, 0, &sopts, acceptor_factory,
+                                      acc, &server));
+    conn *plain = connect_unix(loop, path, 0);
+    conn *client = conn_new();
+    tapio_tls_options c = client_tls(client_context());
+    c.server_hostname = "localhost";
+    tapio_transport *face = NULL;
+    int hs = 1;
+    CHECK_OK(tapio_tls_start(plain->t, &c, &conn_protocol, client,
+                             record_handshake, &hs, &face));
+    RUN_UNTIL(loop, hs != 1, 10);
+    CHECK_ERR(hs, 0);
+    CHECK(client->t == face);
+    check_tls_echo(loop, client, acc);
+    tapio_server_close(server, NULL, NULL);
+}
+
 /* ------------------------------------------------------------- start_tls */
 
 /* A plain line protocol: "STARTTLS\n" from the client, "GO\n" from the
@@ -1176,6 +1207,39 @@ TEST(tls_peer_resets_in_the_middle_of_a_record)
     CHECK_ERR(served->lost_err, -ECONNRESET);
     CHECK_EQ_INT(served->eofs, 0);
     CHECK_EQ_INT(served->rx.len, 0);
+}
+
+/* The peer's data and then its FIN (no close_notify) arrive while reading
+ * is paused: nothing is delivered until resume_reading, then the data,
+ * eof_received and connection_lost(0), in that order. */
+TEST(tls_peer_eof_while_reading_is_paused)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    tapio_tls_options s = server_tls(server_context());
+    conn *served;
+    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+
+    tapio_transport_pause_reading(served->t);
+    bytes rec = {0};
+    peer_seal(peer, "before the end", 14, &rec);
+    peer_send_raw(peer, rec.p, rec.len);
+    bytes_free(&rec);
+    CHECK(shutdown(peer->fd, SHUT_WR) == 0);
+    run_for(loop, 0.1);
+    CHECK_EQ_INT(served->rx.len, 0);
+    CHECK_EQ_INT(served->eofs, 0);
+    CHECK_EQ_INT(served->lost, 0);
+
+    tapio_transport_resume_reading(served->t);
+    RUN_UNTIL(loop, served->lost, 10);
+    CHECK_EQ_INT(served->rx.len, 14);
+    CHECK_MEM_EQ(served->rx.p, "before the end", 14);
+    CHECK_EQ_INT(served->eofs, 1);
+    CHECK_EQ_INT(served->rx_at_eof, 14);
+    CHECK_ERR(served->lost_err, 0);
+    RUN_UNTIL(loop, peer->eof || peer->read_err, 10);
+    peer_close(peer, false);
 }
 
 /* A record that does not decrypt: TAPIO_ETLS, described by tapio_tls_error. */
