@@ -15,7 +15,7 @@ server is started once on a free port of 127.0.0.1:
   tls-tapio            BUILD/bench/tls_echo_server: libtapio's TLS server,
                        a Protocol echoing from data_received
   tls-tapio-buffered   the same with a buffered protocol
-  py-LOOP-MODE         with --python: bench/py_echo_server.py PORT LOOP MODE
+  py-LOOP-MODE         bench/py_echo_server.py PORT LOOP MODE
                        --tls CERT KEY (tapio, uvloop, asyncio; a server that
                        prints 'unavailable' is skipped)
   NAME                 with --server NAME=COMMAND: any server command; {port},
@@ -30,6 +30,8 @@ each server's median is kept. The server's CPU time (utime + stime from /proc)
 is read around each run, giving CPU time per request (the handshakes are in
 it, the same for every server). C rows are compared with tls-floor, Python
 rows with py-uvloop in the same mode, extra servers with tls-floor.
+Python rows run with Debian's python3 unless --python says otherwise
+(--python none leaves them out).
 
 With two or more CPUs the servers run pinned to one and the load client to
 another (as bench/udp_run.py does): the load client does as much TLS work as
@@ -152,9 +154,10 @@ def parse_args():
     parser.add_argument("--quick", action="store_true",
                         help="1 s per run, 1 round, unless given otherwise")
     parser.add_argument("--out", help="also write the tables to this file")
-    parser.add_argument("--python", default="none",
+    parser.add_argument("--python", default=run.default_python(),
                         help="interpreter for Python rows (bench/py_echo_server.py "
-                        "with --tls); default none")
+                        "with --tls; default Debian's python3, which has uvloop); "
+                        "'none' for C rows only")
     parser.add_argument("--py-loops", default=",".join(PY_LOOPS),
                         help="Python loops to run (default tapio,uvloop,asyncio)")
     parser.add_argument("--py-modes", default=",".join(PY_MODES),
