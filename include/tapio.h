@@ -339,7 +339,8 @@ TAPIO_API bool tapio_transport_is_closing(const tapio_transport *t);
 /** Stop calling data_received until resume_reading. Idempotent. */
 TAPIO_API void tapio_transport_pause_reading(tapio_transport *t);
 TAPIO_API void tapio_transport_resume_reading(tapio_transport *t);
-/** False when paused or closing. */
+/** False when paused or closing (a TLS transport, as asyncio's, tells
+ * only whether its protocol paused it). */
 TAPIO_API bool tapio_transport_is_reading(const tapio_transport *t);
 
 TAPIO_API size_t tapio_transport_get_write_buffer_size(const tapio_transport *t);

@@ -380,10 +380,10 @@ static void peer_close(ssl_peer *p, bool reset)
     p->fd = -1;
 }
 
-/* A client peer connected to 127.0.0.1:port, its handshake started;
- * `cert`/`key` (may be NULL) is its client certificate. */
-static ssl_peer *peer_connect(tapio_loop *loop, int port, const char *cert,
-                              const char *key)
+/* A client peer connected to 127.0.0.1:port (peer_connect also starts its
+ * handshake); `cert`/`key` (may be NULL) is its client certificate. */
+static ssl_peer *peer_open(tapio_loop *loop, int port, const char *cert,
+                           const char *key)
 {
     ssl_peer *p = calloc(1, sizeof *p);
     CHECK(p != NULL);
@@ -407,10 +407,30 @@ static ssl_peer *peer_connect(tapio_loop *loop, int port, const char *cert,
     SSL_set_connect_state(p->ssl);
     CHECK(SSL_set_tlsext_host_name(p->ssl, "localhost") == 1);
     CHECK(SSL_set1_host(p->ssl, "localhost") == 1);
-    CHECK_OK(tapio_add_reader(loop, p->fd, peer_on_readable, p));
+    return p;
+}
+
+/* Send the ClientHello and watch for the answer. */
+static ssl_peer *peer_start(ssl_peer *p)
+{
+    CHECK_OK(tapio_add_reader(p->loop, p->fd, peer_on_readable, p));
     p->watching = true;
     peer_advance(p);
     return p;
+}
+
+static ssl_peer *peer_connect(tapio_loop *loop, int port, const char *cert,
+                              const char *key)
+{
+    return peer_start(peer_open(loop, port, cert, key));
+}
+
+/* A client peer that speaks TLS 1.2 at most (renegotiation exists there). */
+static ssl_peer *peer_connect_tls12(tapio_loop *loop, int port)
+{
+    ssl_peer *p = peer_open(loop, port, NULL, NULL);
+    CHECK(SSL_set_max_proto_version(p->ssl, TLS1_2_VERSION) == 1);
+    return peer_start(p);
 }
 
 /* Encrypt `data` as the peer would send it, without sending: the records. */
@@ -1932,3 +1952,33 @@ TEST(tls_bad_options_are_refused)
     CHECK_EQ_INT(c->connect_done, false);
 }
 
+
+/* ===================================================== renegotiation */
+
+/* A TLS 1.2 client asks to renegotiate: the server refuses (its context sets
+ * SSL_OP_NO_RENEGOTIATION) and no second handshake happens. */
+TEST(tls_renegotiation_is_refused)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    tapio_tls_options s = server_tls(server_context());
+    tapio_server *srv = listen_tls(loop, "127.0.0.1", acc, &s);
+    ssl_peer *peer = peer_connect_tls12(loop, tapio_server_port(srv));
+    RUN_UNTIL(loop, peer->handshake_done || peer->ssl_err || peer->eof, 10);
+    CHECK(peer->handshake_done);
+    RUN_UNTIL(loop, acc->n == 1 && acc->conns[0]->made, 10);
+    conn *served = acc->conns[0];
+    SSL *server_ssl = tapio_tls_ssl(served->t);
+    CHECK(server_ssl != NULL);
+
+    CHECK_EQ_INT(SSL_renegotiate(peer->ssl), 1);
+    SSL_do_handshake(peer->ssl); /* the new ClientHello goes out */
+    ERR_clear_error();
+    peer_flush(peer);
+    RUN_UNTIL(loop, peer->ssl_err || peer->eof || served->lost, 5);
+    CHECK(peer->ssl_err != 0 || peer->eof || served->lost);
+    CHECK(SSL_renegotiate_pending(peer->ssl) || peer->ssl_err || peer->eof);
+    CHECK_EQ_INT(SSL_total_renegotiations(server_ssl), 0);
+    peer_close(peer, false);
+    RUN_UNTIL(loop, served->lost, 10);
+}
