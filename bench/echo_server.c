@@ -1,16 +1,21 @@
 /*
- * echo_server: the benchmark's echo server on libtapio.
+ * echo_server: the benchmark's echo server on libtapio, plain (bench/run.py)
+ * or over TLS (bench/tls_run.py).
  *
- * Usage: echo_server PORT [protocol|buffered]
+ * Usage: echo_server PORT [protocol|buffered] [--tls CERT KEY]
  *
  *   protocol  (default) a Protocol whose data_received writes each chunk back;
- *   buffered  a buffered protocol: the transport reads into a 256 KiB buffer
- *             from get_buffer, and buffer_updated writes back what arrived.
+ *   buffered  a buffered protocol: the transport (or the TLS layer, which
+ *             decrypts into it) reads into a 256 KiB buffer from get_buffer,
+ *             and buffer_updated writes back what arrived.
+ *   --tls     serve TLS (tapio_server_options.tls) with the PEM certificate
+ *             chain CERT and key KEY.
  *
- * Both pause reading while the peer does not take its echo (write flow
- * control), as floor_echo does. Listens on 127.0.0.1:PORT, prints "ready" once
- * listening, runs until SIGTERM or SIGINT, then closes the server and the loop
- * and exits 0.
+ * Both pause reading while the transport's write buffer is over its
+ * high-water mark (pause_writing), as floor_echo and tls_floor stop reading
+ * while the socket refuses their echo. Listens on 127.0.0.1:PORT, prints
+ * "ready" once listening, runs until SIGTERM or SIGINT, then closes the
+ * server and the loop and exits 0.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -86,10 +91,13 @@ static void on_signal(tapio_loop *loop, int signum, void *arg)
     tapio_loop_stop(loop);
 }
 
-static int serve(tapio_loop *loop, const char *port, const tapio_protocol *proto)
+/* `ctx`: serve TLS with it, or plain TCP when NULL. */
+static int serve(tapio_loop *loop, const char *port, tapio_tls_context *ctx,
+                 const tapio_protocol *proto)
 {
     const char *hosts[] = {"127.0.0.1", NULL};
-    tapio_server_options opts = {.backlog = SOMAXCONN};
+    tapio_tls_options tls = {.context = ctx, .server_side = true};
+    tapio_server_options opts = {.backlog = SOMAXCONN, .tls = ctx ? &tls : NULL};
     tapio_server *server;
     int err;
 
@@ -112,23 +120,39 @@ static int serve(tapio_loop *loop, const char *port, const tapio_protocol *proto
 
 int main(int argc, char **argv)
 {
-    const char *mode = argc == 3 ? argv[2] : "protocol";
-    int port = argc == 2 || argc == 3 ? atoi(argv[1]) : 0;
+    /* the options: PORT, then a mode, then --tls CERT KEY (each optional) */
+    int tls = argc >= 5 && strcmp(argv[argc - 3], "--tls") == 0;
+    int rest = tls ? argc - 3 : argc;
+    const char *mode = rest == 3 ? argv[2] : "protocol";
+    int port = rest == 2 || rest == 3 ? atoi(argv[1]) : 0;
     const tapio_protocol *proto = strcmp(mode, "protocol") == 0 ? &echo_protocol
                                 : strcmp(mode, "buffered") == 0 ? &echo_buffered_protocol
                                 : NULL;
+    tapio_tls_context *ctx = NULL;
     tapio_loop *loop;
-    int err;
+    int err = 0;
 
     if (port <= 0 || port > 65535 || !proto) {
-        fprintf(stderr, "usage: %s PORT [protocol|buffered]\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT [protocol|buffered] [--tls CERT KEY]\n",
+                argv[0]);
         return 2;
     }
-    err = tapio_loop_new(&loop);
+    if (tls) {
+        tapio_tls_context_options ctx_opts = {
+            .server = true,
+            .cert_file = argv[argc - 2],
+            .key_file = argv[argc - 1],
+        };
+        err = tapio_tls_context_new(&ctx_opts, &ctx);
+    }
+    if (err == 0)
+        err = tapio_loop_new(&loop);
     if (err == 0) {
-        err = serve(loop, argv[1], proto);
+        err = serve(loop, argv[1], ctx, proto);
         tapio_loop_close(loop);
     }
+    if (ctx)
+        tapio_tls_context_unref(ctx);
     if (err < 0) {
         fprintf(stderr, "echo_server: %s\n", tapio_strerror(err));
         return 1;

@@ -16,6 +16,7 @@ Exits 1 on a harness failure (a server that does not start or stop cleanly, a
 load client error); a server whose binary is missing is only reported missing.
 """
 import argparse
+import functools
 import os
 import select
 import signal
@@ -155,12 +156,12 @@ def ratio(value, floor):
     return f"{value / floor:.2f}" if floor else "n/a"
 
 
-def reference_for(name):
-    """What a row is compared with: the floor for C servers, uvloop in the
+def reference_for(name, floor="floor"):
+    """What a row is compared with: `floor` for C servers, uvloop in the
     same mode for Python ones (py-tapio-protocol against py-uvloop-protocol)."""
     if name.startswith("py-"):
         return "py-uvloop-" + name.rsplit("-", 1)[1]
-    return "floor"
+    return floor
 
 
 def table(title, names, results, reference=reference_for, unit="request"):
@@ -196,25 +197,47 @@ def run_configuration(client, servers, connections, size, args):
             for name, results in runs.items()}
 
 
-def benchmark(bench_dir, servers, args):
-    client = os.path.join(bench_dir, "load_client")
-    if not os.access(client, os.X_OK):
-        raise HarnessError(f"{client}: not found")
-    report = [f"Echo benchmark: {args.seconds:g} s per run, {args.rounds} round(s), "
-              f"median per server, {os.cpu_count()} CPUs.\n"]
-    print(report[0], flush=True)
+def measure(client, servers, names, args, title, connections, size,
+            reference=reference_for, unit="request"):
+    """One configuration run on every server: its table, printed as well."""
+    print(f"running: {title}", file=sys.stderr, flush=True)
+    results = run_configuration(client, servers, connections, size, args)
+    section = table(title, names, results, reference, unit)
+    print(section, flush=True)
+    return section
+
+
+def echo_tables(client, servers, names, args, heading, prefix="",
+                reference=reference_for):
+    """`heading`, then a table per message size and connection count."""
+    report = [heading]
+    print(heading, flush=True)
     for size in MESSAGE_SIZES:
         for connections in CONNECTION_COUNTS:
-            title = f"{size_label(size)} messages, {connections} connections"
-            print(f"running: {title}", file=sys.stderr, flush=True)
-            results = run_configuration(client, servers, connections, size, args)
-            report.append(table(title, [s.name for s in servers], results))
-            print(report[-1], flush=True)
+            title = f"{prefix}{size_label(size)} messages, {connections} connections"
+            report.append(measure(client, servers, names, args, title, connections,
+                                  size, reference))
     return "\n".join(report)
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def check_client(client):
+    if not os.access(client, os.X_OK):
+        raise HarnessError(f"{client}: not found")
+
+
+def benchmark(bench_dir, servers, args):
+    client = os.path.join(bench_dir, "load_client")
+    check_client(client)
+    heading = (f"Echo benchmark: {args.seconds:g} s per run, {args.rounds} round(s), "
+               f"median per server, {os.cpu_count()} CPUs.\n")
+    return echo_tables(client, servers, [s.name for s in servers], args, heading)
+
+
+def parse_args(doc=__doc__, add_arguments=None,
+               python_help="interpreter for the Python rows (tapio, uvloop, asyncio); "
+                           "'none' leaves them out"):
+    """The options every bench script takes; add_arguments(parser) adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--build-dir", required=True,
                         help="CMake build directory; binaries are taken from its bench/")
     parser.add_argument("--seconds", type=float, help="measured seconds per run (default 2)")
@@ -223,9 +246,9 @@ def parse_args():
     parser.add_argument("--quick", action="store_true",
                         help="1 s per run, 1 round, unless given otherwise")
     parser.add_argument("--out", help="also write the tables to this file")
-    parser.add_argument("--python", default=default_python(),
-                        help="interpreter for the Python rows (tapio, uvloop, asyncio); "
-                        "'none' leaves them out")
+    parser.add_argument("--python", default=default_python(), help=python_help)
+    if add_arguments:
+        add_arguments(parser)
     args = parser.parse_args()
     if args.seconds is None:
         args.seconds = 1.0 if args.quick else 2.0
@@ -241,20 +264,67 @@ def default_python():
     return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 
-def server_specs(bench_dir, python):
-    """(name, argv before PORT, arguments after PORT) of every server to run."""
+def c_server_specs(bench_dir, c_servers):
+    """(name, argv before PORT, arguments after PORT) of each (name, binary in
+    bench_dir, arguments after PORT) whose binary is there."""
     specs = []
-    for name, binary, extra in C_SERVERS:
+    for name, binary, extra in c_servers:
         path = os.path.join(bench_dir, binary)
         if os.access(path, os.X_OK):
             specs.append((name, [path], extra))
         else:
             print(f"{name}: {path} missing, skipped", file=sys.stderr)
-    if python != "none":
-        for mode in PY_MODES:
-            for loop in PY_LOOPS:
-                specs.append((f"py-{loop}-{mode}", [python, PY_SERVER], [loop, mode]))
     return specs
+
+
+def py_server_specs(python, loops, modes, extra=()):
+    """The same for bench/py_echo_server.py in every mode on every loop."""
+    if python == "none":
+        return []
+    return [(f"py-{loop}-{mode}", [python, PY_SERVER], [loop, mode, *extra])
+            for mode in modes for loop in loops]
+
+
+def server_specs(bench_dir, python):
+    """(name, argv before PORT, arguments after PORT) of every server to run."""
+    return c_server_specs(bench_dir, C_SERVERS) + py_server_specs(python, PY_LOOPS,
+                                                                  PY_MODES)
+
+
+def start_servers(makers, started):
+    """Starts the Server each function of `makers` makes, appending it to
+    `started` (so that a failure part-way still leaves the caller the ones to
+    kill); one that cannot run here is skipped. Each is made (and takes its
+    free port) only once the one before is listening, so no two get one."""
+    for make in makers:
+        server = make()
+        if server.start():
+            started.append(server)
+        else:
+            print(f"{server.name}: not available under {server.argv[0]}, skipped",
+                  file=sys.stderr)
+
+
+def harness(args, body):
+    """Runs body(servers), which starts servers into the list `servers` and
+    returns the report, then stops them. On a HarnessError: says so, kills
+    the servers still running and returns 1. Else writes the report to
+    --out, if given, and returns 0."""
+    servers = []
+    try:
+        report = body(servers)
+        while servers:
+            servers.pop(0).stop()
+    except HarnessError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        for server in servers:
+            if server.proc:
+                server.kill()
+        return 1
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    return 0
 
 
 def python_benchmark(python, script, title, args=()):
@@ -271,14 +341,10 @@ def python_benchmark(python, script, title, args=()):
 def main():
     args = parse_args()
     bench_dir = os.path.join(args.build_dir, "bench")
-    servers = []
-    try:
-        for name, argv, extra in server_specs(bench_dir, args.python):
-            server = Server(name, argv, extra)
-            if server.start():
-                servers.append(server)
-            else:
-                print(f"{name}: not available under {argv[0]}, skipped", file=sys.stderr)
+
+    def body(servers):
+        start_servers([functools.partial(Server, *spec)
+                       for spec in server_specs(bench_dir, args.python)], servers)
         report = benchmark(bench_dir, servers, args)
         if args.python != "none":
             quick = ["--quick"] if args.quick else []
@@ -288,18 +354,9 @@ def main():
                 section = python_benchmark(args.python, script, title, extra)
                 print(section, flush=True)
                 report += "\n" + section
-        while servers:
-            servers.pop(0).stop()
-    except HarnessError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        for server in servers:
-            if server.proc:
-                server.kill()
-        return 1
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
-    return 0
+        return report
+
+    return harness(args, body)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ for the run with the openssl command (EC P-256, TLS 1.3 is negotiated). Every
 server is started once on a free port of 127.0.0.1:
 
   tls-floor            BUILD/bench/tls_floor: OpenSSL over epoll, nothing else
-  tls-tapio            BUILD/bench/tls_echo_server: libtapio's TLS server,
+  tls-tapio            BUILD/bench/echo_server --tls: libtapio's TLS server,
                        a Protocol echoing from data_received
   tls-tapio-buffered   the same with a buffered protocol
   py-LOOP-MODE         bench/py_echo_server.py PORT LOOP MODE
@@ -39,7 +39,7 @@ the server, and unpinned runs swing with where the scheduler puts the two.
 
 Exits 1 on a harness failure; a missing binary is only reported and skipped.
 """
-import argparse
+import functools
 import os
 import shlex
 import shutil
@@ -50,14 +50,13 @@ import tempfile
 import run
 import udp_run
 
-C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT CERT KEY)
-    ("tls-floor", "tls_floor", []),
-    ("tls-tapio", "tls_echo_server", ["protocol"]),
-    ("tls-tapio-buffered", "tls_echo_server", ["buffered"]),
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT: {cert}, {key})
+    ("tls-floor", "tls_floor", ["{cert}", "{key}"]),
+    ("tls-tapio", "echo_server", ["protocol", "--tls", "{cert}", "{key}"]),
+    ("tls-tapio-buffered", "echo_server", ["buffered", "--tls", "{cert}", "{key}"]),
 ]
 PY_LOOPS = ["tapio", "uvloop", "asyncio"]
 PY_MODES = ["protocol"]
-PY_SERVER = os.path.join(run.REPO, "bench", "py_echo_server.py")
 
 
 def make_certs(directory):
@@ -98,66 +97,28 @@ class CommandServer(run.Server):
 
 def server_list(bench_dir, args, cert, key):
     """(name, a function making the run.Server) of every server to run."""
-    specs = []
-    for name, binary, extra in C_SERVERS:
-        path = os.path.join(bench_dir, binary)
-        if os.access(path, os.X_OK):
-            specs.append((name, lambda n=name, p=path, e=extra:
-                          run.Server(n, [p], [cert, key, *e])))
-        else:
-            print(f"{name}: {path} missing, skipped", file=sys.stderr)
-    if args.python != "none":
-        for mode in args.py_modes:
-            for loop in args.py_loops:
-                specs.append((f"py-{loop}-{mode}", lambda l=loop, m=mode:
-                              run.Server(f"py-{l}-{m}", [args.python, PY_SERVER],
-                                         [l, m, "--tls", cert, key])))
+    specs = [(name, argv, [word.format(cert=cert, key=key) for word in extra])
+             for name, argv, extra in run.c_server_specs(bench_dir, C_SERVERS)]
+    specs += run.py_server_specs(args.python, args.py_loops, args.py_modes,
+                                 ["--tls", cert, key])
+    makers = [(spec[0], functools.partial(run.Server, *spec)) for spec in specs]
     for item in args.server:
         name, _, command = item.partition("=")
         if not name or not command:
             raise run.HarnessError(f"--server {item!r}: expected NAME=COMMAND")
-        specs.append((name, lambda n=name, c=command: CommandServer(n, c, cert, key)))
-    return specs
-
-
-def reference_for(name):
-    if name.startswith("py-"):
-        return "py-uvloop-" + name.rsplit("-", 1)[1]
-    return "tls-floor"
+        makers.append((name, functools.partial(CommandServer, name, command, cert, key)))
+    return makers
 
 
 def benchmark(client, servers, names, args, cpus):
-    server_cpu, client_cpu = cpus
-    placement = (f"servers on CPU {server_cpu}, load client on CPU {client_cpu}"
-                 if server_cpu is not None else "unpinned")
-    report = [f"TLS echo benchmark (TLS 1.3, EC P-256 certificate): {args.seconds:g} s "
-              f"per run, {args.rounds} round(s), median per server, "
-              f"{os.cpu_count()} CPUs ({placement}).\n"]
-    print(report[0], flush=True)
-    for size in run.MESSAGE_SIZES:
-        for connections in run.CONNECTION_COUNTS:
-            title = f"TLS, {run.size_label(size)} messages, {connections} connections"
-            print(f"running: {title}", file=sys.stderr, flush=True)
-            results = run.run_configuration(client, servers, connections, size, args)
-            report.append(run.table(title, names, results, reference_for))
-            print(report[-1], flush=True)
-    return "\n".join(report)
+    heading = (f"TLS echo benchmark (TLS 1.3, EC P-256 certificate): {args.seconds:g} s "
+               f"per run, {args.rounds} round(s), median per server, "
+               f"{os.cpu_count()} CPUs ({udp_run.placement(cpus)}).\n")
+    return run.echo_tables(client, servers, names, args, heading, "TLS, ",
+                           functools.partial(run.reference_for, floor="tls-floor"))
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--build-dir", required=True,
-                        help="CMake build directory; binaries are taken from its bench/")
-    parser.add_argument("--seconds", type=float, help="measured seconds per run (default 2)")
-    parser.add_argument("--rounds", type=int, help="runs per server and configuration, "
-                        "median kept (default 2)")
-    parser.add_argument("--quick", action="store_true",
-                        help="1 s per run, 1 round, unless given otherwise")
-    parser.add_argument("--out", help="also write the tables to this file")
-    parser.add_argument("--python", default=run.default_python(),
-                        help="interpreter for Python rows (bench/py_echo_server.py "
-                        "with --tls; default Debian's python3, which has uvloop); "
-                        "'none' for C rows only")
+def add_arguments(parser):
     parser.add_argument("--py-loops", default=",".join(PY_LOOPS),
                         help="Python loops to run (default tapio,uvloop,asyncio)")
     parser.add_argument("--py-modes", default=",".join(PY_MODES),
@@ -165,13 +126,13 @@ def parse_args():
     parser.add_argument("--server", action="append", default=[],
                         metavar="NAME=COMMAND",
                         help="another server command ({port}, {cert}, {key} replaced)")
-    args = parser.parse_args()
-    if args.seconds is None:
-        args.seconds = 1.0 if args.quick else 2.0
-    if args.rounds is None:
-        args.rounds = 1 if args.quick else 2
-    if args.seconds <= 0 or args.rounds < 1:
-        parser.error("--seconds and --rounds must be positive")
+
+
+def parse_args():
+    args = run.parse_args(__doc__, add_arguments,
+                          "interpreter for Python rows (bench/py_echo_server.py "
+                          "with --tls; default Debian's python3, which has uvloop); "
+                          "'none' for C rows only")
     args.py_loops = [x for x in args.py_loops.split(",") if x]
     args.py_modes = [x for x in args.py_modes.split(",") if x]
     return args
@@ -181,36 +142,15 @@ def main():
     args = parse_args()
     bench_dir = os.path.join(args.build_dir, "bench")
     client = os.path.join(bench_dir, "tls_load")
-    servers = []
     with tempfile.TemporaryDirectory(prefix="tapio-tls-bench-") as tmp:
-        try:
-            if not os.access(client, os.X_OK):
-                raise run.HarnessError(f"{client}: not found")
+        def body(servers):
+            run.check_client(client)
             cert, key = make_certs(tmp)
             specs = server_list(bench_dir, args, cert, key)
-            cpus = udp_run.pick_cpus()
-            udp_run.pin_self(cpus[0])
-            for name, make in specs:
-                server = make()
-                if server.start():
-                    servers.append(server)
-                else:
-                    print(f"{name}: not available, skipped", file=sys.stderr)
-            udp_run.pin_self(cpus[1])
-            report = benchmark(client, servers, [name for name, _ in specs], args,
-                               cpus)
-            while servers:
-                servers.pop(0).stop()
-        except run.HarnessError as e:
-            print(f"bench: error: {e}", file=sys.stderr)
-            for server in servers:
-                if server.proc:
-                    server.kill()
-            return 1
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
-    return 0
+            cpus = udp_run.start_pinned([make for _, make in specs], servers)
+            return benchmark(client, servers, [name for name, _ in specs], args, cpus)
+
+        return run.harness(args, body)
 
 
 if __name__ == "__main__":

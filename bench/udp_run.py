@@ -21,15 +21,16 @@ unpinned runs flip between the two cases at random.
 Exits 1 on a harness failure; a missing binary or a loop that cannot run
 here is only reported and skipped.
 """
+import functools
 import os
 import socket
 import sys
 
 import run
 
-C_SERVERS = [  # (name, binary in BUILD/bench)
-    ("udp-floor", "udp_floor"),
-    ("udp-tapio", "udp_echo"),
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
+    ("udp-floor", "udp_floor", []),
+    ("udp-tapio", "udp_echo", []),
 ]
 PY_LOOPS = ["tapio", "uvloop", "asyncio"]
 PY_SERVER = os.path.join(run.REPO, "bench", "py_udp_echo.py")
@@ -49,52 +50,47 @@ def pin_self(cpu):
         os.sched_setaffinity(0, {cpu})
 
 
+def start_pinned(makers, started):
+    """run.start_servers with the servers pinned to one CPU and this process
+    (so the load clients) then to another; returns (server CPU, client CPU)."""
+    cpus = pick_cpus()
+    pin_self(cpus[0])
+    run.start_servers(makers, started)
+    pin_self(cpus[1])
+    return cpus
+
+
+def placement(cpus):
+    """Where start_pinned put the servers and the load client, for a heading."""
+    server_cpu, client_cpu = cpus
+    return (f"servers on CPU {server_cpu}, load client on CPU {client_cpu}"
+            if server_cpu is not None else "unpinned")
+
+
 def reference_for(name):
     return "py-uvloop" if name.startswith("py-") else "udp-floor"
 
 
 def server_specs(bench_dir, python):
     """(name, argv before PORT, arguments after PORT) of every server to run."""
-    specs = []
-    for name, binary in C_SERVERS:
-        path = os.path.join(bench_dir, binary)
-        if os.access(path, os.X_OK):
-            specs.append((name, [path], []))
-        else:
-            print(f"{name}: {path} missing, skipped", file=sys.stderr)
+    specs = run.c_server_specs(bench_dir, C_SERVERS)
     if python != "none":
         specs += [(f"py-{loop}", [python, PY_SERVER], [loop]) for loop in PY_LOOPS]
     return specs
 
 
-def start_servers(bench_dir, python, started):
-    """Starts every server, appending it to `started` (so that a failure
-    part-way still leaves the caller the ones to kill)."""
-    for name, argv, extra in server_specs(bench_dir, python):
-        server = run.Server(name, argv, extra, socket.SOCK_DGRAM)
-        if server.start():
-            started.append(server)
-        else:
-            print(f"{name}: not available under {argv[0]}, skipped", file=sys.stderr)
-
-
 def benchmark(client, servers, args, cpus):
     # every name the table shows, so that a skipped server reads "missing"
-    names = [name for name, _ in C_SERVERS]
+    names = [name for name, _, _ in C_SERVERS]
     names += [f"py-{loop}" for loop in PY_LOOPS] if args.python != "none" else []
-    server_cpu, client_cpu = cpus
-    placement = (f"servers on CPU {server_cpu}, load client on CPU {client_cpu}"
-                 if server_cpu is not None else "unpinned")
     report = [f"UDP echo benchmark: {args.seconds:g} s per run, {args.rounds} round(s), "
-              f"median per server, {os.cpu_count()} CPUs ({placement}).\n"]
+              f"median per server, {os.cpu_count()} CPUs ({placement(cpus)}).\n"]
     print(report[0], flush=True)
     for clients in CLIENT_COUNTS:
         title = (f"{run.size_label(DATAGRAM_SIZE)} datagrams, {clients} "
                  f"client{'s' if clients > 1 else ''}")
-        print(f"running: {title}", file=sys.stderr, flush=True)
-        results = run.run_configuration(client, servers, clients, DATAGRAM_SIZE, args)
-        report.append(run.table(title, names, results, reference_for, "round trip"))
-        print(report[-1], flush=True)
+        report.append(run.measure(client, servers, names, args, title, clients,
+                                  DATAGRAM_SIZE, reference_for, "round trip"))
     return "\n".join(report)
 
 
@@ -102,26 +98,14 @@ def main():
     args = run.parse_args()
     bench_dir = os.path.join(args.build_dir, "bench")
     client = os.path.join(bench_dir, "udp_load")
-    cpus = pick_cpus()
-    servers = []
-    try:
-        if not os.access(client, os.X_OK):
-            raise run.HarnessError(f"{client}: not found")
-        pin_self(cpus[0])
-        start_servers(bench_dir, args.python, servers)
-        pin_self(cpus[1])
-        report = benchmark(client, servers, args, cpus)
-        while servers:
-            servers.pop(0).stop()
-    except run.HarnessError as e:
-        print(f"bench: error: {e}", file=sys.stderr)
-        for server in servers:
-            server.kill()
-        return 1
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(report)
-    return 0
+
+    def body(servers):
+        run.check_client(client)
+        cpus = start_pinned([functools.partial(run.Server, *spec, socket.SOCK_DGRAM)
+                             for spec in server_specs(bench_dir, args.python)], servers)
+        return benchmark(client, servers, args, cpus)
+
+    return run.harness(args, body)
 
 
 if __name__ == "__main__":
