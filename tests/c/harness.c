@@ -400,13 +400,20 @@ conn *conn_with_raw_peer(tapio_loop *loop, int domain, int *peer)
     return conn_wrap_fd(loop, fds[0]);
 }
 
-void conn_connect(tapio_loop *loop, conn *c, const char *host, int port,
-                  const tapio_connect_options *opts)
+void conn_connect_with(tapio_loop *loop, conn *c, const tapio_protocol *proto,
+                       const char *host, int port,
+                       const tapio_connect_options *opts, tapio_connect_req **req)
 {
     char port_str[16];
     snprintf(port_str, sizeof port_str, "%d", port);
-    CHECK_OK(tapio_connect(loop, host, port_str, opts, &conn_protocol, c,
-                           conn_on_connected, c, NULL));
+    CHECK_OK(tapio_connect(loop, host, port_str, opts, proto, c,
+                           conn_on_connected, c, req));
+}
+
+void conn_connect(tapio_loop *loop, conn *c, const char *host, int port,
+                  const tapio_connect_options *opts)
+{
+    conn_connect_with(loop, c, &conn_protocol, host, port, opts, NULL);
 }
 
 conn *connect_tcp(tapio_loop *loop, const char *host, int port)
@@ -494,15 +501,22 @@ static conn *find_served(const acceptor *acc, int port)
     return NULL;
 }
 
+conn *wait_served(tapio_loop *loop, acceptor *acc, int client_fd)
+{
+    struct sockaddr_storage a;
+    socklen_t len = sizeof a;
+    CHECK(getsockname(client_fd, (struct sockaddr *)&a, &len) == 0);
+    int port = addr_port(&a);
+    conn *served;
+    RUN_UNTIL(loop, (served = find_served(acc, port)) != NULL, 10);
+    return served;
+}
+
 void connect_pair(tapio_loop *loop, tapio_server *s, acceptor *acc,
                   conn **client, conn **served)
 {
     *client = connect_tcp(loop, "127.0.0.1", tapio_server_port(s));
-    struct sockaddr_storage a;
-    socklen_t len = sizeof a;
-    CHECK_OK(tapio_transport_sockname((*client)->t, &a, &len));
-    int port = addr_port(&a);
-    RUN_UNTIL(loop, (*served = find_served(acc, port)) != NULL, 10);
+    *served = wait_served(loop, acc, tapio_transport_fd((*client)->t));
 }
 
 /* ---------------------------------------------------------- raw sockets */

@@ -186,6 +186,11 @@ conn *conn_with_raw_peer(tapio_loop *loop, int domain, int *peer);
 /* Start connecting `c` to host:port (with conn_protocol). */
 void conn_connect(tapio_loop *loop, conn *c, const char *host, int port,
                   const tapio_connect_options *opts);
+/* The same with `proto` (user = c, a struct that starts with a conn); the
+ * request goes to *req unless req is NULL. */
+void conn_connect_with(tapio_loop *loop, conn *c, const tapio_protocol *proto,
+                       const char *host, int port,
+                       const tapio_connect_options *opts, tapio_connect_req **req);
 
 /* Connect to host:port and wait until connected; fails the test on error. */
 conn *connect_tcp(tapio_loop *loop, const char *host, int port);
@@ -209,9 +214,15 @@ tapio_server *listen_tcp(tapio_loop *loop, const char *host, acceptor *acc,
                          const tapio_server_options *opts);
 
 /*
+ * Run the loop until the server side of the connection whose client end is
+ * the socket client_fd (found by its peer address) ran connection_made;
+ * returns that conn.
+ */
+conn *wait_served(tapio_loop *loop, acceptor *acc, int client_fd);
+
+/*
  * Connect a conn to the server's port on 127.0.0.1 and wait until the
- * server side of that connection (found by its peer address) ran
- * connection_made too.
+ * server side of that connection (wait_served) ran connection_made too.
  */
 void connect_pair(tapio_loop *loop, tapio_server *s, acceptor *acc,
                   conn **client, conn **served);

@@ -107,17 +107,31 @@ static tapio_server *listen_tls(tapio_loop *loop, const char *host,
     return listen_tcp(loop, host, acc, &opts);
 }
 
+/* A TLS server on host with the default server context. */
+static tapio_server *default_server(tapio_loop *loop, const char *host,
+                                    acceptor *acc)
+{
+    tapio_tls_options s = server_tls(server_context());
+    return listen_tls(loop, host, acc, &s);
+}
+
+/* The same serving an echo; *acc gets its acceptor. */
+static tapio_server *echo_server(tapio_loop *loop, const char *host,
+                                 acceptor **acc)
+{
+    *acc = acceptor_new();
+    (*acc)->echo = true;
+    return default_server(loop, host, *acc);
+}
+
 /* Start a TLS connect of a new conn to host:port; the caller waits. */
 static conn *start_tls_connect(tapio_loop *loop, const char *host, int port,
                                const tapio_tls_options *tls,
                                tapio_connect_req **req)
 {
     conn *c = conn_new();
-    char port_str[16];
-    snprintf(port_str, sizeof port_str, "%d", port);
     tapio_connect_options opts = {.tls = tls};
-    CHECK_OK(tapio_connect(loop, host, port_str, &opts, &conn_protocol, c,
-                           conn_on_connected, c, req));
+    conn_connect_with(loop, c, &conn_protocol, host, port, &opts, req);
     return c;
 }
 
@@ -139,57 +153,30 @@ static conn *connect_tls(tapio_loop *loop, const char *host, int port,
     return c;
 }
 
-static int addr_port(const struct sockaddr_storage *a)
-{
-    if (a->ss_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)a)->sin_port);
-    if (a->ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)a)->sin6_port);
-    return -1;
-}
-
-static int local_port_of(tapio_transport *t)
-{
-    struct sockaddr_storage a;
-    socklen_t len = sizeof a;
-    CHECK_OK(tapio_transport_sockname(t, &a, &len));
-    return addr_port(&a);
-}
-
-/* The accepted conn (made) whose peer is at local port `port`. */
-static conn *find_served(const acceptor *acc, int port)
-{
-    for (size_t i = 0; i < acc->n; i++) {
-        struct sockaddr_storage a;
-        socklen_t len = sizeof a;
-        conn *c = acc->conns[i];
-        if (c->made && tapio_transport_peername(c->t, &a, &len) == 0 &&
-            addr_port(&a) == port)
-            return c;
-    }
-    return NULL;
-}
-
-/* A TLS client connected to the TLS server, and the server's side of it. */
+/* A TLS client (with `tls`, or the default client context if NULL)
+ * connected to the TLS server, and the server's side of it. */
 static void tls_pair(tapio_loop *loop, tapio_server *s, acceptor *acc,
                      const tapio_tls_options *tls, conn **client,
                      conn **served)
 {
+    tapio_tls_options default_tls;
+    if (!tls) {
+        default_tls = client_tls(client_context());
+        tls = &default_tls;
+    }
     *client = connect_tls(loop, "127.0.0.1", tapio_server_port(s), tls);
-    int port = local_port_of((*client)->t);
-    RUN_UNTIL(loop, (*served = find_served(acc, port)) != NULL, 10);
+    /* a TLS transport's fd is its raw transport's */
+    *served = wait_served(loop, acc, tapio_transport_fd((*client)->t));
     CHECK(tapio_transport_is_tls((*served)->t));
 }
 
 /* A TLS server on 127.0.0.1 with the default server context, a client with
  * the default client context, connected. */
-static void default_pair(tapio_loop *loop, acceptor *acc, conn **client,
-                         conn **served)
+static void default_pair(tapio_loop *loop, conn **client, conn **served)
 {
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
-    tapio_tls_options c = client_tls(client_context());
-    tls_pair(loop, server, acc, &c, client, served);
+    acceptor *acc = acceptor_new();
+    tapio_server *server = default_server(loop, "127.0.0.1", acc);
+    tls_pair(loop, server, acc, NULL, client, served);
 }
 
 static void write_pattern(conn *c, size_t n)
@@ -433,35 +420,68 @@ static ssl_peer *peer_connect_tls12(tapio_loop *loop, int port)
     return peer_start(p);
 }
 
-/* Encrypt `data` as the peer would send it, without sending: the records. */
-static void peer_seal(ssl_peer *p, const void *data, size_t len, bytes *records)
+/* How peer_send_sealed sends the record. */
+enum seal { WHOLE, HALF, CORRUPTED };
+
+/* Encrypt `text` as the peer would and send the record: whole, only its
+ * first half, or with a byte of its AEAD tag flipped. */
+static void peer_send_sealed(ssl_peer *p, const char *text, enum seal how)
 {
-    CHECK_EQ_INT(BIO_ctrl_pending(p->out), 0);
-    CHECK(SSL_write(p->ssl, data, (int)len) == (int)len);
+    bytes rec = {0};
     char buf[16384];
     int n;
+    CHECK_EQ_INT(BIO_ctrl_pending(p->out), 0);
+    CHECK(SSL_write(p->ssl, text, (int)strlen(text)) == (int)strlen(text));
     while ((n = BIO_read(p->out, buf, sizeof buf)) > 0)
-        bytes_append(records, buf, (size_t)n);
+        bytes_append(&rec, buf, (size_t)n);
+    CHECK(rec.len > 10);
+    if (how == CORRUPTED)
+        rec.p[rec.len - 3] ^= 0x55; /* inside the AEAD tag */
+    peer_send_raw(p, rec.p, how == HALF ? rec.len / 2 : rec.len);
+    bytes_free(&rec);
 }
 
-/* A TLS server on 127.0.0.1 (shutdown/handshake timeouts as given) and a
- * bare OpenSSL client peer whose handshake with it completed. */
-static ssl_peer *peer_pair(tapio_loop *loop, acceptor *acc,
-                           const tapio_tls_options *tls, conn **served)
+/* Run until the peer's handshake ended; it must have succeeded. */
+static void peer_wait_handshake(tapio_loop *loop, ssl_peer *p)
 {
-    tapio_server *s = listen_tls(loop, "127.0.0.1", acc, tls);
-    ssl_peer *p = peer_connect(loop, tapio_server_port(s), NULL, NULL);
     RUN_UNTIL(loop, p->handshake_done || p->ssl_err || p->eof, 10);
     CHECK(p->handshake_done);
-    struct sockaddr_storage a;
-    socklen_t len = sizeof a;
-    CHECK(getsockname(p->fd, (struct sockaddr *)&a, &len) == 0);
-    int port = addr_port(&a);
-    RUN_UNTIL(loop, (*served = find_served(acc, port)) != NULL, 10);
+}
+
+/* A TLS server on 127.0.0.1 with the default server context and the given
+ * shutdown timeout (0: the default), and a bare OpenSSL client peer whose
+ * handshake with it completed; *served is the server's side. */
+static ssl_peer *peer_pair(tapio_loop *loop, double shutdown_timeout,
+                           conn **served)
+{
+    acceptor *acc = acceptor_new();
+    tapio_tls_options tls = server_tls(server_context());
+    tls.shutdown_timeout = shutdown_timeout;
+    tapio_server *s = listen_tls(loop, "127.0.0.1", acc, &tls);
+    ssl_peer *p = peer_connect(loop, tapio_server_port(s), NULL, NULL);
+    peer_wait_handshake(loop, p);
+    *served = wait_served(loop, acc, p->fd);
     return p;
 }
 
 /* ============================================================ handshakes */
+
+/* `closer` closed its end: run until both ends are lost, and check that
+ * TLS ended cleanly. The other end got its `n` bytes, then eof_received
+ * (the closer's close_notify); the closer got eof_received too (asyncio calls
+ * the closing side's once the peer's close_notify came back); neither lost
+ * the connection with an error. */
+static void check_clean_close(tapio_loop *loop, conn *closer, conn *other,
+                              size_t n)
+{
+    RUN_UNTIL(loop, closer->lost && other->lost, 20);
+    CHECK_EQ_INT(other->rx.len, n);
+    CHECK_EQ_INT(other->eofs, 1);
+    CHECK_EQ_INT(other->rx_at_eof, n);
+    CHECK_ERR(other->lost_err, 0);
+    CHECK_EQ_INT(closer->eofs, 1);
+    CHECK_ERR(closer->lost_err, 0);
+}
 
 /* The client sends 1 MiB, the server echoes it, the client closes once all
  * came back: close_notify both ways, eof_received on both sides. */
@@ -471,48 +491,44 @@ static void check_tls_echo(tapio_loop *loop, conn *client, acceptor *acc)
     client->close_after = n;
     write_pattern(client, n);
     RUN_UNTIL(loop, client->lost, 20);
-    CHECK_EQ_INT(client->lost_err, 0);
     CHECK_EQ_INT(client->rx.len, n);
     CHECK(pattern_check(client->rx.p, 0, n));
-    /* asyncio calls the closing side's eof_received too, once the peer's
-     * close_notify came back. */
-    CHECK_EQ_INT(client->eofs, 1);
 
     CHECK_EQ_INT(acc->n, 1);
     conn *served = acc->conns[0];
-    RUN_UNTIL(loop, served->lost, 10);
+    check_clean_close(loop, client, served, n);
     CHECK_EQ_INT(served->made, 1);
-    CHECK_EQ_INT(served->eofs, 1);
-    CHECK_EQ_INT(served->rx_at_eof, n);
-    CHECK_EQ_INT(served->lost_err, 0);
     CHECK_EQ_INT(loop_error_count(), 0);
+}
+
+/* An echo server with the default context on `host`, a client connected to
+ * it there (checking the name server_hostname, if not NULL): check_tls_echo. */
+static void check_echo_on(const char *host, const char *server_hostname)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc;
+    tapio_server *server = echo_server(loop, host, &acc);
+    tapio_tls_options c = client_tls(client_context());
+    c.server_hostname = server_hostname;
+    conn *client = connect_tls(loop, host, tapio_server_port(server), &c);
+    CHECK(tapio_tls_raw(client->t) != NULL);
+    check_tls_echo(loop, client, acc);
 }
 
 /* Connected to an IP address, the name checked is the address (IP SAN). */
 TEST(tls_echo_over_tcp)
 {
-    tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
-    tapio_tls_options c = client_tls(client_context());
-    conn *client = connect_tls(loop, "127.0.0.1", tapio_server_port(server), &c);
-    CHECK(tapio_tls_raw(client->t) != NULL);
-    check_tls_echo(loop, client, acc);
+    check_echo_on("127.0.0.1", NULL);
 }
 
 /* A host name is resolved, sent as SNI and checked against DNS SANs. */
 TEST(tls_echo_over_tcp_by_host_name)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_connect_options copts = {.family = AF_INET};
+    acceptor *acc;
+    tapio_server *server = echo_server(loop, "127.0.0.1", &acc);
     tapio_tls_options c = client_tls(client_context());
-    copts.tls = &c;
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
+    tapio_connect_options copts = {.family = AF_INET, .tls = &c};
     conn *client = conn_new();
     conn_connect(loop, client, "localhost", tapio_server_port(server), &copts);
     RUN_UNTIL(loop, client->connect_done, 20);
@@ -523,15 +539,7 @@ TEST(tls_echo_over_tcp_by_host_name)
 /* server_hostname overrides the host connected to. */
 TEST(tls_server_hostname_option)
 {
-    tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
-    tapio_tls_options c = client_tls(client_context());
-    c.server_hostname = "localhost";
-    conn *client = connect_tls(loop, "127.0.0.1", tapio_server_port(server), &c);
-    check_tls_echo(loop, client, acc);
+    check_echo_on("127.0.0.1", "localhost");
 }
 
 TEST(tls_echo_over_ipv6)
@@ -540,14 +548,7 @@ TEST(tls_echo_over_ipv6)
         printf("SKIP: no IPv6 loopback\n");
         return;
     }
-    tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "::1", acc, &s);
-    tapio_tls_options c = client_tls(client_context());
-    conn *client = connect_tls(loop, "::1", tapio_server_port(server), &c);
-    check_tls_echo(loop, client, acc);
+    check_echo_on("::1", NULL);
 }
 
 /* A Unix socket server with TLS; the client upgrades its Unix connection
@@ -722,8 +723,7 @@ TEST(tls_close_before_the_handshake_begins)
 {
     tapio_loop *loop = test_loop();
     acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
+    tapio_server *server = default_server(loop, "127.0.0.1", acc);
     tapio_tls_options c = client_tls(client_context());
     for (int abort = 0; abort < 2; abort++) {
         conn *plain = connect_tcp(loop, "127.0.0.1", tapio_server_port(server));
@@ -949,10 +949,8 @@ TEST(tls_transfer_100_mib_with_flow_control)
     s->hash = FNV_SEED;
     tapio_tls_options co = client_tls(client_context());
     tapio_connect_options copts = {.tls = &co};
-    char port[16];
-    snprintf(port, sizeof port, "%d", tapio_server_port(server));
-    CHECK_OK(tapio_connect(loop, "127.0.0.1", port, &copts, &sender_protocol, s,
-                           conn_on_connected, s, NULL));
+    conn_connect_with(loop, &s->c, &sender_protocol, "127.0.0.1",
+                      tapio_server_port(server), &copts, NULL);
 
     RUN_UNTIL(loop, s->c.lost && r && r->c.lost, 55);
     free(src);
@@ -976,9 +974,8 @@ TEST(tls_transfer_100_mib_with_flow_control)
 TEST(tls_back_pressure_through_the_layer)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
 
     size_t low, high;
     tapio_transport_get_write_buffer_limits(client->t, &low, &high);
@@ -1045,9 +1042,8 @@ TEST(tls_back_pressure_through_the_layer)
 TEST(tls_pause_and_resume_reading)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
 
     CHECK(tapio_transport_is_reading(client->t));
     tapio_transport_pause_reading(client->t);
@@ -1074,12 +1070,7 @@ TEST(tls_pause_and_resume_reading)
     CHECK_EQ_INT(client->eofs, 0);
     CHECK_EQ_INT(client->lost, 0);
     tapio_transport_resume_reading(client->t);
-    RUN_UNTIL(loop, client->lost && served->lost, 10);
-    CHECK_EQ_INT(client->rx.len, 7);
-    CHECK_EQ_INT(client->rx_at_eof, 7);
-    CHECK_EQ_INT(client->eofs, 1);
-    CHECK_ERR(client->lost_err, 0);
-    CHECK_ERR(served->lost_err, 0);
+    check_clean_close(loop, served, client, 7);
 }
 
 /* ============================================================ timeouts */
@@ -1131,11 +1122,8 @@ TEST(tls_handshake_timeout_on_server)
 TEST(tls_shutdown_timeout)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    s.shutdown_timeout = 0.3;
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0.3, &served);
 
     CHECK_OK(tapio_transport_write(served->t, "bye", 3));
     double t0 = monotonic_now();
@@ -1157,11 +1145,8 @@ TEST(tls_shutdown_timeout)
 TEST(tls_close_notify_answered_by_a_bare_peer)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    s.shutdown_timeout = 5;
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 5, &served);
 
     tapio_transport_close(served->t);
     RUN_UNTIL(loop, peer->close_notify, 10);
@@ -1180,22 +1165,14 @@ TEST(tls_close_notify_answered_by_a_bare_peer)
 TEST(tls_peer_closes_in_the_middle_of_a_record)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0, &served);
 
     /* A whole record first: it arrives. */
-    bytes rec = {0};
-    peer_seal(peer, "hello", 5, &rec);
-    peer_send_raw(peer, rec.p, rec.len);
+    peer_send_sealed(peer, "hello", WHOLE);
     RUN_UNTIL(loop, served->rx.len == 5, 10);
-    bytes_free(&rec);
 
-    peer_seal(peer, "world, cut short", 16, &rec);
-    CHECK(rec.len > 10);
-    peer_send_raw(peer, rec.p, rec.len / 2);
-    bytes_free(&rec);
+    peer_send_sealed(peer, "world, cut short", HALF);
     run_for(loop, 0.05);
     CHECK_EQ_INT(served->rx.len, 5); /* half a record decrypts to nothing */
     CHECK(shutdown(peer->fd, SHUT_WR) == 0);
@@ -1212,15 +1189,10 @@ TEST(tls_peer_closes_in_the_middle_of_a_record)
 TEST(tls_peer_resets_in_the_middle_of_a_record)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0, &served);
 
-    bytes rec = {0};
-    peer_seal(peer, "cut short", 9, &rec);
-    peer_send_raw(peer, rec.p, rec.len / 2);
-    bytes_free(&rec);
+    peer_send_sealed(peer, "cut short", HALF);
     run_for(loop, 0.05);
     peer_close(peer, true);
     RUN_UNTIL(loop, served->lost, 10);
@@ -1235,16 +1207,11 @@ TEST(tls_peer_resets_in_the_middle_of_a_record)
 TEST(tls_peer_eof_while_reading_is_paused)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0, &served);
 
     tapio_transport_pause_reading(served->t);
-    bytes rec = {0};
-    peer_seal(peer, "before the end", 14, &rec);
-    peer_send_raw(peer, rec.p, rec.len);
-    bytes_free(&rec);
+    peer_send_sealed(peer, "before the end", WHOLE);
     CHECK(shutdown(peer->fd, SHUT_WR) == 0);
     run_for(loop, 0.1);
     CHECK_EQ_INT(served->rx.len, 0);
@@ -1266,16 +1233,10 @@ TEST(tls_peer_eof_while_reading_is_paused)
 TEST(tls_corrupt_record_is_a_tls_error)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0, &served);
 
-    bytes rec = {0};
-    peer_seal(peer, "tampered with", 13, &rec);
-    rec.p[rec.len - 3] ^= 0x55; /* inside the AEAD tag */
-    peer_send_raw(peer, rec.p, rec.len);
-    bytes_free(&rec);
+    peer_send_sealed(peer, "tampered with", CORRUPTED);
     RUN_UNTIL(loop, served->lost, 10);
     CHECK_ERR(served->lost_err, TAPIO_ETLS);
     CHECK_EQ_INT(served->rx.len, 0);
@@ -1294,13 +1255,8 @@ TEST(tls_peer_closes_during_the_handshake)
     tapio_loop *loop = test_loop();
     int port;
     int lfd = silent_listener(&port);
-    conn *client = conn_new();
     tapio_tls_options c = client_tls(client_context());
-    tapio_connect_options opts = {.tls = &c};
-    char port_str[16];
-    snprintf(port_str, sizeof port_str, "%d", port);
-    CHECK_OK(tapio_connect(loop, "127.0.0.1", port_str, &opts, &conn_protocol,
-                           client, conn_on_connected, client, NULL));
+    conn *client = start_tls_connect(loop, "127.0.0.1", port, &c, NULL);
     int fd = -1;
     set_nonblocking(lfd);
     RUN_UNTIL(loop, (fd = accept(lfd, NULL, NULL)) >= 0, 10);
@@ -1357,8 +1313,7 @@ TEST(tls_server_drops_a_plain_client_quietly)
 {
     tapio_loop *loop = test_loop();
     acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
+    tapio_server *server = default_server(loop, "127.0.0.1", acc);
     int fd = raw_connect(tapio_server_port(server));
     const char req[] = "GET / HTTP/1.0\r\n\r\n";
     CHECK(send(fd, req, sizeof req - 1, 0) == (ssize_t)(sizeof req - 1));
@@ -1447,8 +1402,7 @@ TEST(tls_untrusted_ca_fails_verification)
 {
     tapio_loop *loop = test_loop();
     acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
+    tapio_server *server = default_server(loop, "127.0.0.1", acc);
     int port = tapio_server_port(server);
 
     tapio_tls_context_options other = {.ca_file = certs()->other_ca};
@@ -1599,19 +1553,12 @@ TEST(tls_alpn_negotiation)
 TEST(tls_close_notify_from_the_client)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
     CHECK_OK(tapio_transport_write(client->t, "last words", 10));
     tapio_transport_close(client->t);
     CHECK(tapio_transport_is_closing(client->t));
-    RUN_UNTIL(loop, client->lost && served->lost, 10);
-    CHECK_EQ_INT(served->rx.len, 10);
-    CHECK_EQ_INT(served->eofs, 1);
-    CHECK_EQ_INT(served->rx_at_eof, 10);
-    CHECK_ERR(served->lost_err, 0);
-    CHECK_EQ_INT(client->eofs, 1);
-    CHECK_ERR(client->lost_err, 0);
+    check_clean_close(loop, client, served, 10);
     CHECK(tapio_transport_fd(client->t) < 0);
     CHECK_EQ_INT(loop_error_count(), 0);
 }
@@ -1619,19 +1566,12 @@ TEST(tls_close_notify_from_the_client)
 TEST(tls_close_notify_from_the_server)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
     CHECK_OK(tapio_transport_write(served->t, "goodbye", 7));
     tapio_transport_close(served->t);
     tapio_transport_close(served->t); /* idempotent */
-    RUN_UNTIL(loop, client->lost && served->lost, 10);
-    CHECK_EQ_INT(client->rx.len, 7);
-    CHECK_EQ_INT(client->eofs, 1);
-    CHECK_EQ_INT(client->rx_at_eof, 7);
-    CHECK_ERR(client->lost_err, 0);
-    CHECK_EQ_INT(served->eofs, 1);
-    CHECK_ERR(served->lost_err, 0);
+    check_clean_close(loop, served, client, 7);
 }
 
 /* eof_received returning true has no effect under TLS (asyncio warns):
@@ -1639,10 +1579,9 @@ TEST(tls_close_notify_from_the_server)
 TEST(tls_eof_received_true_still_closes)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->keep_open = true;
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
+    served->keep_open = true; /* what its eof_received returns */
     tapio_transport_close(client->t);
     RUN_UNTIL(loop, client->lost && served->lost, 10);
     CHECK_EQ_INT(served->eofs, 1);
@@ -1654,10 +1593,8 @@ TEST(tls_eof_received_true_still_closes)
 TEST(tls_abort_skips_close_notify)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
     conn *served;
-    ssl_peer *peer = peer_pair(loop, acc, &s, &served);
+    ssl_peer *peer = peer_pair(loop, 0, &served);
     CHECK_OK(tapio_transport_write(served->t, "dropped?", 8));
     tapio_transport_abort(served->t);
     CHECK(tapio_transport_is_closing(served->t));
@@ -1674,9 +1611,8 @@ TEST(tls_abort_skips_close_notify)
 TEST(tls_write_eof_and_sendfile_are_not_supported)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
     CHECK(!tapio_transport_can_write_eof(client->t));
     CHECK_ERR(tapio_transport_write_eof(client->t), -ENOTSUP);
     CHECK(tapio_transport_can_write_eof(tapio_tls_raw(client->t)));
@@ -1695,9 +1631,8 @@ TEST(tls_write_eof_and_sendfile_are_not_supported)
 TEST(tls_write_after_close_is_dropped)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
     conn *client, *served;
-    default_pair(loop, acc, &client, &served);
+    default_pair(loop, &client, &served);
     CHECK_OK(tapio_transport_write(client->t, "kept", 4));
     tapio_transport_close(client->t);
     CHECK_OK(tapio_transport_write(client->t, "dropped", 7));
@@ -1834,10 +1769,8 @@ TEST(tls_connect_cancel_during_the_handshake)
 TEST(tls_loop_close_with_connections_open)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
+    acceptor *acc;
+    tapio_server *server = echo_server(loop, "127.0.0.1", &acc);
     tapio_tls_options c = client_tls(client_context());
     conn *client, *served;
     /* Established, with data moving. */
@@ -1886,13 +1819,10 @@ static void set_true(tapio_loop *loop, void *arg)
 TEST(tls_server_close_waits_for_connections)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *server = listen_tls(loop, "127.0.0.1", acc, &s);
-    tapio_tls_options c = client_tls(client_context());
+    acceptor *acc;
+    tapio_server *server = echo_server(loop, "127.0.0.1", &acc);
     conn *client, *served;
-    tls_pair(loop, server, acc, &c, &client, &served);
+    tls_pair(loop, server, acc, NULL, &client, &served);
     bool closed = false;
     tapio_server_close(server, set_true, &closed);
     run_for(loop, 0.1);
@@ -1961,11 +1891,9 @@ TEST(tls_renegotiation_is_refused)
 {
     tapio_loop *loop = test_loop();
     acceptor *acc = acceptor_new();
-    tapio_tls_options s = server_tls(server_context());
-    tapio_server *srv = listen_tls(loop, "127.0.0.1", acc, &s);
+    tapio_server *srv = default_server(loop, "127.0.0.1", acc);
     ssl_peer *peer = peer_connect_tls12(loop, tapio_server_port(srv));
-    RUN_UNTIL(loop, peer->handshake_done || peer->ssl_err || peer->eof, 10);
-    CHECK(peer->handshake_done);
+    peer_wait_handshake(loop, peer);
     RUN_UNTIL(loop, acc->n == 1 && acc->conns[0]->made, 10);
     conn *served = acc->conns[0];
     SSL *server_ssl = tapio_tls_ssl(served->t);
