@@ -101,6 +101,15 @@ def memory_bio_handshake(conn, context):
     return tls, outgoing
 
 
+async def echo_one_line(reader, writer):
+    """A streams server's handler: answers one line with b"echo: " + it, then
+    closes."""
+    writer.write(b"echo: " + await reader.readline())
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
 class FlowControlledProtocol(RecordingProtocol):
     """can_write is set while the transport does not ask to pause."""
 
@@ -151,9 +160,33 @@ class TlsEndpointsMixin:
         transport.write(payload)
         self.assertEqual(await protocol.received(len(payload)), payload)
 
+    async def assert_line_echo(self, server, reader, writer, line):
+        """Streams against echo_one_line: the echo of `line`, then
+        close_streams."""
+        writer.write(line)
+        self.assertEqual(await reader.readline(), b"echo: " + line)
+        await self.close_streams(server, reader, writer)
+
+    async def close_streams(self, server, reader, writer):
+        """The server closed its end: the reader reads EOF. Then the writer
+        and the server are closed and waited for."""
+        self.assertEqual(await reader.read(), b"")
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
 
 @loop_tests(LOOPS)
 class TlsTests(TlsEndpointsMixin, TcpEndpoints):
+
+    async def connect_tls(self, host, port, **kwargs):
+        """create_connection(RecordingProtocol, host, port) with the test's
+        client context: (transport, protocol), aborted at cleanup."""
+        transport, protocol = await self.loop.create_connection(
+            RecordingProtocol, host, port, ssl=tls_certs.client_context(), **kwargs)
+        self.addCleanup(self._abort, [protocol])
+        return transport, protocol
 
     # -- connecting and data
 
@@ -176,9 +209,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
             port = server.sockets[0].getsockname()[1]
             for host in ("127.0.0.1", "localhost"):
                 with self.subTest(host=host):
-                    transport, protocol = await self.loop.create_connection(
-                        RecordingProtocol, host, port, ssl=tls_certs.client_context())
-                    self.addCleanup(self._abort, [protocol])
+                    transport, protocol = await self.connect_tls(host, port)
                     self.assertEqual(transport.get_extra_info("ssl_object").server_hostname, host)
                     await self.assert_echo(transport, protocol)
         self.run_coro(test())
@@ -424,9 +455,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = self.peer_requiring_client_certificate()
 
         async def test():
-            transport, protocol = await self.loop.create_connection(
-                RecordingProtocol, "127.0.0.1", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            transport, protocol = await self.connect_tls("127.0.0.1", peer.port)
             self.assertEqual(transport.get_extra_info("ssl_object").version(), "TLSv1.3")
             exc = await asyncio.wait_for(protocol.lost, 10)
             self.assertIs(type(exc), ssl.SSLError)
@@ -494,34 +523,33 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
 
     # -- closing
 
+    async def assert_close_notify(self, closing, other, words):
+        """The protocol `closing` writes `words` and closes its transport: the
+        protocol `other` gets them, then eof_received (the close_notify) and
+        connection_lost(None); `closing` loses the connection cleanly, once,
+        without data."""
+        closing.transport.write(words)
+        closing.transport.close()
+        self.assertTrue(closing.transport.is_closing())
+        self.assertIsNone(await other.lost)
+        self.assertEqual(other.events,
+                         ["connection_made", "data_received", "eof_received", "connection_lost"])
+        self.assertEqual(bytes(other.data), words)
+        self.assertIsNone(await closing.lost)
+        await asyncio.sleep(0.05)
+        self.assertEqual(closing.events.count("connection_lost"), 1)
+        self.assertNotIn("data_received", closing.events)
+
     def test_client_close_sends_close_notify(self):
         async def test():
-            transport, protocol, server_protocol = await self.tls_pair()
-            transport.write(b"last words")
-            transport.close()
-            self.assertTrue(transport.is_closing())
-            self.assertIsNone(await server_protocol.lost)
-            self.assertEqual(server_protocol.events,
-                             ["connection_made", "data_received", "eof_received", "connection_lost"])
-            self.assertEqual(bytes(server_protocol.data), b"last words")
-            self.assertIsNone(await protocol.lost)
-            await asyncio.sleep(0.05)
-            self.assertEqual(protocol.events.count("connection_lost"), 1)
-            self.assertNotIn("data_received", protocol.events)
+            _, protocol, server_protocol = await self.tls_pair()
+            await self.assert_close_notify(protocol, server_protocol, b"last words")
         self.run_coro(test())
 
     def test_server_close_sends_close_notify(self):
         async def test():
-            transport, protocol, server_protocol = await self.tls_pair()
-            server_protocol.transport.write(b"goodbye")
-            server_protocol.transport.close()
-            self.assertIsNone(await protocol.lost)
-            self.assertEqual(protocol.events,
-                             ["connection_made", "data_received", "eof_received", "connection_lost"])
-            self.assertEqual(bytes(protocol.data), b"goodbye")
-            self.assertIsNone(await server_protocol.lost)
-            await asyncio.sleep(0.05)
-            self.assertEqual(server_protocol.events.count("connection_lost"), 1)
+            _, protocol, server_protocol = await self.tls_pair()
+            await self.assert_close_notify(server_protocol, protocol, b"goodbye")
         self.run_coro(test())
 
     def test_close_notify_on_the_wire(self):
@@ -540,9 +568,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = ThreadedPeer(self, serve)
 
         async def test():
-            transport, protocol = await self.loop.create_connection(
-                RecordingProtocol, "localhost", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            transport, protocol = await self.connect_tls("localhost", peer.port)
             self.assertEqual(await protocol.received(5), b"hello")
             transport.close()
             self.assertIsNone(await protocol.lost)
@@ -560,9 +586,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = ThreadedPeer(self, serve)
 
         async def test():
-            transport, protocol = await self.loop.create_connection(
-                RecordingProtocol, "localhost", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            transport, protocol = await self.connect_tls("localhost", peer.port)
             self.assertIsNone(await protocol.lost)
             self.assertEqual(protocol.events,
                              ["connection_made", "data_received", "eof_received", "connection_lost"])
@@ -596,10 +620,8 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = ThreadedPeer(self, serve)
 
         async def test():
-            transport, protocol = await self.loop.create_connection(
-                RecordingProtocol, "localhost", peer.port, ssl=tls_certs.client_context(),
-                ssl_shutdown_timeout=0.5)
-            self.addCleanup(self._abort, [protocol])
+            transport, protocol = await self.connect_tls("localhost", peer.port,
+                                                         ssl_shutdown_timeout=0.5)
             started = time.monotonic()
             transport.close()
             exc = await protocol.lost
@@ -684,9 +706,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = self.peer_sending_after_handshake(lambda record: record[:len(record) // 2])
 
         async def test():
-            _, protocol = await self.loop.create_connection(
-                RecordingProtocol, "127.0.0.1", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            _, protocol = await self.connect_tls("127.0.0.1", peer.port)
             self.assertIsNone(await protocol.lost)
             self.assertEqual(protocol.events, ["connection_made", "eof_received", "connection_lost"])
         self.run_coro(test())
@@ -695,9 +715,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = self.peer_sending_after_handshake(lambda record: record)
 
         async def test():
-            _, protocol = await self.loop.create_connection(
-                RecordingProtocol, "127.0.0.1", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            _, protocol = await self.connect_tls("127.0.0.1", peer.port)
             self.assertIsNone(await protocol.lost)
             self.assertEqual(bytes(protocol.data), b"A" * 1000)
             self.assertEqual(protocol.events[-2:], ["eof_received", "connection_lost"])
@@ -710,9 +728,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         peer = self.peer_sending_after_handshake(lambda record: bogus)
 
         async def test():
-            _, protocol = await self.loop.create_connection(
-                RecordingProtocol, "127.0.0.1", peer.port, ssl=tls_certs.client_context())
-            self.addCleanup(self._abort, [protocol])
+            _, protocol = await self.connect_tls("127.0.0.1", peer.port)
             exc = await protocol.lost
             self.assertIs(type(exc), ssl.SSLError)
             self.assertEqual(exc.reason, "DECRYPTION_FAILED_OR_BAD_RECORD_MAC")
@@ -753,28 +769,15 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
     # -- other entry points
 
     def test_streams(self):
-        async def handle(reader, writer):
-            line = await reader.readline()
-            writer.write(b"echo: " + line)
-            await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-
         async def test():
-            server = await asyncio.start_server(handle, "127.0.0.1", 0,
+            server = await asyncio.start_server(echo_one_line, "127.0.0.1", 0,
                                                 ssl=tls_certs.server_context())
             self.addCleanup(server.close)
             port = server.sockets[0].getsockname()[1]
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=tls_certs.client_context(), server_hostname="localhost")
             self.assertIsInstance(writer.get_extra_info("ssl_object"), ssl.SSLObject)
-            writer.write(b"over TLS\n")
-            self.assertEqual(await reader.readline(), b"echo: over TLS\n")
-            self.assertEqual(await reader.read(), b"")
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await self.assert_line_echo(server, reader, writer, b"over TLS\n")
         self.run_coro(test())
 
     def test_connect_accepted_socket(self):
@@ -910,11 +913,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
             self.assertEqual(writer.get_extra_info("peercert")["subjectAltName"], SERVER_SAN)
             writer.write(b"ping\n")
             self.assertEqual(await reader.readline(), b"secure ping\n")
-            self.assertEqual(await reader.read(), b"")
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await self.close_streams(server, reader, writer)
         self.run_coro(test())
 
     # -- argument checks (asyncio's messages)
@@ -1012,24 +1011,14 @@ class TlsUnixTests(TlsEndpointsMixin, UnixEndpoints):
         self.run_coro(test())
 
     def test_streams(self):
-        async def handle(reader, writer):
-            writer.write(b"echo: " + await reader.readline())
-            await writer.drain()
-            writer.close()
-
         async def test():
             path = os.path.join(self.temp_dir(), "tls.sock")
-            server = await asyncio.start_unix_server(handle, path, ssl=tls_certs.server_context())
+            server = await asyncio.start_unix_server(echo_one_line, path,
+                                                     ssl=tls_certs.server_context())
             self.addCleanup(server.close)
             reader, writer = await asyncio.open_unix_connection(
                 path, ssl=tls_certs.client_context(), server_hostname="localhost")
-            writer.write(b"unix\n")
-            self.assertEqual(await reader.readline(), b"echo: unix\n")
-            self.assertEqual(await reader.read(), b"")
-            writer.close()
-            await writer.wait_closed()
-            server.close()
-            await server.wait_closed()
+            await self.assert_line_echo(server, reader, writer, b"unix\n")
         self.run_coro(test())
 
     def test_argument_errors(self):
