@@ -552,6 +552,23 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
             await self.assert_close_notify(server_protocol, protocol, b"goodbye")
         self.run_coro(test())
 
+    def test_eof_received_true_is_ignored_with_a_warning(self):
+        # TLS has no half-close: a protocol that asks to stay open after the
+        # peer's close_notify is closed all the same, and asyncio says so.
+        class KeepOpen(RecordingProtocol):
+            keep_open_on_eof = True
+
+        async def test():
+            transport, protocol, server_protocol = await self.tls_pair(server_protocol=KeepOpen)
+            with self.assertLogs("asyncio", "WARNING") as logs:
+                transport.close()
+                self.assertIsNone(await server_protocol.lost)
+                self.assertIsNone(await protocol.lost)
+            self.assertIn("returning true from eof_received() has no effect when using ssl",
+                          "\n".join(logs.output))
+            self.assertEqual(server_protocol.events[-2:], ["eof_received", "connection_lost"])
+        self.run_coro(test())
+
     def test_close_notify_on_the_wire(self):
         # The stdlib's ssl socket, with ragged EOFs reported, sees a clean
         # close_notify from close() and answers it; the client's

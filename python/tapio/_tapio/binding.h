@@ -203,6 +203,9 @@ PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
                               Py_ssize_t nargs);
 /* The exception asyncio gives for a TLS transport's error, or NULL. */
 PyObject *tls_exception(tapio_transport *t, int err);
+/* asyncio's warning for an eof_received() that asked to stay open: TLS
+ * closes anyway. */
+void tls_warn_kept_open(void);
 
 /* datagram.c */
 extern PyType_Spec datagram_transport_spec;

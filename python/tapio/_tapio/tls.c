@@ -301,6 +301,22 @@ PyObject *tls_exception(tapio_transport *t, int err)
     return NULL;
 }
 
+void tls_warn_kept_open(void)
+{
+    PyObject *log = PyImport_ImportModule("asyncio.log");
+    PyObject *logger = log ? PyObject_GetAttrString(log, "logger") : NULL;
+    PyObject *res = logger ? PyObject_CallMethod(
+                                 logger, "warning", "s",
+                                 "returning true from eof_received() has no "
+                                 "effect when using ssl")
+                           : NULL;
+    if (!res)
+        PyErr_WriteUnraisable(logger);
+    Py_XDECREF(res);
+    Py_XDECREF(logger);
+    Py_XDECREF(log);
+}
+
 /* ---- Transport._start_tls ------------------------------------------------ */
 
 static PyObject *import_ssl_attr(const char *name)

@@ -140,7 +140,6 @@ static void on_data_received(tapio_transport *t, const void *data,
 
 static bool on_eof_received(tapio_transport *t, void *user)
 {
-    (void)t;
     Transport *self = user;
     PyObject *res = call_protocol(self, self->loop->state->str_eof_received,
                                   NULL);
@@ -158,6 +157,8 @@ static bool on_eof_received(tapio_transport *t, void *user)
                         true);
         return true;
     }
+    if (keep_open && tapio_transport_is_tls(t))
+        tls_warn_kept_open();
     return keep_open;
 }
 
