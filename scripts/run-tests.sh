@@ -3,7 +3,8 @@
 #   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest)
 #   2. the Python suite, the same tests on tapio and on stock asyncio
 #   3. CPython's own test_asyncio mixins against tapio
-#   4. the connection soak (memory and fds flat over 100,000 cycles)
+#   4. the connection soak (memory and fds flat over 100,000 cycles; 20,000
+#      TLS cycles)
 #   5. aiohttp and websockets on tapio (with Debian's python3, which has them)
 # The last line is "N passed, N failed" over all of them.
 set -u
@@ -47,6 +48,7 @@ if python_build >"$LOGS/build.out" 2>&1; then
     run python "$PYTHON" tests/python/run.py
     run cpython "$PYTHON" tests/python/cpython_asyncio.py --loop tapio
     run soak "$PYTHON" tests/python/soak_connections.py
+    run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
     # aiohttp and websockets are Debian packages, importable by Debian's python.
     run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
 else
