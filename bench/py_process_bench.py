@@ -8,6 +8,8 @@ round so that machine noise hits them alike, and the median round is kept.
 
 Usage: python3 bench/py_process_bench.py [--rounds R] [--quick] [--loops L,...]
 Prints a markdown table; exits 1 if a child fails or bytes go missing.
+Loops: asyncio, uvloop, tapio, and tapio-pipes (tapio with its splice relay
+of output pipes switched off: the pipe transports read the pipes).
 """
 import argparse
 import asyncio
@@ -168,7 +170,19 @@ def factories(wanted):
     except ImportError:
         print("uvloop not importable: its column is left out", file=sys.stderr)
     import tapio
-    found["tapio"] = tapio.new_event_loop
+    from tapio import _subprocess
+
+    def tapio_loop(relay):
+        def new_event_loop():
+            if not relay:
+                _subprocess._can_splice = False
+            elif _subprocess._can_splice is False:
+                _subprocess._can_splice = None  # probed again
+            return tapio.new_event_loop()
+        return new_event_loop
+
+    found["tapio"] = tapio_loop(True)
+    found["tapio-pipes"] = tapio_loop(False)
     return {name: found[name] for name in wanted if name in found}
 
 

@@ -260,6 +260,9 @@ class SubprocessProtocolTests(SubprocessCases):
             self.assertIsInstance(transport.get_pipe_transport(2), asyncio.ReadTransport)
             self.assertIsNone(transport.get_pipe_transport(3))
             self.assertEqual(len({id(transport.get_pipe_transport(fd)) for fd in (0, 1, 2)}), 3)
+            # Each pipe transport's extra info is the Popen's file object.
+            for fd, pipe in enumerate((popen.stdin, popen.stdout, popen.stderr)):
+                self.assertIs(transport.get_pipe_transport(fd).get_extra_info("pipe"), pipe)
             await wait_until(lambda: b"ready" in protocol.output(1), what="the child")
 
             transport.kill()
@@ -452,6 +455,107 @@ class SubprocessProtocolTests(SubprocessCases):
             self.assert_asyncio_order(protocol, pipe_fds=(0, 1, 2))
             self.assertEqual(protocol.output(1), b"to out")
             self.assertEqual(protocol.output(2), b"to err")
+        self.run_coro(test())
+
+    def test_stdout_and_stderr_are_pipes_the_child_can_reopen(self):
+        # asyncio gives the child pipes: `>/dev/stderr` reopens them (on a
+        # socketpair, as libuv gives, the open fails with ENXIO).
+        cmd = ("test -p /dev/stdout && test -p /dev/stderr && "
+               "echo out >/dev/stdout && echo err >/dev/stderr")
+
+        async def test():
+            transport, protocol = await self.shell(cmd, stdin=subprocess.DEVNULL)
+            await self.finished(protocol)
+            self.assertEqual((protocol.output(1), protocol.output(2)), (b"out\n", b"err\n"))
+            self.assertEqual(transport.get_returncode(), 0)
+        self.run_coro(test())
+
+    def test_paused_stdout_blocks_the_child_until_resumed(self):
+        total = 8 * MiB
+        code = ("import sys; sys.stdout.buffer.write(b'x' * %d); sys.stdout.flush(); "
+                "sys.stderr.write('wrote all')" % total)
+
+        class Paused(SubprocessRecorder):
+            keep_data = False
+            count = 0
+
+            def connection_made(self, transport):
+                transport.get_pipe_transport(1).pause_reading()
+                super().connection_made(transport)
+
+            def pipe_data_received(self, fd, data):
+                if fd == 1:
+                    self.count += len(data)
+                else:
+                    self.data.setdefault(fd, bytearray()).extend(data)
+                super().pipe_data_received(fd, data)
+
+        async def test():
+            transport, protocol = await self.spawn(*python(code), protocol_class=Paused,
+                                                   stdin=subprocess.DEVNULL)
+            await asyncio.sleep(0.5)
+            # The buffers between the child and the paused transport hold
+            # far less than 8 MiB: the child is still writing.
+            self.assertFalse(protocol.exited.done(), "the child finished")
+            self.assertEqual(protocol.output(2), b"")
+            self.assertLess(protocol.count, total // 2)
+            transport.get_pipe_transport(1).resume_reading()
+            await self.finished(protocol, timeout=10)
+            self.assertEqual(protocol.count, total)
+            self.assertEqual(protocol.output(2), b"wrote all")
+            self.assertEqual(transport.get_returncode(), 0)
+        self.run_coro(test())
+
+    def test_pausing_stdout_again_and_again_loses_nothing(self):
+        # 32 MiB in 1 MiB writes; the reader pauses after every 3 MiB and
+        # resumes 10 ms later.
+        code = ("import sys; block = bytes(range(256)) * 4096\n"
+                "for _ in range(32): sys.stdout.buffer.write(block)")
+
+        class Pausing(SubprocessRecorder):
+            keep_data = False
+            count = 0
+            crc = 0
+            pauses = 0
+
+            def pipe_data_received(self, fd, data):
+                if fd != 1:
+                    return super().pipe_data_received(fd, data)
+                self.count += len(data)
+                self.crc = zlib.crc32(data, self.crc)
+                if self.count // (3 * MiB) > self.pauses:
+                    self.pauses += 1
+                    pipe = self.transport.get_pipe_transport(1)
+                    pipe.pause_reading()
+                    self.loop.call_later(0.01, pipe.resume_reading)
+
+        async def test():
+            transport, protocol = await self.spawn(*python(code), protocol_class=Pausing,
+                                                   stdin=subprocess.DEVNULL)
+            await self.finished(protocol, timeout=20)
+            self.assertEqual(protocol.count, 32 * MiB)
+            self.assertEqual(protocol.crc, zlib.crc32(bytes(range(256)) * 4096 * 32))
+            self.assertGreaterEqual(protocol.pauses, 10)
+            self.assertEqual(transport.get_returncode(), 0)
+        self.run_coro(test(), timeout=30)
+
+    def test_closing_stdout_breaks_the_childs_pipe(self):
+        # Closing the parent's end makes the child's next write fail with
+        # EPIPE, as when asyncio closes the pipe.
+        code = ("import os, sys\n"
+                "try:\n"
+                "    while True:\n"
+                "        sys.stdout.buffer.write(b'x' * 65536); sys.stdout.flush()\n"
+                "except BrokenPipeError:\n"
+                "    os.write(2, b'EPIPE'); os._exit(3)\n")
+
+        async def test():
+            transport, protocol = await self.spawn(*python(code), stdin=subprocess.DEVNULL)
+            await wait_until(lambda: 1 in protocol.data, what="the first output")
+            transport.get_pipe_transport(1).close()
+            self.assertEqual(await asyncio.wait_for(asyncio.shield(protocol.exited), 5), 3)
+            await self.finished(protocol)
+            self.assertEqual(protocol.output(2), b"EPIPE")
         self.run_coro(test())
 
     def test_devnull_stdin_and_stdout(self):
