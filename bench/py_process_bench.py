@@ -174,10 +174,7 @@ def factories(wanted):
 
     def tapio_loop(relay):
         def new_event_loop():
-            if not relay:
-                _subprocess._can_splice = False
-            elif _subprocess._can_splice is False:
-                _subprocess._can_splice = None  # probed again
+            _subprocess._relay_output = relay
             return tapio.new_event_loop()
         return new_event_loop
 

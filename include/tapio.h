@@ -565,6 +565,17 @@ TAPIO_API void *tapio_tls_ssl(const tapio_transport *t);
 TAPIO_API int tapio_pipe_read(tapio_loop *loop, int fd,
                               const tapio_protocol *proto, void *user,
                               tapio_transport **out);
+/**
+ * As tapio_pipe_read, for a pipe a busy writer fills (a child's output):
+ * what arrives is moved with splice(2) into a socket pair the transport
+ * reads, so that the reader's copy runs while the writer writes (reading a
+ * pipe makes the two take turns under the pipe's lock). The writer still
+ * has its pipe, and back-pressure still reaches it. Where splice cannot
+ * serve (not a pipe, not Linux) it is tapio_pipe_read.
+ */
+TAPIO_API int tapio_pipe_read_relayed(tapio_loop *loop, int fd,
+                                      const tapio_protocol *proto, void *user,
+                                      tapio_transport **out);
 TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
                                const tapio_protocol *proto, void *user,
                                tapio_transport **out);

@@ -308,6 +308,8 @@ struct tapio_transport {
     socklen_t peer_len, local_len;
 
     struct tapio__tls *tls; /* kind TAPIO__TLS: the layer (tls.c) */
+    int relay[2];           /* a relayed read pipe: the socket pair read
+                               ([0]) and spliced into ([1]); else -1 */
 };
 
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
@@ -315,6 +317,9 @@ TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
                                        const tapio_protocol *proto, void *user,
                                        tapio_server *server,
                                        tapio_transport **out);
+/* Read a pipe through a socket pair (tapio_pipe_read_relayed); the
+ * transport closes the pair. 0, or -ENOSYS where splice cannot serve. */
+TAPIO__HIDDEN int tapio__transport_relay(tapio_transport *t);
 /* Close every transport without protocol callbacks (tapio_loop_close). */
 TAPIO__HIDDEN void tapio__transports_destroy_all(tapio_loop *loop);
 /* A TLS layer's face: no fd; the loop's reference is dropped by

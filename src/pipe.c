@@ -39,6 +39,22 @@ int tapio_pipe_read(tapio_loop *loop, int fd, const tapio_protocol *proto,
     return open_pipe(loop, fd, TAPIO__READ_PIPE, proto, user, out);
 }
 
+int tapio_pipe_read_relayed(tapio_loop *loop, int fd,
+                            const tapio_protocol *proto, void *user,
+                            tapio_transport **out)
+{
+    tapio_transport *t;
+    int err = open_pipe(loop, fd, TAPIO__READ_PIPE, proto, user, &t);
+    if (err)
+        return err;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+        tapio__transport_relay(t); /* else (or without splice): plain reads */
+    if (out)
+        *out = t;
+    return 0;
+}
+
 int tapio_pipe_write(tapio_loop *loop, int fd, const tapio_protocol *proto,
                      void *user, tapio_transport **out)
 {

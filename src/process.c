@@ -237,9 +237,15 @@ static int connect_pipe(tapio_process *p, int child_fd, int fd)
                                child_fd == 0 ? TAPIO__WRITE_PIPE
                                              : TAPIO__READ_PIPE,
                                &pipe_protocol, link, NULL, &link->t);
-    if (!err)
-        tapio_transport_ref(link->t);
-    return err;
+    if (err)
+        return err;
+    tapio_transport_ref(link->t);
+    /* The child's output is read through a relay (tapio_pipe_read_relayed),
+     * so that a child writing a lot and the loop reading it do not take
+     * turns under the pipe's lock; without splice, plain reads. */
+    if (child_fd != 0)
+        tapio__transport_relay(link->t);
+    return 0;
 }
 
 /* ---- creation -------------------------------------------------------------- */

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,6 +42,11 @@ static void transport_release(tapio_transport *t)
         close(t->io.fd);
         t->io.fd = -1;
     }
+    for (int i = 0; i < 2; i++)
+        if (t->relay[i] >= 0) {
+            close(t->relay[i]);
+            t->relay[i] = -1;
+        }
     t->dead = true;
     t->closing = true;
     t->lost_due = true;
@@ -143,6 +149,24 @@ static void on_eof(tapio_transport *t)
     }
 }
 
+/* A relayed pipe: splice moves what the pipe holds into the socket pair
+ * (page references: the pipe's lock is held only briefly, so the writer
+ * goes on writing), then the copy out is read from the socket. At most
+ * `len` bytes are moved, so the read takes them all and the socket is
+ * empty again. */
+static ssize_t relay_read(tapio_transport *t, char *buf, size_t len)
+{
+    ssize_t moved = splice(t->io.fd, NULL, t->relay[1], NULL, len,
+                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    if (moved <= 0)
+        return moved;
+    ssize_t n;
+    do
+        n = read(t->relay[0], buf, len);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
 static void read_into_protocol(tapio_transport *t)
 {
     const tapio_protocol *proto = t->proto;
@@ -156,7 +180,8 @@ static void read_into_protocol(tapio_transport *t)
             return;
         }
     }
-    ssize_t n = read(t->io.fd, buf, cap);
+    ssize_t n = t->relay[0] >= 0 ? relay_read(t, buf, cap)
+                                  : read(t->io.fd, buf, cap);
     if (n > 0) {
         if (proto && proto->get_buffer) {
             if (proto->buffer_updated)
@@ -688,6 +713,7 @@ int tapio__transport_new(tapio_loop *loop, int fd,
     t->user = user;
     t->refs = 1;
     t->read_stop = READ_NOT_STARTED;
+    t->relay[0] = t->relay[1] = -1;
     t->high = TAPIO_DEFAULT_HIGH_WATER;
     t->low = TAPIO_DEFAULT_HIGH_WATER / 4;
     int err = tapio__io_attach(loop, &t->io);
@@ -719,6 +745,7 @@ tapio_transport *tapio__transport_new_face(tapio_loop *loop,
     if (!t)
         return NULL;
     tapio__io_init(&t->io, -1, on_io);
+    t->relay[0] = t->relay[1] = -1;
     t->loop = loop;
     t->kind = TAPIO__TLS;
     t->tls = tls;
@@ -743,6 +770,50 @@ void tapio__transport_drop(tapio_transport *t)
         return;
     transport_release(t);
     tapio_transport_unref(t);
+}
+
+/* The socket pair's send buffer: each splice moves up to this much (the
+ * kernel doubles the value); the pipe itself is the buffer. */
+#define RELAY_SNDBUF (64 * 1024)
+
+/* Whether splice(2) moves a pipe's bytes into this AF_UNIX socket pair:
+ * asked once per process (a kernel or sandbox may refuse it). */
+static bool splice_works(const int pair[2])
+{
+    static atomic_int known = -1;
+    int works = atomic_load(&known);
+    if (works >= 0)
+        return works;
+    int probe[2];
+    char c = 0;
+    works = pipe2(probe, O_CLOEXEC | O_NONBLOCK) == 0;
+    if (works) {
+        works = write(probe[1], &c, 1) == 1 &&
+                splice(probe[0], NULL, pair[1], NULL, 1, SPLICE_F_NONBLOCK) == 1 &&
+                read(pair[0], &c, 1) == 1;
+        close(probe[0]);
+        close(probe[1]);
+    }
+    atomic_store(&known, works);
+    return works;
+}
+
+int tapio__transport_relay(tapio_transport *t)
+{
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   pair) < 0)
+        return -errno;
+    int size = RELAY_SNDBUF;
+    setsockopt(pair[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    if (!splice_works(pair)) {
+        close(pair[0]);
+        close(pair[1]);
+        return -ENOSYS;
+    }
+    t->relay[0] = pair[0];
+    t->relay[1] = pair[1];
+    return 0;
 }
 
 bool tapio__transport_started(const tapio_transport *t)

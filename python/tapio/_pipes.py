@@ -18,11 +18,33 @@ def _pipe_fd(pipe, writing):
     return os.dup(fileno)
 
 
+# How _wrap_pipe opens the fd (libtapio's tapio_pipe_read, _write,
+# _read_relayed).
+_READ, _WRITE, _READ_RELAYED = 0, 1, 2
+
+
+class RelayedPipe:
+    """A child's output pipe given to connect_read_pipe: read through
+    libtapio's splice relay (tapio_pipe_read_relayed), the transport is
+    otherwise the pipe's own."""
+
+    __slots__ = ("pipe",)
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def fileno(self):
+        return self.pipe.fileno()
+
+
 class PipesMixin:
     async def _connect_pipe(self, protocol_factory, pipe, writing):
+        mode = _WRITE if writing else _READ
+        if isinstance(pipe, RelayedPipe):
+            pipe, mode = pipe.pipe, _READ_RELAYED
         protocol = protocol_factory()
         fd = _pipe_fd(pipe, writing)
-        transport = self._wrap_pipe(fd, pipe, protocol, writing, {"pipe": pipe})
+        transport = self._wrap_pipe(fd, pipe, protocol, mode, {"pipe": pipe})
         return await connection_made(self, transport, protocol)
 
     async def connect_read_pipe(self, protocol_factory, pipe):

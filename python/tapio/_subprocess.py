@@ -1,23 +1,26 @@
 """Subprocesses: spawned by subprocess.Popen (so every Popen argument works
 as in asyncio), the pipes as libtapio pipe transports (the output pipes
-through a splice relay, below), the exit watched with a pidfd, and asyncio's
+read through libtapio's splice relay), the exit watched with a pidfd, and asyncio's
 order of events (connection_made after the pipes are connected,
 connection_lost once the child exited and every pipe closed)."""
 import asyncio
 import fcntl
 import os
-import socket
 import subprocess
-import sys
-import termios
 import warnings
 
 from ._helpers import logger
+from ._pipes import RelayedPipe
 
 
 # The child's output pipes get room for 1 MiB instead of the kernel's 64 KiB
 # default: fewer wake-ups and larger reads for a child that writes a lot.
 _PIPE_SIZE = 1 << 20
+
+
+# Whether the child's output pipes are read through libtapio's relay (the
+# benchmark compares both).
+_relay_output = True
 
 
 def _enlarge_pipe(pipe):
@@ -27,175 +30,8 @@ def _enlarge_pipe(pipe):
         pass  # not Linux, or over the system's limit: keep the default
 
 
-# ---- output relay ----------------------------------------------------------
-#
-# A pipe serialises its two copies: the writing child and the reading parent
-# each copy under the pipe's one mutex, so a child writing large blocks and
-# the parent reading them take turns (and the parent spins on the mutex).
-# libuv gives the child a socketpair instead, whose two copies run in
-# parallel, but then the child's stdout is no pipe: open("/dev/stdout") and
-# `echo ... >/dev/stderr` fail with ENXIO (uvloop issues #505 and #532;
-# asyncio went back from a socketpair to a pipe for stdin for that reason,
-# bpo-46364, and CPython's test_devstdin_input checks it). Here the child
-# keeps asyncio's pipe, and the parent moves what arrives in it into a
-# socketpair with splice(2), which hands over the pipe's pages without
-# copying them (a short hold of the mutex); the pipe transport reads the
-# socket, so its copy out to Python runs in parallel with the child's next
-# write.
-
-_SPLICE_CHUNK = 1 << 20  # at most a full enlarged pipe per splice
-# The socket's send buffer (Linux doubles it: 128 KiB per splice and read).
-# Small, as the child's pipe is the buffer; 256 KiB measured no faster.
-_RELAY_SNDBUF = 64 * 1024
-
-
-def _probe_splice():
-    """Whether splice(2) moves a pipe's data into an AF_UNIX socket here
-    (Linux; not, say, a sandbox that refuses the call)."""
-    if not hasattr(os, "splice"):
-        return False
-    r, w = os.pipe()
-    a, b = socket.socketpair()
-    try:
-        os.write(w, b"x")
-        return os.splice(r, b.fileno(), 1, flags=os.SPLICE_F_NONBLOCK) == 1 \
-            and a.recv(1) == b"x"
-    except OSError:
-        return False
-    finally:
-        for f in (r, w):
-            os.close(f)
-        a.close()
-        b.close()
-
-
-_can_splice = None
-
-
-class _Relay:
-    """Moves a child's output pipe into a socketpair; to connect_read_pipe
-    it is the pipe, a file object over the socket's reading end. The
-    transport closes it at its end as it would close the pipe: the pipe
-    closes then, so the child's next write fails with EPIPE, as in asyncio.
-
-    One splice per read of the transport: after a splice the relay waits
-    for the transport's read (consumed()) before the next. While the
-    transport is paused with bytes to read, it stops watching the pipe,
-    which then fills until the child blocks, as without the relay."""
-
-    def __init__(self, loop, pipe):
-        self._loop = loop
-        self._pipe = pipe
-        self._pfd = pipe.fileno()
-        self.protocol = None  # the _PipeProtocol, whose .pipe is the transport
-        self._unread = False  # spliced bytes the transport has not read yet
-        self._watching = False
-        reader, writer = socket.socketpair()
-        with reader, writer:  # closed if this fails; the relay owns the fds
-            writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _RELAY_SNDBUF)
-            writer.setblocking(False)
-            os.set_blocking(self._pfd, False)
-            self._rfd, self._wfd = reader.detach(), writer.detach()
-        try:
-            self._watch(True)
-        except BaseException:
-            self.close()
-            raise
-
-    def fileno(self):
-        return self._rfd
-
-    def _watch(self, on):
-        if on and not self._watching and self._wfd >= 0:
-            self._loop._add_reader(self._pfd, self._move)
-            self._watching = True
-        elif not on and self._watching:
-            self._watching = False
-            self._loop._remove_reader(self._pfd)
-
-    def consumed(self):
-        """The transport read from the socket."""
-        self._unread = False
-        self._watch(True)
-
-    def _move(self):
-        if self._unread:
-            # The transport reads them this round (and its consumed() lets
-            # the next splice in) unless it is paused or not yet connected.
-            transport = self.protocol.pipe if self.protocol is not None else None
-            if transport is None or not transport.is_reading():
-                self._watch(False)  # consumed() follows its next read
-            return
-        try:
-            moved = os.splice(self._pfd, self._wfd, _SPLICE_CHUNK,
-                              flags=os.SPLICE_F_NONBLOCK)
-        except BlockingIOError:
-            # The pipe was empty after all, or the transport's last read
-            # left bytes in a full socket.
-            self._unread = self._socket_holds_bytes()
-            return
-        except OSError:  # the reading end is gone (EPIPE): close() follows
-            moved = 0
-        if moved:
-            self._unread = True
-        else:  # EOF: every copy of the pipe's write end closed
-            self._watch(False)
-            self._close_socket()  # the transport reads the rest, then EOF
-
-    def _socket_holds_bytes(self):
-        buf = bytearray(4)
-        fcntl.ioctl(self._rfd, termios.FIONREAD, buf)
-        return int.from_bytes(buf, sys.byteorder) > 0
-
-    def _close_socket(self, reading_end=False):
-        for name in ("_wfd", "_rfd") if reading_end else ("_wfd",):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                setattr(self, name, -1)
-                os.close(fd)
-
-    def close(self):
-        self._watch(False)
-        self._close_socket(reading_end=True)
-        self._pipe.close()
-
-    def __del__(self):
-        # Left open when the loop closed under its transport: the pipe's
-        # file object warns about that (as in asyncio), the socket goes quietly.
-        self._close_socket(reading_end=True)
-
-
-async def _connect_output(loop, protocol_factory, pipe):
-    """connect_read_pipe for a child's stdout or stderr, through a relay
-    where splice(2) works."""
-    global _can_splice
-    if _can_splice is None:
-        _can_splice = _probe_splice()
-    if not _can_splice:
-        return await loop.connect_read_pipe(protocol_factory, pipe)
-    relay = _Relay(loop, pipe)
-
-    def relayed_protocol():
-        relay.protocol = protocol_factory()
-        relay.protocol.relay = relay
-        return relay.protocol
-
-    try:
-        # Through connect_read_pipe, as asyncio connects every pipe.
-        transport, protocol = await loop.connect_read_pipe(relayed_protocol, relay)
-    except BaseException:
-        relay.close()
-        raise
-    extra = getattr(transport, "_extra", None)
-    if isinstance(extra, dict):
-        extra["pipe"] = pipe  # asyncio's extra info: the child's pipe
-    return transport, protocol
-
-
 class _PipeProtocol(asyncio.Protocol):
     """Forwards one pipe's events to the subprocess transport."""
-
-    relay = None  # the _Relay in front of a child's output pipe, if any
 
     def __init__(self, proc, fd):
         self.proc = proc
@@ -207,8 +43,6 @@ class _PipeProtocol(asyncio.Protocol):
         self.pipe = transport
 
     def data_received(self, data):
-        if self.relay is not None:
-            self.relay.consumed()
         # Through _call: output that arrives before connection_made waits.
         self.proc._call(self.proc._protocol.pipe_data_received, self.fd, data)
 
@@ -276,7 +110,12 @@ class SubprocessTransport(asyncio.SubprocessTransport):
                     _, self._pipes[fd] = await self._loop.connect_write_pipe(factory, pipe)
                 else:
                     _enlarge_pipe(pipe)
-                    _, self._pipes[fd] = await _connect_output(self._loop, factory, pipe)
+                    # Through connect_read_pipe, as asyncio connects every
+                    # pipe; the child keeps its pipe (so /dev/stdout works
+                    # in it) and the loop reads it through a relay, so that
+                    # the child's copy in and ours out do not take turns.
+                    _, self._pipes[fd] = await self._loop.connect_read_pipe(
+                        factory, RelayedPipe(pipe) if _relay_output else pipe)
             self._loop.call_soon(self._protocol.connection_made, self)
             for callback, data in self._pending_calls:
                 self._loop.call_soon(callback, *data)

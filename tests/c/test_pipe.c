@@ -142,3 +142,81 @@ TEST(pty_read_and_write)
     RUN_UNTIL(loop, in->lost && out->lost, 5);
     close(slave);
 }
+
+/* ---- relayed read pipes (tapio_pipe_read_relayed) ---------------------- */
+
+/* A relayed read transport on a new pipe and a write transport on its
+ * other end; *extra_fds gets how many fds the reader opened besides the
+ * pipe (2 when the relay's socket pair is in place). */
+static conn *relayed_pipe(tapio_loop *loop, conn **writer, int *extra_fds)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    conn *r = conn_new();
+    int before = count_open_fds();
+    CHECK_OK(tapio_pipe_read_relayed(loop, fds[0], &conn_protocol, r, NULL));
+    *extra_fds = count_open_fds() - before;
+    *writer = conn_new();
+    CHECK_OK(tapio_pipe_write(loop, fds[1], &conn_protocol, *writer, NULL));
+    RUN_UNTIL(loop, r->made && (*writer)->made, 5);
+    return r;
+}
+
+TEST(relayed_read_pipe_delivers_everything_then_eof)
+{
+    tapio_loop *loop = test_loop();
+    conn *w;
+    int extra;
+    conn *r = relayed_pipe(loop, &w, &extra);
+    CHECK_EQ_INT(extra, 2); /* Linux: splice into a socket pair */
+    unsigned char *data = pattern_new(BIG);
+    CHECK_OK(tapio_transport_write(w->t, data, BIG));
+    free(data);
+    tapio_transport_close(w->t); /* closes the pipe once flushed: EOF */
+    RUN_UNTIL(loop, r->lost, 20);
+    CHECK_EQ_INT(r->rx.len, BIG);
+    CHECK(pattern_check(r->rx.p, 0, BIG));
+    CHECK_EQ_INT(r->eofs, 1);
+    CHECK_EQ_INT(r->lost_err, 0);
+}
+
+TEST(relayed_read_pipe_back_pressure_reaches_the_writer)
+{
+    tapio_loop *loop = test_loop();
+    conn *w;
+    int extra;
+    conn *r = relayed_pipe(loop, &w, &extra);
+    tapio_transport_pause_reading(r->t);
+    unsigned char *data = pattern_new(BIG);
+    CHECK_OK(tapio_transport_write(w->t, data, BIG));
+    free(data);
+    run_for(loop, 0.2);
+    /* Nothing is read: the pipe (and at most one relay's worth) holds the
+     * rest, so the writer stays paused with most of it buffered. */
+    CHECK_EQ_INT(r->rx.len, 0);
+    CHECK(w->paused);
+    size_t held = tapio_transport_get_write_buffer_size(w->t);
+    CHECK(held > BIG / 2);
+    tapio_transport_resume_reading(r->t);
+    tapio_transport_close(w->t);
+    RUN_UNTIL(loop, r->lost, 20);
+    CHECK_EQ_INT(r->rx.len, BIG);
+    CHECK(pattern_check(r->rx.p, 0, BIG));
+    CHECK_EQ_INT(w->resumes, 1);
+}
+
+TEST(relayed_read_on_a_socket_reads_it_plainly)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    conn *r = conn_new();
+    int before = count_open_fds();
+    CHECK_OK(tapio_pipe_read_relayed(loop, fds[0], &conn_protocol, r, NULL));
+    CHECK_EQ_INT(count_open_fds() - before, 0); /* no relay: not a pipe */
+    RUN_UNTIL(loop, r->made, 5);
+    CHECK(write(fds[1], "plain", 5) == 5);
+    close(fds[1]);
+    RUN_UNTIL(loop, r->lost, 5);
+    CHECK_MEM_EQ(r->rx.p, "plain", 5);
+}

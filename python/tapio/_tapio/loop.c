@@ -470,16 +470,20 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
     return (PyObject *)t;
 }
 
-/* _wrap_pipe(fd, pipe, protocol, writing, extra): a pipe transport on `fd`
+/* _wrap_pipe's modes, as python/tapio/_pipes.py names them. */
+enum { PIPE_READ, PIPE_WRITE, PIPE_READ_RELAYED };
+
+/* _wrap_pipe(fd, pipe, protocol, mode, extra): a pipe transport on `fd`
  * (libtapio's, a dup of pipe's); the pipe object is closed at the end. */
+
 static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *const *args,
                                 Py_ssize_t nargs)
 {
     if (nargs != 5)
         return PyErr_Format(PyExc_TypeError, "_wrap_pipe() takes 5 arguments");
     int fd = PyLong_AsLong(args[0]);
-    int writing = PyObject_IsTrue(args[3]);
-    if ((fd == -1 && PyErr_Occurred()) || writing < 0 || !check_open(self))
+    long mode = PyLong_AsLong(args[3]);
+    if (PyErr_Occurred() || !check_open(self))
         return NULL;
     Transport *t = transport_new(self, args[2], args[1], args[4]);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
@@ -488,8 +492,10 @@ static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *const *args,
         return NULL;
     }
     t->close_view = true;
-    int err = writing ? tapio_pipe_write(self->loop, fd, table, t, &t->t)
-                      : tapio_pipe_read(self->loop, fd, table, t, &t->t);
+    int err = mode == PIPE_WRITE ? tapio_pipe_write(self->loop, fd, table, t, &t->t)
+              : mode == PIPE_READ_RELAYED
+                  ? tapio_pipe_read_relayed(self->loop, fd, table, t, &t->t)
+                  : tapio_pipe_read(self->loop, fd, table, t, &t->t);
     if (err) {
         t->t = NULL;
         Py_DECREF(t);
