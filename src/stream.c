@@ -695,27 +695,40 @@ static bool watches_hangup(int fd)
     return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
-int tapio__transport_new(tapio_loop *loop, int fd,
-                         enum tapio__stream_kind kind,
-                         const tapio_protocol *proto, void *user,
-                         tapio_server *server, tapio_transport **out)
+/* A transport's memory with its fields set; nothing attached yet. */
+static tapio_transport *transport_alloc(tapio_loop *loop, int fd,
+                                        enum tapio__stream_kind kind,
+                                        const tapio_protocol *proto,
+                                        void *user, size_t high)
 {
     tapio_transport *t = calloc(1, sizeof(*t));
-    if (!t) {
-        close(fd);
-        return -ENOMEM;
-    }
+    if (!t)
+        return NULL;
     tapio__io_init(&t->io, fd, on_io);
     tapio__list_init(&t->node);
+    t->relay[0] = t->relay[1] = -1;
     t->loop = loop;
     t->kind = kind;
     t->proto = proto;
     t->user = user;
     t->refs = 1;
+    t->high = high;
+    t->low = high / 4;
+    return t;
+}
+
+int tapio__transport_new(tapio_loop *loop, int fd,
+                         enum tapio__stream_kind kind,
+                         const tapio_protocol *proto, void *user,
+                         tapio_server *server, tapio_transport **out)
+{
+    tapio_transport *t = transport_alloc(loop, fd, kind, proto, user,
+                                         TAPIO_DEFAULT_HIGH_WATER);
+    if (!t) {
+        close(fd);
+        return -ENOMEM;
+    }
     t->read_stop = READ_NOT_STARTED;
-    t->relay[0] = t->relay[1] = -1;
-    t->high = TAPIO_DEFAULT_HIGH_WATER;
-    t->low = TAPIO_DEFAULT_HIGH_WATER / 4;
     int err = tapio__io_attach(loop, &t->io);
     if (!err && !tapio_call_soon(loop, call_connection_made, t)) {
         tapio__io_detach(loop, &t->io);
@@ -741,19 +754,11 @@ tapio_transport *tapio__transport_new_face(tapio_loop *loop,
                                           const tapio_protocol *proto,
                                           void *user)
 {
-    tapio_transport *t = calloc(1, sizeof(*t));
+    tapio_transport *t = transport_alloc(loop, -1, TAPIO__TLS, proto, user,
+                                         TAPIO__TLS_HIGH_WATER);
     if (!t)
         return NULL;
-    tapio__io_init(&t->io, -1, on_io);
-    t->relay[0] = t->relay[1] = -1;
-    t->loop = loop;
-    t->kind = TAPIO__TLS;
     t->tls = tls;
-    t->proto = proto;
-    t->user = user;
-    t->refs = 1;
-    t->high = TAPIO__TLS_HIGH_WATER;
-    t->low = TAPIO__TLS_HIGH_WATER / 4;
     tapio__list_push(&loop->transports, &t->node);
     return t;
 }
