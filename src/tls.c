@@ -111,10 +111,11 @@ static size_t write_buffer_size(const struct tapio__tls *tls)
     return tls->engine->peek_out(tls->es, &data) + tls->backlog_len;
 }
 
-static void control_app_writing(struct tapio__tls *tls)
+/* asyncio's _control_app_writing, given the records still held. */
+static void control_app_writing_held(struct tapio__tls *tls, size_t held)
 {
     tapio_transport *face = tls->face;
-    size_t size = write_buffer_size(tls);
+    size_t size = held + tls->backlog_len;
     if (size >= face->high && !tls->app_writing_paused) {
         tls->app_writing_paused = true;
         if (face->proto && face->proto->pause_writing)
@@ -126,19 +127,24 @@ static void control_app_writing(struct tapio__tls *tls)
     }
 }
 
-/* Hand the records the engine produced to the raw transport. */
+static void control_app_writing(struct tapio__tls *tls)
+{
+    const void *data;
+    control_app_writing_held(tls, tls->engine->peek_out(tls->es, &data));
+}
+
+/* Hand the records the engine produced to the raw transport; the last
+ * peek tells what stays held. */
 static void process_outgoing(struct tapio__tls *tls)
 {
-    if (!tls->raw_writing_paused) {
-        const void *data;
-        size_t len;
-        while (!tls->raw_writing_paused &&
-               (len = tls->engine->peek_out(tls->es, &data)) > 0) {
-            tapio_transport_write(tls->raw, data, len);
-            tls->engine->consume_out(tls->es, len);
-        }
+    const void *data;
+    size_t len = tls->engine->peek_out(tls->es, &data);
+    while (len > 0 && !tls->raw_writing_paused) {
+        tapio_transport_write(tls->raw, data, len);
+        tls->engine->consume_out(tls->es, len);
+        len = tls->engine->peek_out(tls->es, &data);
     }
-    control_app_writing(tls);
+    control_app_writing_held(tls, len);
 }
 
 static void control_raw_reading(struct tapio__tls *tls)
