@@ -7,12 +7,15 @@ when the transport ends (as asyncio's unix_events pipe transports do)."""
 import asyncio
 import errno
 import fcntl
+import gc
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import termios
 import tty
+import warnings
 from asyncio import unix_events
 
 from .loops import loop_tests
@@ -379,6 +382,35 @@ class ReadPipeTests(PipeCases):
             os.write(master, b"typed")
             self.assertEqual(await protocol.received(5), b"typed")
         self.run_coro(test())
+
+
+    def test_pipe_taken_away_after_the_loop_closed_goes_quietly(self):
+        # CPython's test_unclosed_pipe_transport sets _pipe to None on
+        # transports the closed loop left open: their finalizers then warn
+        # nothing and close nothing (asyncio's __del__ checks for None).
+        rfile, wfile = self.pipe()
+        loop = self.new_loop_factory()
+        try:
+            read_transport, _ = loop.run_until_complete(
+                loop.connect_read_pipe(asyncio.Protocol, rfile))
+            write_transport, _ = loop.run_until_complete(
+                loop.connect_write_pipe(asyncio.Protocol, wfile))
+        finally:
+            loop.close()
+        self.assertIn("open", repr(read_transport))
+        read_transport._pipe = None
+        write_transport._pipe = None
+        unraisable = []
+        old_hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                del read_transport, write_transport
+                gc.collect()
+        finally:
+            sys.unraisablehook = old_hook
+        self.assertEqual([str(u.exc_value) for u in unraisable], [])
+        self.assertEqual([w for w in caught if w.category is ResourceWarning], [])
 
 
 @loop_tests(LOOPS)

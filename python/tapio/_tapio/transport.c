@@ -182,9 +182,11 @@ static void detach_socket(Transport *self)
         return;
     }
     /* A pipe object: libtapio had its own dup, the object is closed as
-     * asyncio closes the pipe at the end. */
-    PyObject *res = self->sock ? PyObject_CallMethod(self->sock, "close", NULL)
-                               : Py_NewRef(Py_None);
+     * asyncio closes the pipe at the end (unless somebody set _pipe to
+     * None, as asyncio's own tests do). */
+    PyObject *res = self->sock && self->sock != Py_None
+                        ? PyObject_CallMethod(self->sock, "close", NULL)
+                        : Py_NewRef(Py_None);
     if (!res)
         PyErr_WriteUnraisable(self->sock);
     Py_XDECREF(res);
@@ -613,7 +615,8 @@ static PyObject *transport_repr(Transport *self)
  * collected; here that is one the loop had to close itself. */
 static void transport_finalize(Transport *self)
 {
-    if (!self->dropped_open || (self->close_view && !self->sock))
+    if (!self->dropped_open ||
+        (self->close_view && (!self->sock || self->sock == Py_None)))
         return; /* a pipe whose object was taken away warns no more */
     self->dropped_open = false;
     binding_warn_unclosed((PyObject *)self);
