@@ -48,6 +48,16 @@ def _fileobj_to_fd(fileobj):
     return fd
 
 
+def _set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+def _set_exception_unless_cancelled(fut, exc):
+    if not fut.cancelled():
+        fut.set_exception(exc)
+
+
 def _stop_when_done(fut):
     # SystemExit/KeyboardInterrupt already left run_forever on their own.
     if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
@@ -337,28 +347,42 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
             raise TypeError("executor must be ThreadPoolExecutor")
         self._default_executor = executor
 
-    async def shutdown_default_executor(self):
+    async def shutdown_default_executor(self, timeout=None):
+        """Shut the default executor down, waiting at most `timeout` seconds
+        (3.12+) for its threads; the thread that joins them stays behind
+        after a timeout, as asyncio's does."""
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is None:
             return
         done = self.create_future()
-
-        def shut_down():
-            try:
-                executor.shutdown(wait=True)
-                if not self.is_closed():
-                    self.call_soon_threadsafe(done.set_result, None)
-            except Exception as exc:
-                if not self.is_closed():
-                    self.call_soon_threadsafe(done.set_exception, exc)
-
-        thread = threading.Thread(target=shut_down)
+        thread = threading.Thread(target=self._join_executor, args=(executor, done))
         thread.start()
         try:
-            await done
-        finally:
+            async with asyncio.timeout(timeout):
+                await done
+        except TimeoutError:
+            warnings.warn(f"The executor did not finishing joining its threads within "
+                          f"{timeout} seconds.", RuntimeWarning, stacklevel=2)
+            executor.shutdown(wait=False)
+        else:
             thread.join()
+
+    if sys.version_info < (3, 12):
+        _shutdown_with_timeout = shutdown_default_executor
+
+        async def shutdown_default_executor(self):
+            await self._shutdown_with_timeout()
+
+    def _join_executor(self, executor, done):
+        """In its own thread: shut the executor down, then wake `done`."""
+        try:
+            executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_cancelled, done, None)
+        except Exception as exc:
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_exception_unless_cancelled, done, exc)
 
     # ---- names ------------------------------------------------------------
 
