@@ -2,13 +2,24 @@
 # section "使用 Clients and Servers": the streams echo client that writes four
 # lines to localhost port 2222 and reads them back.
 # The tutorial is written for Python 3.4 and decorates its generators with
-# @asyncio.coroutine, which Python 3.11 removed: the two lines below restore it
-# as types.coroutine (what it amounted to outside debug mode), because the
-# document's code cannot run at all without it. Everything after them is the
-# document's code, verbatim. (The seed's text extraction joined the lines; the
-# line breaks and indentation are restored.)
+# @asyncio.coroutine, which Python 3.11 removed (and from 3.12 on, asyncio no
+# longer takes a bare generator as a coroutine): the lines below restore it as
+# a coroutine function driving the generator, because the document's code
+# cannot run at all without it. Everything after them is the document's code,
+# verbatim. (The seed's text extraction joined the lines; the line breaks and
+# indentation are restored.)
 import asyncio, types
-asyncio.coroutine = types.coroutine
+
+
+def _coroutine(generator_function):
+    as_awaitable = types.coroutine(generator_function)
+
+    async def run(*args, **kwargs):
+        return await as_awaitable(*args, **kwargs)
+    return run
+
+
+asyncio.coroutine = _coroutine
 
 import asyncio
 

@@ -1,227 +1,590 @@
 #!/usr/bin/env python3
-"""Run CPython's own Lib/test/test_asyncio mixins against one event loop.
+"""Run CPython's own Lib/test/test_asyncio against one event loop.
 
-    python3 tests/python/cpython_asyncio.py --loop tapio|asyncio [-k PATTERN]
-                                            [--list-skips] [-v]
+    python3 tests/python/cpython_asyncio.py [--loop tapio|asyncio]
+        [--python PYTHON|all ...] [-m MODULE ...] [-k PATTERN ...]
+        [-j JOBS] [--timeout SECONDS] [--list-skips] [--no-skips] [-v]
 
-CPython parametrises these tests by loop: a mixin holds the tests and a small
-subclass per loop says how to make one (create_event_loop, new_loop), or the
-test calls asyncio.new_event_loop() itself. This script builds one such
-subclass per mixin whose loop comes from the chosen factory, and installs an
-event loop policy that returns that loop for the tests that ask asyncio.
+Every module of the interpreter's test.test_asyncio package runs whole, each
+in its own child process (isolation, and a hung test costs one module's
+process, not the run). In that process the stock policy's loop factory
+(asyncio.DefaultEventLoopPolicy._loop_factory) makes loops of the chosen
+kind, so asyncio.new_event_loop(), asyncio.run(), asyncio.Runner and
+unittest.IsolatedAsyncioTestCase get one even after a test resets the policy
+with set_event_loop_policy(None). Test classes that bind a concrete stock loop
+through an overridable hook (create_event_loop, new_loop: the Select/Poll/
+EPoll variants of one mixin) are replaced by one "Chosen<name>" class whose
+hook makes the chosen loop.
 
---loop asyncio runs stock asyncio's selector loop and must pass everything:
-that checks the harness. --loop tapio runs tapio.new_event_loop (imported from
-the repository's python/ directory) and skips the tests listed, with their
-reasons, in cpython_skips.py. The last line printed is
-"N passed, N failed, N skipped"; the exit status is non-zero on failures.
+The harness counts the chosen loops each test creates. A test that made at
+least one ran on the chosen loop; a test that made none (it runs on
+test_utils.TestLoop, on mocks, or on an explicitly built
+asyncio.SelectorEventLoop) is loop-independent and is reported apart: it does
+not test tapio.
+
+--loop asyncio runs stock asyncio and must pass everything: that checks the
+harness. --loop tapio runs tapio (from the repository's python/ directory)
+and skips the tests listed, with the private attribute each reads, in
+cpython_skips.py. --python all runs every interpreter found (pyenv's and
+python3 on PATH); one without Lib/test says so on a line of its own. The last
+line printed is "N passed, N failed, N skipped" (passes and skips of tests on
+the chosen loop; failures of any test); the exit status is non-zero on
+failures.
 """
 
 import argparse
-import asyncio
 import faulthandler
 import fnmatch
-import importlib
+import glob
+import json
 import os
+import subprocess
 import sys
 import tempfile
-import unittest
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+PKG = 'test.test_asyncio'
 
-# The classes to run, as (module, our class name, CPython bases). Names are
-# attributes of test.test_asyncio.<module>, or of its utils or unittest.
-CLASSES = [
-    ('test_events', 'EventLoopTests',
-     ['EventLoopTestsMixin', 'SubprocessTestsMixin', 'utils.TestCase']),
-    ('test_events', 'TestServer', ['TestServer']),
-    ('test_sock_lowlevel', 'SockTests',
-     ['BaseSockTestsMixin', 'utils.TestCase']),
-    ('test_sendfile', 'SendfileTests',
-     ['SendfileMixin', 'SockSendfileMixin', 'utils.TestCase']),
-    # SelectorStartServerTests adds test_start_unix_server_1 to the mixin.
-    ('test_server', 'StartServerTests', ['SelectorStartServerTests']),
-    ('test_buffered_proto', 'BufferedProtocolTests',
-     ['BaseTestBufferedProtocol', 'unittest.TestCase']),
-    ('test_streams', 'StreamTests', ['StreamTests']),
-    # SubprocessMixin expects its setUp to have made self.loop.
-    ('test_subprocess', 'SubprocessTests',
-     ['local.OwnLoop', 'SubprocessMixin', 'utils.TestCase']),
-    # loop.start_tls and TLS connections against threaded ssl-socket peers;
-    # FunctionalTestCaseMixin's setUp makes the loop with new_loop().
-    ('test_sslproto', 'StartTLSTests', ['BaseStartTLS', 'unittest.TestCase']),
-    # TestSSL's setUp makes its loop with asyncio.new_event_loop().
-    ('test_ssl', 'SSLTests', ['TestSSL']),
-]
+# Seconds a module's process may take in all before it is killed (its
+# remaining tests count as failed). Each test also has --timeout.
+MODULE_DEADLINE = 600
 
 
-class OwnLoop:
-    """Gives mixins that use self.loop a loop of the policy's kind."""
-
-    def setUp(self):
-        super().setUp()
-        self.loop = asyncio.new_event_loop()
-        self.set_event_loop(self.loop)
-
-
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--loop', choices=['tapio', 'asyncio'], default='tapio')
+    p.add_argument('--python', action='append', default=[],
+                   help="interpreter(s) to run the tests with; 'all' for "
+                        "every one found (default: this one)")
+    p.add_argument('-m', '--module', dest='modules', action='append',
+                   default=[], metavar='MODULE',
+                   help='run only this test_asyncio module (test_tasks or '
+                        'tasks); repeatable')
     p.add_argument('-k', dest='patterns', action='append', default=[],
                    metavar='PATTERN',
                    help='run only tests whose id matches (as unittest -k)')
+    p.add_argument('-j', '--jobs', type=int, default=2,
+                   help='modules run at once (default 2)')
     p.add_argument('--list-skips', action='store_true',
                    help="print tapio's skip list with reasons and exit")
     p.add_argument('--no-skips', action='store_true',
                    help='run the skip-listed tests too (to prune the list)')
     p.add_argument('--timeout', type=float, default=120.0,
-                   help='seconds one test may take before the run is '
+                   help='seconds one test may take before its module is '
                         'aborted with a traceback (default 120)')
+    p.add_argument('--slowest', type=int, default=5,
+                   help='list this many slowest tests (default 5)')
     p.add_argument('-v', '--verbose', action='store_true')
-    return p.parse_args()
+    # Internal: run one module in this process, results to a file.
+    p.add_argument('--worker', help=argparse.SUPPRESS)
+    p.add_argument('--results', help=argparse.SUPPRESS)
+    p.add_argument('--done', help=argparse.SUPPRESS)
+    return p.parse_args(argv)
 
 
-def import_cpython_tests():
-    """Import test.test_asyncio.utils, or exit saying why it is missing."""
-    try:
-        return importlib.import_module('test.test_asyncio.utils')
-    except ImportError as exc:
-        sys.exit(f'error: {sys.executable} has no test.test_asyncio '
-                 f'(CPython\'s test package; {exc}).\nRun this script with '
-                 f'a python3 that ships Lib/test, e.g. a pyenv build.')
-
-
-def loop_factory(name):
-    """The function that makes a new loop of the chosen kind."""
-    if name == 'asyncio':
-        return asyncio.SelectorEventLoop
-    sys.path.insert(0, os.path.join(REPO, 'python'))
-    try:
-        import tapio
-        return tapio.new_event_loop
-    except (ImportError, AttributeError) as exc:    # unbuilt: no extension
-        sys.exit(f'error: no tapio.new_event_loop in {REPO}/python ({exc}); '
-                 'build it first as the README says.')
-
-
-def policy_for(factory):
-    """A default policy whose new_event_loop() makes the chosen loop."""
-    class ChosenLoopPolicy(asyncio.DefaultEventLoopPolicy):
-        def new_event_loop(self):
-            return factory()
-    return ChosenLoopPolicy()
-
-
-def chosen_loop_mixin(factory, test_utils):
-    """The first base of every generated class: it supplies the loop."""
-    class ChosenLoop:
-        def create_event_loop(self):    # EventLoopTestsMixin and alike
-            return factory()
-
-        def new_loop(self):             # FunctionalTestCaseMixin
-            return factory()
-
-        def setUp(self):
-            # Before the test's own setUp, which may call new_event_loop().
-            asyncio.set_event_loop_policy(policy_for(factory))
-            super().setUp()
-
-        @staticmethod
-        def close_loop(loop):
-            # utils.TestCase.close_loop reads the stock loop's private
-            # _default_executor; other loops get the same via public API.
-            if hasattr(loop, '_default_executor'):
-                return test_utils.TestCase.close_loop(loop)
-            if not loop.is_closed():
-                loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-    return ChosenLoop
-
-
-def resolve(module, test_utils, name):
-    owner, _, attr = name.rpartition('.')
-    holder = {'': module, 'utils': test_utils, 'unittest': unittest,
-              'local': sys.modules[__name__]}[owner]
-    return getattr(holder, attr)
-
-
-def build_classes(factory, test_utils):
-    """Yield one TestCase class per CLASSES entry, named <module>.<class>."""
-    chosen = chosen_loop_mixin(factory, test_utils)
-    for modname, clsname, bases in CLASSES:
-        try:
-            module = importlib.import_module('test.test_asyncio.' + modname)
-        except unittest.SkipTest as exc:    # e.g. no loopback TCP
-            print(f'{modname}: skipped at import: {exc}')
-            continue
-        cls = type(clsname, (chosen,) + tuple(
-            resolve(module, test_utils, b) for b in bases), {})
-        # The id prefix: short, and not a module unittest would look up
-        # (CPython's tearDownModule resets the event loop policy).
-        cls.__module__ = modname
-        yield cls
-
-
-def apply_skips(cls, skips, used):
-    """Replace each skip-listed test method of cls by a skipped one."""
-    for name in unittest.TestLoader().getTestCaseNames(cls):
-        test_id = f'{cls.__module__}.{cls.__qualname__}.{name}'
-        for pattern, reason in skips.items():
-            if fnmatch.fnmatchcase(test_id, pattern):
-                used.add(pattern)
-                setattr(cls, name, unittest.skip(reason)(getattr(cls, name)))
-                break
-
-
-class CountingResult(unittest.TextTestResult):
-    """Counts outcomes per test id and aborts a test that hangs."""
-    timeout = None
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.started, self.failed_ids, self.skipped_ids = set(), set(), set()
-
-    def startTest(self, test):
-        # A C-level watchdog: fires even if the loop never returns to Python.
-        faulthandler.dump_traceback_later(self.timeout, exit=True)
-        self.started.add(test.id())
-        super().startTest(test)
-
-    def stopTest(self, test):
-        super().stopTest(test)
-        faulthandler.cancel_dump_traceback_later()
-
-    def addError(self, test, err):
-        self.failed_ids.add(test.id())   # also setUpClass errors
-        super().addError(test, err)
-
-    def addFailure(self, test, err):
-        self.failed_ids.add(test.id())
-        super().addFailure(test, err)
-
-    def addSubTest(self, test, subtest, err):
-        if err is not None:
-            self.failed_ids.add(test.id())
-        super().addSubTest(test, subtest, err)
-
-    def addUnexpectedSuccess(self, test):
-        self.failed_ids.add(test.id())
-        super().addUnexpectedSuccess(test)
-
-    def addSkip(self, test, reason):
-        self.skipped_ids.add(test.id())
-        super().addSkip(test, reason)
-
-    def counts(self):
-        skipped = self.skipped_ids - self.failed_ids
-        passed = self.started - self.failed_ids - skipped
-        return len(passed), len(self.failed_ids), len(skipped)
-
+# ---------------------------------------------------------------------------
+# The worker: one module in this process.
 
 def k_patterns(patterns):
     # As unittest's -k: a pattern without a wildcard matches as a substring.
-    return [p if '*' in p else f'*{p}*' for p in patterns] or None
+    return [p if '*' in p else f'*{p}*' for p in patterns]
+
+
+class Counter:
+    """The chosen loops made since the current test started."""
+    loops = 0
+
+
+def chosen_factory(name):
+    """The function that makes a new loop of the chosen kind, counted."""
+    import asyncio
+    if name == 'asyncio':
+        stock = asyncio.DefaultEventLoopPolicy._loop_factory
+
+        def make_loop():
+            Counter.loops += 1
+            return stock()
+        return make_loop
+    sys.path.insert(0, os.path.join(REPO, 'python'))
+    try:
+        import tapio
+    except ImportError as exc:      # unbuilt: no extension for this python
+        sys.exit(f'error: cannot import tapio from {REPO}/python with '
+                 f'{sys.executable} ({exc}); build it for this interpreter '
+                 'first as the README says.')
+    # Count every tapio loop, however it is made.
+    init = tapio.Loop.__init__
+
+    def counting_init(self, *args, **kwargs):
+        Counter.loops += 1
+        init(self, *args, **kwargs)
+    tapio.Loop.__init__ = counting_init
+    return tapio.Loop
+
+
+def install_factory(factory):
+    """The stock policy class (and so asyncio.new_event_loop, asyncio.run,
+    Runner, IsolatedAsyncioTestCase) makes loops with factory."""
+    import asyncio
+    asyncio.DefaultEventLoopPolicy._loop_factory = staticmethod(factory)
+    asyncio.set_event_loop_policy(None)
+
+
+LOOP_HOOKS = ('create_event_loop', 'new_loop')
+
+
+def makes_stock_loop(hook):
+    """Whether a hook builds a concrete stock loop (not the policy's, not
+    a mock): its source calls SelectorEventLoop(...) or
+    ProactorEventLoop(...)."""
+    import inspect
+    if hook is None:
+        return False
+    try:
+        src = inspect.getsource(hook)
+    except (OSError, TypeError):
+        return False
+    return 'SelectorEventLoop(' in src or 'ProactorEventLoop(' in src
+
+
+def bind_hook_classes(module, factory):
+    """Replace the classes that make a concrete stock loop in a hook.
+
+    Classes defining a loop hook are grouped by their bases (the Select,
+    Poll and EPoll variants of one mixin); each group becomes one class,
+    "Chosen" + the name without its selector prefix, whose hook makes the
+    chosen loop. Returns {replaced class name: chosen class name}."""
+    import unittest
+    groups = {}
+    for name, obj in list(vars(module).items()):
+        if (isinstance(obj, type) and issubclass(obj, unittest.TestCase)
+                and obj.__module__ == module.__name__
+                and any(makes_stock_loop(vars(obj).get(h))
+                        for h in LOOP_HOOKS)):
+            groups.setdefault(obj.__bases__, []).append(name)
+    replaced = {}
+    for names in groups.values():
+        classes = [getattr(module, n) for n in names]
+        live = [c for c in classes if not getattr(c, '__unittest_skip__',
+                                                  False)]
+        if not live:
+            continue
+        base = live[0]
+        short = base.__name__
+        for prefix in ('Selector', 'Select', 'EPoll', 'Poll'):
+            if short.startswith(prefix):
+                short = short[len(prefix):]
+                break
+        short = short.replace('Selector', '')
+        chosen_name = 'Chosen' + short
+        # Tests a variant adds that the first lacks would be lost: keep
+        # them by inheriting from every live variant.
+        hooks = {h: (lambda self: factory()) for h in LOOP_HOOKS}
+        chosen = type(chosen_name, tuple(live), hooks)
+        chosen.__module__ = module.__name__
+        chosen.__qualname__ = chosen_name
+        setattr(module, chosen_name, chosen)
+        for c in classes:
+            delattr(module, c.__name__)
+            replaced[c.__name__] = chosen_name
+    return replaced
+
+
+def short_id(test):
+    tid = test.id()
+    return tid[len(PKG) + 1:] if tid.startswith(PKG + '.') else tid
+
+
+def iter_tests(suite):
+    import unittest
+    for t in suite:
+        if isinstance(t, unittest.TestSuite):
+            yield from iter_tests(t)
+        else:
+            yield t
+
+
+def filter_suite(suite, keep):
+    """A flat-by-class suite of the tests keep(test) accepts."""
+    import unittest
+    out = unittest.TestSuite()
+    for t in iter_tests(suite):
+        if keep(t):
+            out.addTest(t)
+    return out
+
+
+def apply_skips(suite, skips, used):
+    """Mark each skip-listed test (by short id) as skipped."""
+    import unittest
+    for t in iter_tests(suite):
+        tid = short_id(t)
+        for pattern, reason in skips.items():
+            if fnmatch.fnmatchcase(tid, pattern):
+                used.add(pattern)
+                method = getattr(t, t._testMethodName)
+                # Per instance: other variants of the class keep the test.
+                setattr(t, t._testMethodName,
+                        unittest.skip('cpython_skips: ' + reason)(method))
+                break
+
+
+def make_result_class(results_file, timeout):
+    import unittest
+
+    class RecordingResult(unittest.TestResult):
+        """Writes one JSON line per finished test, with its loop count."""
+
+        def startTest(self, test):
+            # A C-level watchdog: fires even if the loop never returns.
+            faulthandler.dump_traceback_later(timeout, exit=True)
+            self._outcome_ = 'pass'
+            self._detail_ = ''
+            self._t0_ = time.monotonic()
+            self.write({'id': short_id(test), 'event': 'start'})
+            Counter.loops = 0
+            super().startTest(test)
+
+        def stopTest(self, test):
+            super().stopTest(test)
+            faulthandler.cancel_dump_traceback_later()
+            self.write({'id': short_id(test), 'event': 'stop',
+                        'outcome': self._outcome_, 'detail': self._detail_,
+                        'loops': Counter.loops,
+                        'time': time.monotonic() - self._t0_})
+
+        def write(self, rec):
+            results_file.write(json.dumps(rec) + '\n')
+            results_file.flush()
+
+        def _fail(self, test, err, kind):
+            self._outcome_ = 'fail'
+            self._detail_ += f'{kind}: ' + self._exc_info_to_string(err, test)
+
+        def addError(self, test, err):
+            super().addError(test, err)
+            if not hasattr(self, '_outcome_') or isinstance(
+                    test, unittest.suite._ErrorHolder):
+                # setUpClass/setUpModule errors: no test is running.
+                self.write({'id': test.id(), 'event': 'stop',
+                            'outcome': 'fail', 'loops': Counter.loops,
+                            'detail': self._exc_info_to_string(err, test),
+                            'time': 0})
+                return
+            self._fail(test, err, 'ERROR')
+
+        def addFailure(self, test, err):
+            super().addFailure(test, err)
+            self._fail(test, err, 'FAIL')
+
+        def addSubTest(self, test, subtest, err):
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                self._fail(subtest, err, 'FAIL (subtest)')
+
+        def addUnexpectedSuccess(self, test):
+            super().addUnexpectedSuccess(test)
+            self._outcome_ = 'fail'
+            self._detail_ += 'unexpected success\n'
+
+        def addSkip(self, test, reason):
+            super().addSkip(test, reason)
+            if self._outcome_ != 'fail':
+                self._outcome_ = 'skip'
+                self._detail_ = reason
+
+    return RecordingResult
+
+
+def run_worker(args):
+    import importlib
+    import unittest
+    try:
+        importlib.import_module(PKG + '.utils')
+    except ImportError as exc:
+        sys.exit(f'error: {sys.executable} has no {PKG} ({exc})')
+    sys.path.insert(0, HERE)
+    from cpython_skips import SKIPS
+    factory = chosen_factory(args.loop)
+    install_factory(factory)
+    modname = args.worker
+    results = open(args.results, 'a')
+    try:
+        module = importlib.import_module(f'{PKG}.{modname}')
+    except unittest.SkipTest as exc:
+        results.write(json.dumps({'event': 'module-skip', 'id': modname,
+                                  'detail': str(exc)}) + '\n')
+        results.write(json.dumps({'event': 'module-done', 'id': modname})
+                      + '\n')
+        return 0
+    replaced = bind_hook_classes(module, factory)
+    for old, new in sorted(replaced.items()):
+        results.write(json.dumps({'event': 'replaced', 'id': modname,
+                                  'old': old, 'new': new}) + '\n')
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromModule(module)
+    done = set()
+    if args.done and os.path.exists(args.done):
+        with open(args.done) as f:
+            done = set(f.read().split())
+    patterns = k_patterns(args.patterns)
+    suite = filter_suite(suite, lambda t: short_id(t) not in done and (
+        not patterns or any(fnmatch.fnmatchcase(short_id(t), p)
+                            for p in patterns)))
+    used = set()
+    if args.loop == 'tapio' and not args.no_skips:
+        apply_skips(suite, SKIPS, used)
+    results.write(json.dumps({'event': 'skips-used', 'id': modname,
+                              'patterns': sorted(used)}) + '\n')
+    results.flush()
+    result = make_result_class(results, args.timeout)()
+    # The tests write scratch files (sendfile data) into the cwd.
+    with tempfile.TemporaryDirectory(prefix='tapio-cpython-') as tmp:
+        os.chdir(tmp)
+        suite.run(result)
+        os.chdir(REPO)
+    results.write(json.dumps({'event': 'module-done', 'id': modname}) + '\n')
+    results.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# The orchestrator: modules in child processes, per interpreter.
+
+def find_interpreters():
+    found = sorted(glob.glob('/root/.pyenv/versions/3.*/bin/python3') +
+                   glob.glob(os.path.expanduser(
+                       '~/.pyenv/versions/3.*/bin/python3')))
+    found = sorted(set(os.path.realpath(p) for p in found))
+    keep = []
+    for py in found:
+        try:
+            out = subprocess.run([py, '-c', 'import sys; print('
+                                  'sys.version_info >= (3, 11))'],
+                                 capture_output=True, text=True, timeout=30)
+        except OSError:
+            continue
+        if out.stdout.strip() == 'True':     # tapio supports 3.11+
+            keep.append(py)
+    for name in ('/usr/bin/python3',):
+        if os.path.exists(name):
+            keep.append(name)
+    return keep
+
+
+def probe(py):
+    """(version string, list of test modules) or (version, None, reason)."""
+    code = ('import sys, os, pkgutil\n'
+            'print("%d.%d.%d" % sys.version_info[:3])\n'
+            'try:\n'
+            f'    import {PKG} as p\n'
+            'except Exception as e:\n'
+            '    print("MISSING", e); raise SystemExit\n'
+            'print(" ".join(sorted(m.name for m in pkgutil.iter_modules('
+            'p.__path__) if m.name.startswith("test_"))))\n')
+    out = subprocess.run([py, '-c', code], capture_output=True, text=True,
+                         timeout=120)
+    lines = out.stdout.split('\n')
+    version = lines[0] if lines and lines[0] else '?'
+    if len(lines) < 2 or lines[1].startswith('MISSING') or out.returncode:
+        reason = (lines[1] if len(lines) > 1 and lines[1] else
+                  out.stderr.strip().splitlines()[-1:] or ['?'])
+        return version, None, reason
+    return version, lines[1].split(), None
+
+
+class ModuleRun:
+    """One module's child process, restarted past a test that hangs."""
+
+    def __init__(self, py, module, args, tmp):
+        self.py, self.module, self.args = py, module, args
+        self.results = os.path.join(tmp, f'{module}.jsonl')
+        self.done_file = os.path.join(tmp, f'{module}.done')
+        self.log = os.path.join(tmp, f'{module}.log')
+        self.records = {}       # id -> stop record
+        self.events = []        # other records
+        self.crashes = []       # (test id, log tail)
+        self.started = time.monotonic()
+        self.proc = None
+        self.offset = 0
+        self.current = None
+        self.finished = False
+        self.spawn()
+
+    def spawn(self):
+        cmd = [self.py, os.path.abspath(__file__), '--worker', self.module,
+               '--results', self.results, '--done', self.done_file,
+               '--loop', self.args.loop, '--timeout', str(self.args.timeout)]
+        for p in self.args.patterns:
+            cmd += ['-k', p]
+        if self.args.no_skips:
+            cmd.append('--no-skips')
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            [os.path.join(REPO, 'python')] +
+            [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
+        env.pop('PYTHONASYNCIODEBUG', None)
+        self.logf = open(self.log, 'a')
+        self.logf.write(f'--- {" ".join(cmd)}\n')
+        self.logf.flush()
+        self.proc = subprocess.Popen(cmd, stdout=self.logf,
+                                     stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=REPO,
+                                     env=env)
+
+    def read(self):
+        if not os.path.exists(self.results):
+            return
+        with open(self.results) as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind('\n') + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            rec = json.loads(line)
+            ev = rec['event']
+            if ev == 'start':
+                self.current = rec['id']
+            elif ev == 'stop':
+                self.records[rec['id']] = rec
+                self.current = None
+            elif ev == 'module-done':
+                self.finished = True
+            else:
+                self.events.append(rec)
+
+    def poll(self):
+        """True when the module has finished (possibly after restarts)."""
+        rc = self.proc.poll()
+        if rc is None:
+            if time.monotonic() - self.started > MODULE_DEADLINE:
+                self.proc.kill()
+                self.proc.wait()
+                self.read()
+                self.crash('module deadline passed', deadline=True)
+                return True
+            return False
+        self.logf.close()
+        self.read()
+        if self.finished:
+            return True
+        self.crash(f'worker exited with status {rc}')
+        if self.current is None:
+            return True        # died outside a test: import or fixtures
+        # Continue after the test that crashed or hung.
+        with open(self.done_file, 'w') as f:
+            f.write('\n'.join(list(self.records) + [self.current]))
+        self.current = None
+        self.spawn()
+        return False
+
+    def crash(self, why, deadline=False):
+        with open(self.log) as f:
+            tail = f.read()[-6000:]
+        tid = self.current or f'{self.module} (outside any test)'
+        self.records[tid] = {'id': tid, 'event': 'stop', 'outcome': 'fail',
+                             'loops': 0, 'time': 0,
+                             'detail': f'{why}; log tail:\n{tail}'}
+
+
+def run_interpreter(py, args, skips):
+    """Run the modules with py; returns a summary dict."""
+    version, modules, reason = probe(py)
+    label = f'python {version} ({py})'
+    if modules is None:
+        print(f'{label}: SKIPPED, no Lib/test/test_asyncio: {reason} '
+              '(this interpreter does not ship CPython\'s test package)',
+              flush=True)
+        return None
+    if args.modules:
+        wanted = ['test_' + m if not m.startswith('test_') else m
+                  for m in args.modules]
+        missing = [m for m in wanted if m not in modules]
+        for m in missing:
+            print(f'{label}: no module {PKG}.{m}')
+        modules = [m for m in wanted if m in modules]
+    print(f'=== {label}: {len(modules)} modules, loop {args.loop}',
+          flush=True)
+    t0 = time.monotonic()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix='tapio-cpython-run-') as tmp:
+        pending = list(modules)
+        active = []
+        while pending or active:
+            while pending and len(active) < max(1, args.jobs):
+                active.append(ModuleRun(py, pending.pop(0), args, tmp))
+            time.sleep(0.1)
+            for run in list(active):
+                if run.poll():
+                    active.remove(run)
+                    runs.append(run)
+                    report_module(run, args)
+    return summarize(label, runs, args, skips, time.monotonic() - t0)
+
+
+def report_module(run, args):
+    recs = run.records.values()
+    n = {k: sum(1 for r in recs if r['outcome'] == k)
+         for k in ('pass', 'fail', 'skip')}
+    on = sum(1 for r in recs if r['loops'] and r['outcome'] == 'pass')
+    mskip = [e for e in run.events if e['event'] == 'module-skip']
+    extra = f' (skipped at import: {mskip[0]["detail"]})' if mskip else ''
+    print(f'{run.module}: {n["pass"]} passed ({on} on the chosen loop), '
+          f'{n["fail"]} failed, {n["skip"]} skipped, '
+          f'{time.monotonic() - run.started:.0f}s{extra}', flush=True)
+    if args.verbose:
+        for r in sorted(recs, key=lambda r: r['id']):
+            print(f'    {r["id"]}: {r["outcome"]} loops={r["loops"]}')
+
+
+def summarize(label, runs, args, skips, elapsed):
+    recs = [r for run in runs for r in run.records.values()]
+    fails = [r for r in recs if r['outcome'] == 'fail']
+    on = [r for r in recs if r['loops']]
+    off = [r for r in recs if not r['loops']]
+    passed_on = sum(1 for r in on if r['outcome'] == 'pass')
+    passed_off = sum(1 for r in off if r['outcome'] == 'pass')
+    ours = [r for r in recs if r['outcome'] == 'skip'
+            and r['detail'].startswith('cpython_skips: ')]
+    theirs = [r for r in recs if r['outcome'] == 'skip'
+              and not r['detail'].startswith('cpython_skips: ')]
+    for r in sorted(fails, key=lambda r: r['id']):
+        print(f'\nFAILED {r["id"]} (loops={r["loops"]})\n{r["detail"]}')
+    replaced = [e for run in runs for e in run.events
+                if e['event'] == 'replaced']
+    if replaced:
+        print('\nhook classes bound to the chosen loop: ' + ', '.join(
+            f'{e["id"]}.{e["old"]}->{e["new"]}' for e in replaced))
+    used = {p for run in runs for e in run.events
+            if e['event'] == 'skips-used' for p in e['patterns']}
+    if (args.loop == 'tapio' and not args.no_skips and not args.modules
+            and not args.patterns):
+        for pattern in sorted(set(skips) - used):
+            if not skip_applies(pattern, label):
+                continue
+            print(f'warning: skip pattern matches no test: {pattern}')
+    slow = sorted(recs, key=lambda r: -r['time'])[:args.slowest]
+    if slow:
+        print('slowest: ' + ', '.join(f'{r["id"]} {r["time"]:.1f}s'
+                                       for r in slow))
+    print(f'{label}, loop {args.loop}, {elapsed:.0f}s:\n'
+          f'  on the chosen loop: {passed_on} passed, '
+          f'{sum(1 for r in on if r["outcome"] == "fail")} failed\n'
+          f'  loop-independent (made no {args.loop} loop): {passed_off} '
+          f'passed, {sum(1 for r in off if r["outcome"] == "fail")} failed\n'
+          f'  skipped: {len(ours)} by cpython_skips.py, {len(theirs)} by '
+          f'CPython\'s own conditions (platform, resources)', flush=True)
+    print(f'{label} {args.loop}: {passed_on} passed, {len(fails)} failed, '
+          f'{len(ours) + len(theirs)} skipped', flush=True)
+    return {'passed': passed_on, 'failed': len(fails),
+            'skipped': len(ours) + len(theirs), 'independent': passed_off,
+            'ran': len(recs)}
+
+
+def skip_applies(pattern, label):
+    return True
 
 
 def list_skips(skips):
@@ -230,48 +593,30 @@ def list_skips(skips):
     print(f'{len(skips)} entries')
 
 
-def build_suite(factory, test_utils, skips, patterns):
-    loader = unittest.TestLoader()
-    loader.testNamePatterns = k_patterns(patterns)
-    suite, used = unittest.TestSuite(), set()
-    for cls in build_classes(factory, test_utils):
-        apply_skips(cls, skips, used)
-        suite.addTests(loader.loadTestsFromTestCase(cls))
-    for pattern in sorted(set(skips) - used):   # CPython renamed a test?
-        print(f'warning: skip pattern matches no test: {pattern}')
-    return suite
-
-
-def run_suite(suite, timeout, verbose):
-    CountingResult.timeout = timeout
-    runner = unittest.TextTestRunner(stream=sys.stdout,
-                                     resultclass=CountingResult,
-                                     verbosity=2 if verbose else 1)
-    cwd = os.getcwd()
-    # The tests write scratch files (sendfile data) into the cwd.
-    with tempfile.TemporaryDirectory(prefix='tapio-cpython-') as tmp:
-        os.chdir(tmp)
-        try:
-            return runner.run(suite)
-        finally:
-            os.chdir(cwd)
-            asyncio.set_event_loop_policy(None)
-
-
 def main(args):
-    test_utils = import_cpython_tests()
+    if args.worker:
+        return run_worker(args)
     sys.path.insert(0, HERE)
     from cpython_skips import SKIPS
     if args.list_skips:
         list_skips(SKIPS)
         return 0
-    factory = loop_factory(args.loop)
-    skips = SKIPS if args.loop == 'tapio' and not args.no_skips else {}
-    suite = build_suite(factory, test_utils, skips, args.patterns)
-    result = run_suite(suite, args.timeout, args.verbose)
-    passed, failed, skipped = result.counts()
-    print(f'{passed} passed, {failed} failed, {skipped} skipped', flush=True)
-    return 1 if failed or not result.testsRun else 0
+    pythons = args.python or [sys.executable]
+    if 'all' in pythons:
+        pythons = find_interpreters()
+    total = {'passed': 0, 'failed': 0, 'skipped': 0, 'ran': 0}
+    for py in pythons:
+        summary = run_interpreter(py, args, SKIPS)
+        if summary is None:
+            continue
+        for k in total:
+            total[k] += summary[k]
+    if not total['ran']:
+        total['failed'] += 1
+        print('no test ran', flush=True)
+    print(f'{total["passed"]} passed, {total["failed"]} failed, '
+          f'{total["skipped"]} skipped', flush=True)
+    return 1 if total['failed'] else 0
 
 
 if __name__ == '__main__':

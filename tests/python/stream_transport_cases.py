@@ -10,6 +10,7 @@ import asyncio
 import gc
 import os
 import socket
+import sys
 import tempfile
 import warnings
 import weakref
@@ -549,8 +550,9 @@ class StreamTransportCases:
 
     def test_unclosed_transport_warns(self):
         async def test():
-            server, _ = await self.start_server()
+            server, accepted = await self.start_server()
             await self.create_connection(RecordingProtocol, server)  # never closed
+            await wait_until(lambda: accepted, what="the accept")
 
         self.run_coro(test())
         self.loop.close()
@@ -576,11 +578,19 @@ class StreamTransportCases:
             await wait_until(lambda: accepted, what="the accept")
             address = self.server_address(server)
             server.close()
-            await server.wait_closed()
+            closed = asyncio.ensure_future(server.wait_closed())
+            if sys.version_info >= (3, 12):
+                # wait_closed() also waits for the server's connections.
+                await asyncio.sleep(0.05)
+                self.assertFalse(closed.done())
+            else:
+                await closed
             with self.assertRaises(OSError):
                 await self.loop.run_in_executor(None, self.blocking_connect, address)
             transport.write(b"still open")
             self.assertEqual(await protocol.received(10), b"still open")
+            transport.close()
+            await asyncio.wait_for(closed, 10)
         self.run_coro(test())
 
     # -- sockets made elsewhere

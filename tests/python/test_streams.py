@@ -268,6 +268,9 @@ class StreamCases:
                 reader, writer = await self.open(server)
                 writer.write(b"ping\n")
                 self.assertEqual(await reader.readline(), b"ping\n")
+                # From 3.12 on, leaving the block waits for the connections.
+                writer.close()
+                await writer.wait_closed()
             self.assertFalse(server.is_serving())
         self.run_coro(main())
 

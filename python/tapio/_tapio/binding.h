@@ -71,9 +71,11 @@ typedef struct Transport {
     PyObject *sock;          /* socket (or pipe) object viewing the fd */
     bool close_view;         /* a pipe object on a dup: close, not detach */
     PyObject *lost_exc;      /* for connection_lost after a protocol error */
+    PyObject *context;       /* contextvars.Context its protocol runs in */
     struct Transport *prev, *next; /* the loop's list of open transports */
     Py_buffer view;          /* BufferedProtocol buffer being filled */
     bool view_held;
+    bool in_context;         /* context is entered (binding_enter) */
     bool lost;               /* connection_lost has run */
     bool dropped_open;       /* the loop closed under it: warn when freed */
     char scratch;            /* target of a read after get_buffer failed */
@@ -89,6 +91,8 @@ struct ServerCore {
     PyObject *make_extra;      /* make_extra(fd) -> (socket, extra dict) */
     PyObject *on_closed;       /* called once closed with no connections left */
     PyObject *owner;           /* the Python Server, kept alive while open */
+    PyObject *context;         /* copied when serving started; each
+                                * connection runs in a copy of it */
 };
 
 struct LoopCore {
@@ -105,6 +109,8 @@ struct LoopCore {
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
+    int user_calls;              /* depth of user calls into transports that
+                                  * may call the protocol back (write) */
     bool debug;
     bool closed;
     ModuleState *state;
@@ -141,6 +147,39 @@ static inline void binding_restore_exception(PyObject *exc)
     PyObject *tb = PyException_GetTraceback(exc);
     PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, tb);
 #endif
+}
+
+/* Protocol factories and callbacks run in the contextvars context of their
+ * transport (a copy of the one current when it was made), as asyncio's do.
+ * binding_enter enters `context` around a callback the loop dispatches and
+ * returns it (a new reference) for binding_leave. It enters nothing and
+ * returns NULL inside a user's call into a transport (pause_writing inside
+ * write(), error_received inside sendto(): those run in the caller's
+ * context, as in asyncio) or when `*entered` says the context is entered
+ * already (a callback made inside another of the same transport). */
+static inline PyObject *binding_enter(LoopCore *loop, PyObject *context,
+                                      bool *entered)
+{
+    if (!context || *entered || loop->user_calls)
+        return NULL;
+    if (PyContext_Enter(context) < 0) {
+        PyErr_WriteUnraisable(context);
+        return NULL;
+    }
+    *entered = true;
+    return Py_NewRef(context);
+}
+
+static inline void binding_leave(PyObject *entered_context, bool *entered)
+{
+    if (!entered_context)
+        return;
+    *entered = false;
+    PyObject *exc = PyErr_Occurred() ? binding_fetch_exception() : NULL;
+    if (PyContext_Exit(entered_context) < 0)
+        PyErr_WriteUnraisable(entered_context);
+    binding_restore_exception(exc);
+    Py_DECREF(entered_context);
 }
 
 /* handle.c */
@@ -180,13 +219,15 @@ int binding_py_to_sockaddr(PyObject *addr, int family,
 
 /* transport.c */
 extern PyType_Spec transport_spec;
+/* `context` is the one its protocol runs in; NULL for a copy of the
+ * current one. */
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
-                         PyObject *extra);
+                         PyObject *extra, PyObject *context);
 /* The same, of a subclass of Transport (a type whose instances add no
  * fields). */
 Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
                             PyObject *protocol, PyObject *sock,
-                            PyObject *extra);
+                            PyObject *extra, PyObject *context);
 /* The libtapio protocol table for the transport's Python protocol. */
 const tapio_protocol *transport_table(Transport *self);
 /* Hand the transport to libtapio, which holds a reference until

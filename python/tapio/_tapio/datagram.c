@@ -15,7 +15,9 @@ struct DatagramTransport {
     PyObject *protocol;
     PyObject *sock;          /* socket object viewing the fd */
     PyObject *address;       /* the remote address given, or None */
+    PyObject *context;       /* contextvars.Context its protocol runs in */
     int family;
+    bool in_context;         /* context is entered (binding_enter) */
     bool lost;
     bool dropped_open;       /* the loop closed under it: warn when freed */
     /* The last sender's address as a Python object, reused while the same
@@ -52,13 +54,26 @@ static void protocol_failed(DatagramTransport *self, const char *message)
     Py_DECREF(exc);
 }
 
+/* Each libtapio callback runs in the transport's context (binding.h). */
+static PyObject *enter(DatagramTransport *self)
+{
+    return binding_enter(self->loop, self->context, &self->in_context);
+}
+
+static void leave(DatagramTransport *self, PyObject *entered)
+{
+    binding_leave(entered, &self->in_context);
+}
+
 static void call(DatagramTransport *self, PyObject *name, PyObject *arg,
                  const char *message)
 {
+    PyObject *ctx = enter(self);
     PyObject *res = binding_call_method(self->protocol, name, arg);
     if (!res)
         protocol_failed(self, message);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 static void on_connection_made(tapio_datagram *d, void *user)
@@ -90,6 +105,7 @@ static void on_datagram_received(tapio_datagram *d, const void *data,
 {
     (void)d;
     DatagramTransport *self = user;
+    PyObject *ctx = enter(self);
     PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyObject *from = bytes ? sender(self, addr, addrlen) : NULL;
     PyObject *res = NULL;
@@ -106,6 +122,7 @@ static void on_datagram_received(tapio_datagram *d, const void *data,
     if (!res)
         protocol_failed(self, "protocol.datagram_received() call failed.");
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 static void on_error_received(tapio_datagram *d, int err, void *user)
@@ -212,6 +229,11 @@ PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
     self->sock = Py_NewRef(sock);
     self->address = Py_NewRef(address);
     self->family = fam;
+    self->context = PyContext_CopyCurrent();
+    if (!self->context) { /* the fd is still the caller's */
+        Py_DECREF(self);
+        return NULL;
+    }
     PyObject_GC_Track(self);
     int err = tapio_datagram_from_fd(loop->loop, fd,
                                      remote_len ? (struct sockaddr *)&remote
@@ -328,8 +350,12 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
     socklen_t salen;
     int rc = destination(self, addr, &sa, &salen);
     if (rc == 0 && usable(self)) {
+        /* error_received and pause_writing may run inside: in the caller's
+         * context, as in asyncio. */
+        self->loop->user_calls++;
         int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
                                         sa, salen);
+        self->loop->user_calls--;
         if (err == -EDESTADDRREQ)
             PyErr_SetString(PyExc_TypeError,
                             "sendto() needs an address: the endpoint has no "
@@ -393,8 +419,11 @@ static PyObject *datagram_set_write_buffer_limits(DatagramTransport *self,
     Py_ssize_t high, low;
     if (binding_parse_limits(args, kwargs, &high, &low) < 0)
         return NULL;
-    if (usable(self))
+    if (usable(self)) {
+        self->loop->user_calls++;
         tapio_datagram_set_write_buffer_limits(self->d, high, low);
+        self->loop->user_calls--;
+    }
     if (PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
@@ -448,6 +477,7 @@ static int datagram_traverse(DatagramTransport *self, visitproc visit,
     Py_VISIT(self->address);
     Py_VISIT(self->from_obj);
     Py_VISIT(self->to_obj);
+    Py_VISIT(self->context);
     return 0;
 }
 
@@ -460,6 +490,7 @@ static int datagram_clear(DatagramTransport *self)
     Py_CLEAR(self->address);
     Py_CLEAR(self->from_obj);
     Py_CLEAR(self->to_obj);
+    Py_CLEAR(self->context);
     return 0;
 }
 

@@ -451,7 +451,7 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
     Py_XDECREF(fileno);
     if (fd < 0 && PyErr_Occurred())
         return NULL;
-    Transport *t = transport_new(self, args[1], args[0], args[2]);
+    Transport *t = transport_new(self, args[1], args[0], args[2], NULL);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
         Py_XDECREF(t);
@@ -485,7 +485,7 @@ static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *const *args,
     long mode = PyLong_AsLong(args[3]);
     if (PyErr_Occurred() || !check_open(self))
         return NULL;
-    Transport *t = transport_new(self, args[2], args[1], args[4]);
+    Transport *t = transport_new(self, args[2], args[1], args[4], NULL);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
         Py_XDECREF(t);

@@ -7,8 +7,18 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
 {
     (void)server;
     ServerCore *self = arg;
-    PyObject *protocol = PyObject_CallNoArgs(self->protocol_factory);
-    Transport *t = protocol ? transport_new(self->loop, protocol, NULL, Py_None)
+    /* Each connection runs in its own copy of the server's context, the
+     * factory too (as in asyncio, where each is a task of its own). */
+    bool entered = true; /* for binding_leave, which also drops ctx */
+    PyObject *ctx = PyContext_Copy(self->context);
+    if (!ctx || PyContext_Enter(ctx) < 0) {
+        Py_XDECREF(ctx);
+        ctx = NULL;
+    }
+    PyObject *protocol = ctx ? PyObject_CallNoArgs(self->protocol_factory)
+                             : NULL;
+    Transport *t = protocol ? transport_new(self->loop, protocol, NULL, Py_None,
+                                            ctx)
                             : NULL;
     Py_XDECREF(protocol);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
@@ -25,8 +35,10 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
             Py_DECREF(exc);
         }
         Py_XDECREF(t);
+        binding_leave(ctx, &entered);
         return NULL; /* libtapio closes the connection */
     }
+    binding_leave(ctx, &entered);
     t->server = (ServerCore *)Py_NewRef((PyObject *)self);
     transport_attach(t); /* libtapio's reference until connection_lost */
     *user = t;
@@ -57,11 +69,18 @@ PyObject *server_core_new(LoopCore *loop, PyObject *args)
             return NULL;
         }
     }
-    ServerCore *self = PyObject_GC_New(ServerCore, loop->state->ServerCoreType);
+    /* asyncio's accept loop runs in a copy of the context current when
+     * serving starts, which is now. */
+    PyObject *context = PyContext_CopyCurrent();
+    ServerCore *self = context ? PyObject_GC_New(ServerCore,
+                                                 loop->state->ServerCoreType)
+                               : NULL;
     if (!self) {
+        Py_XDECREF(context);
         PyMem_Free(fdv);
         return NULL;
     }
+    self->context = context;
     self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
     self->server = NULL;
     self->protocol_factory = Py_NewRef(factory);
@@ -170,6 +189,7 @@ static int server_traverse(ServerCore *self, visitproc visit, void *arg)
     Py_VISIT(self->make_extra);
     Py_VISIT(self->on_closed);
     Py_VISIT(self->owner);
+    Py_VISIT(self->context);
     return 0;
 }
 
@@ -179,6 +199,7 @@ static int server_clear(ServerCore *self)
     Py_CLEAR(self->make_extra);
     Py_CLEAR(self->on_closed);
     Py_CLEAR(self->owner);
+    Py_CLEAR(self->context);
     return 0;
 }
 

@@ -386,6 +386,9 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
     e->handshaking = false;
     PyObject *callback = e->on_handshake;
     e->on_handshake = NULL;
+    Py_INCREF(face);
+    PyObject *ctx = binding_enter(face->loop, face->context,
+                                  &face->in_context);
     PyObject *res = exc && callback ? PyObject_CallOneArg(callback, exc) : NULL;
     if (!res && PyErr_Occurred())
         PyErr_WriteUnraisable(callback);
@@ -394,6 +397,8 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
     Py_XDECREF(callback);
     if (err)
         transport_end(face);
+    binding_leave(ctx, &face->in_context);
+    Py_DECREF(face);
 }
 
 /* raw._start_tls(cls, protocol, sslobject, incoming, outgoing, extra,
@@ -423,8 +428,11 @@ PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
         PyErr_SetString(PyExc_RuntimeError, "Transport is closing");
         return NULL;
     }
+    /* The TLS transport's protocol runs in a copy of the context current
+     * now: start_tls's caller's (as asyncio's reader is re-added from
+     * there), the connecting caller's, or an accepted connection's. */
     Transport *face = transport_new_of(cls, raw->loop, args[0], raw->sock,
-                                       args[4]);
+                                       args[4], NULL);
     const tapio_protocol *table = face ? transport_table(face) : NULL;
     PyTLS *e = table ? engine_new(args[1], args[2], args[3], args[4]) : NULL;
     if (!e) {

@@ -40,6 +40,17 @@ static PyObject *call_protocol(Transport *self, PyObject *name,
     return binding_call_method(self->protocol, name, arg);
 }
 
+/* Each libtapio callback runs in the transport's context (binding.h). */
+static PyObject *enter(Transport *self)
+{
+    return binding_enter(self->loop, self->context, &self->in_context);
+}
+
+static void leave(Transport *self, PyObject *entered)
+{
+    binding_leave(entered, &self->in_context);
+}
+
 static void detach_socket(Transport *self);
 
 /* ---- the loop's list of transports libtapio holds --------------------- */
@@ -108,9 +119,11 @@ static void on_connection_made(tapio_transport *t, void *user)
         self->t = t;
         tapio_transport_ref(t);
     }
+    PyObject *ctx = enter(self);
     if (self->server && !self->sock && fill_accepted_extra(self) < 0) {
         protocol_failed(self, "Error on transport creation for incoming "
                               "connection", true);
+        leave(self, ctx);
         return;
     }
     PyObject *res = call_protocol(self, self->loop->state->str_connection_made,
@@ -118,6 +131,7 @@ static void on_connection_made(tapio_transport *t, void *user)
     if (!res)
         protocol_failed(self, "protocol.connection_made() failed", false);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 static void on_data_received(tapio_transport *t, const void *data,
@@ -125,6 +139,7 @@ static void on_data_received(tapio_transport *t, const void *data,
 {
     (void)t;
     Transport *self = user;
+    PyObject *ctx = enter(self);
     PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
     PyObject *res = bytes ? call_protocol(self,
                                           self->loop->state->str_data_received,
@@ -136,11 +151,11 @@ static void on_data_received(tapio_transport *t, const void *data,
                         "Fatal error: protocol.data_received() call failed.",
                         true);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
-static bool on_eof_received(tapio_transport *t, void *user)
+static bool eof_received(tapio_transport *t, Transport *self)
 {
-    Transport *self = user;
     PyObject *res = call_protocol(self, self->loop->state->str_eof_received,
                                   NULL);
     if (!res) {
@@ -159,6 +174,15 @@ static bool on_eof_received(tapio_transport *t, void *user)
     }
     if (keep_open && tapio_transport_is_tls(t))
         tls_warn_kept_open();
+    return keep_open;
+}
+
+static bool on_eof_received(tapio_transport *t, void *user)
+{
+    Transport *self = user;
+    PyObject *ctx = enter(self);
+    bool keep_open = eof_received(t, self);
+    leave(self, ctx);
     return keep_open;
 }
 
@@ -197,6 +221,8 @@ static void on_connection_lost(tapio_transport *t, int err, void *user)
 {
     (void)t;
     Transport *self = user; /* the reference libtapio held, released below */
+    Py_INCREF(self);        /* ... while its context is entered */
+    PyObject *ctx = enter(self);
     PyObject *exc = lost_exception(self, err);
     if (exc) {
         PyObject *res = call_protocol(
@@ -209,6 +235,8 @@ static void on_connection_lost(tapio_transport *t, int err, void *user)
         PyErr_WriteUnraisable((PyObject *)self);
     }
     transport_end(self);
+    leave(self, ctx);
+    Py_DECREF(self);
 }
 
 void transport_end(Transport *self)
@@ -228,22 +256,26 @@ static void on_pause_writing(tapio_transport *t, void *user)
 {
     (void)t;
     Transport *self = user;
+    PyObject *ctx = enter(self);
     PyObject *res = call_protocol(self, self->loop->state->str_pause_writing,
                                   NULL);
     if (!res)
         protocol_failed(self, "protocol.pause_writing() failed", false);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 static void on_resume_writing(tapio_transport *t, void *user)
 {
     (void)t;
     Transport *self = user;
+    PyObject *ctx = enter(self);
     PyObject *res = call_protocol(self, self->loop->state->str_resume_writing,
                                   NULL);
     if (!res)
         protocol_failed(self, "protocol.resume_writing() failed", false);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 /* BufferedProtocol: the transport reads straight into the protocol's
@@ -254,6 +286,7 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
     (void)t;
     (void)sizehint;
     Transport *self = user;
+    PyObject *ctx = enter(self);
     PyObject *hint = PyLong_FromLong(-1);
     PyObject *buf = hint ? call_protocol(self,
                                          self->loop->state->str_get_buffer,
@@ -265,6 +298,7 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
         if (self->view.len > 0) {
             self->view_held = true;
             *len = (size_t)self->view.len;
+            leave(self, ctx);
             return self->view.buf;
         }
         PyBuffer_Release(&self->view);
@@ -276,6 +310,7 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
     protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.",
                     true);
     *len = 1; /* the transport is failing already: read nothing into this */
+    leave(self, ctx);
     return &self->scratch;
 }
 
@@ -292,6 +327,7 @@ static void on_buffer_updated(tapio_transport *t, size_t nbytes, void *user)
     (void)t;
     Transport *self = user;
     release_view(self);
+    PyObject *ctx = enter(self);
     PyObject *n = PyLong_FromSize_t(nbytes);
     PyObject *res = n ? call_protocol(self,
                                       self->loop->state->str_buffer_updated, n)
@@ -302,6 +338,7 @@ static void on_buffer_updated(tapio_transport *t, size_t nbytes, void *user)
                         "Fatal error: protocol.buffer_updated() call failed.",
                         true);
     Py_XDECREF(res);
+    leave(self, ctx);
 }
 
 static const tapio_protocol stream_protocol = {
@@ -335,19 +372,26 @@ static const tapio_protocol *table_for(Transport *self, PyObject *protocol)
 /* ---- creation ---------------------------------------------------------- */
 
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
-                         PyObject *extra)
+                         PyObject *extra, PyObject *context)
 {
     return transport_new_of(loop->state->TransportType, loop, protocol, sock,
-                            extra);
+                            extra, context);
 }
 
 Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
                             PyObject *protocol, PyObject *sock,
-                            PyObject *extra)
+                            PyObject *extra, PyObject *context)
 {
-    Transport *self = PyObject_GC_New(Transport, type);
-    if (!self)
+    context = context ? Py_NewRef(context) : PyContext_CopyCurrent();
+    if (!context)
         return NULL;
+    Transport *self = PyObject_GC_New(Transport, type);
+    if (!self) {
+        Py_DECREF(context);
+        return NULL;
+    }
+    self->context = context;
+    self->in_context = false;
     self->extra = Py_NewRef(extra);
     self->weakreflist = NULL;
     self->dict = NULL;
@@ -410,16 +454,21 @@ static PyObject *transport_write(Transport *self, PyObject *data)
     if (!usable(self))
         Py_RETURN_NONE; /* asyncio drops writes once the end is due */
     int err;
+    /* pause_writing may run inside: in the caller's context. */
+    self->loop->user_calls++;
     if (PyBytes_CheckExact(data)) {
         err = tapio_transport_write(self->t, PyBytes_AS_STRING(data),
                                     (size_t)PyBytes_GET_SIZE(data));
     } else {
         Py_buffer view;
-        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+            self->loop->user_calls--;
             return NULL;
+        }
         err = tapio_transport_write(self->t, view.buf, (size_t)view.len);
         PyBuffer_Release(&view);
     }
+    self->loop->user_calls--;
     if (PyErr_Occurred()) /* pause_writing may have raised SystemExit */
         return NULL;
     return err ? raise_tapio(err) : Py_NewRef(Py_None);
@@ -531,8 +580,11 @@ static PyObject *transport_set_write_buffer_limits(Transport *self,
     Py_ssize_t high, low;
     if (binding_parse_limits(args, kwargs, &high, &low) < 0)
         return NULL;
-    if (usable(self))
+    if (usable(self)) {
+        self->loop->user_calls++; /* pause/resume_writing: caller's context */
         tapio_transport_set_write_buffer_limits(self->t, high, low);
+        self->loop->user_calls--;
+    }
     if (PyErr_Occurred()) /* pause_writing may have raised SystemExit */
         return NULL;
     Py_RETURN_NONE;
@@ -634,6 +686,7 @@ static int transport_traverse(Transport *self, visitproc visit, void *arg)
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_exc);
     Py_VISIT(self->server);
+    Py_VISIT(self->context);
     return 0;
 }
 
@@ -645,6 +698,7 @@ static int transport_clear(Transport *self)
     Py_CLEAR(self->sock);
     Py_CLEAR(self->lost_exc);
     Py_CLEAR(self->server);
+    Py_CLEAR(self->context);
     return 0;
 }
 
