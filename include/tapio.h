@@ -883,8 +883,16 @@ TAPIO_API void tapio_datagram_close(tapio_datagram *d);
 /** Drop the queue and call connection_lost(0) without waiting. */
 TAPIO_API void tapio_datagram_abort(tapio_datagram *d);
 TAPIO_API bool tapio_datagram_is_closing(const tapio_datagram *d);
-/** Bytes of queued datagrams. */
+/** Bytes of queued datagrams: their payloads, plus the overhead below for
+ *  each. */
 TAPIO_API size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d);
+/**
+ * Count `bytes` more for each queued datagram in the write-buffer size, and
+ * so in flow control (default 0; asyncio from Python 3.13 on counts 8, a UDP
+ * header). -EBUSY while datagrams are queued.
+ */
+TAPIO_API int tapio_datagram_set_queued_overhead(tapio_datagram *d,
+                                                 size_t bytes);
 /** As tapio_transport_set_write_buffer_limits. */
 TAPIO_API int tapio_datagram_set_write_buffer_limits(tapio_datagram *d,
                                                      ssize_t high,

@@ -39,7 +39,8 @@ struct tapio_datagram {
     int lost_error;
 
     queued *head, *tail; /* datagrams the socket has not taken yet */
-    size_t queued_bytes;
+    size_t queued_bytes; /* payloads plus `overhead` per datagram */
+    size_t overhead;
     size_t high, low;
 
     struct sockaddr_storage remote, local, peer;
@@ -208,7 +209,7 @@ static void flush_queue(tapio_datagram *d)
         d->head = q->next;
         if (!d->head)
             d->tail = NULL;
-        d->queued_bytes -= q->len;
+        d->queued_bytes -= q->len + d->overhead;
         int err = n < 0 ? -errno : 0;
         free(q);
         if (err) { /* like asyncio: that datagram is dropped and reported */
@@ -240,7 +241,7 @@ static int enqueue(tapio_datagram *d, const void *data, size_t len,
     else
         d->head = q;
     d->tail = q;
-    d->queued_bytes += len;
+    d->queued_bytes += len + d->overhead;
     update_interest(d);
     maybe_pause_protocol(d);
     return 0;
@@ -347,6 +348,14 @@ bool tapio_datagram_is_closing(const tapio_datagram *d) { return d->closing; }
 size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d)
 {
     return d->queued_bytes;
+}
+
+int tapio_datagram_set_queued_overhead(tapio_datagram *d, size_t bytes)
+{
+    if (d->head)
+        return -EBUSY;
+    d->overhead = bytes;
+    return 0;
 }
 
 int tapio_datagram_set_write_buffer_limits(tapio_datagram *d, ssize_t high,

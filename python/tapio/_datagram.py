@@ -4,12 +4,16 @@ is libtapio's."""
 import os
 import socket
 import stat
+import sys
 
 from ._helpers import connection_made, logger, socket_extra
 
 def _check_sock_arguments(sock, **options):
     """A given socket takes no socket options, as asyncio checks."""
-    if sock.type == socket.SOCK_STREAM:
+    if sys.version_info >= (3, 13):
+        if sock.type == socket.SOCK_STREAM:
+            raise ValueError(f"A datagram socket was expected, got {sock!r}")
+    elif sock.type != socket.SOCK_DGRAM:
         raise ValueError(f"A UDP Socket was expected, got {sock!r}")
     if any(options.values()):
         problems = ", ".join(f"{k}={v}" for k, v in options.items() if v)

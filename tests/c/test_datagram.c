@@ -1017,6 +1017,31 @@ TEST(datagram_close_flushes_queued_datagrams_first)
     CHECK_EQ_INT(tapio_datagram_fd(g->d), -1);
 }
 
+/* A per-datagram overhead (asyncio 3.13's header count) is added when a
+ * datagram queues and taken off when it leaves; it cannot change under a
+ * queue. */
+TEST(datagram_queued_overhead_counts_per_datagram)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    dgram *g = dg_to_idle_unix_peer(loop, &peer);
+    CHECK_EQ_INT(tapio_datagram_set_queued_overhead(g->d, 8), 0);
+    uint32_t seq = 0;
+    while (tapio_datagram_get_write_buffer_size(g->d) == 0) {
+        CHECK(seq < 10000);
+        dg_send_numbered(g, seq++, QUEUED_SIZE, NULL);
+    }
+    CHECK_EQ_INT(tapio_datagram_get_write_buffer_size(g->d), QUEUED_SIZE + 8);
+    dg_send_numbered(g, seq++, QUEUED_SIZE, NULL);
+    CHECK_EQ_INT(tapio_datagram_get_write_buffer_size(g->d), 2 * (QUEUED_SIZE + 8));
+    CHECK_EQ_INT(tapio_datagram_set_queued_overhead(g->d, 0), -EBUSY);
+
+    raw_rx *r = raw_listen(loop, peer, true);
+    RUN_UNTIL(loop, r->log.count == seq, 5);
+    CHECK_EQ_INT(tapio_datagram_get_write_buffer_size(g->d), 0);
+    CHECK_EQ_INT(tapio_datagram_set_queued_overhead(g->d, 0), 0);
+}
+
 TEST(datagram_abort_drops_the_queue)
 {
     tapio_loop *loop = test_loop();

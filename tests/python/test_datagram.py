@@ -30,7 +30,8 @@ SENDS_EMPTY_DATAGRAMS = sys.version_info >= (3, 13)
 
 # What asyncio's datagram transport adds to get_write_buffer_size() for each
 # queued datagram (newer versions count a header; 3.11 counts none).
-DATAGRAM_HEADER_SIZE = getattr(selector_events._SelectorDatagramTransport, "_header_size", 0)
+# From 3.13 on, asyncio counts a UDP header per queued datagram.
+DATAGRAM_HEADER_SIZE = 8 if sys.version_info >= (3, 13) else 0
 
 ASYNCIO_TRANSPORT_IS_DATAGRAM_TRANSPORT = issubclass(
     selector_events._SelectorDatagramTransport, asyncio.DatagramTransport)
@@ -215,6 +216,14 @@ class DatagramCases:
             sent.append(numbered(len(sent), size))
             transport.sendto(sent[-1])
         return sent
+
+    def left_after_sending(self, queued):
+        """get_write_buffer_size() once `queued` queued datagrams went out:
+        0, but stock asyncio 3.13.0 adds a header's size per queued datagram
+        and never takes it off again (fixed in 3.13.1)."""
+        if self.loop_name == "asyncio" and sys.version_info[:3] == (3, 13, 0):
+            return queued * DATAGRAM_HEADER_SIZE
+        return 0
 
     def drain(self, sock):
         """Every datagram waiting on sock, without waiting for more."""
@@ -673,7 +682,7 @@ class DatagramEndpointTests(DatagramCases):
             delivered.extend(self.drain(peer))
             self.assertEqual(len(delivered), len(sent))
             self.assertEqual(delivered, sent)
-            self.assertEqual(transport.get_write_buffer_size(), 0)
+            self.assertEqual(transport.get_write_buffer_size(), self.left_after_sending(21))
             self.assertEqual(protocol.events.count("connection_lost"), 1)
         self.run_coro(test())
 
@@ -759,8 +768,9 @@ class DatagramEndpointTests(DatagramCases):
             delivered = []
             self.start_draining(peer, delivered)
             await protocol.wait_for(lambda: "resume_writing" in protocol.events, "resume_writing")
-            self.assertLessEqual(transport.get_write_buffer_size(), low)
-            await wait_until(lambda: transport.get_write_buffer_size() == 0,
+            left = self.left_after_sending(queued + 5)
+            self.assertLessEqual(transport.get_write_buffer_size() - left, low)
+            await wait_until(lambda: transport.get_write_buffer_size() == left,
                              what="the queue to empty")
             await wait_until(lambda: len(delivered) >= len(sent), what="every datagram")
             self.assertEqual(delivered, sent)
@@ -877,7 +887,8 @@ class DatagramArgumentTests(DatagramCases):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             with self.assertRaises(ValueError) as caught:
                 self.create(sock=sock)
-            self.assertEqual(str(caught.exception), f"A UDP Socket was expected, got {sock!r}")
+            kind = "datagram socket" if sys.version_info >= (3, 13) else "UDP Socket"
+            self.assertEqual(str(caught.exception), f"A {kind} was expected, got {sock!r}")
 
     def test_no_address_and_no_family(self):
         with self.assertRaises(ValueError) as caught:
