@@ -7,6 +7,8 @@ protocols implemented in C.
     asyncio.Runner(loop_factory=tapio.new_event_loop)
 """
 import asyncio as _asyncio
+import sys as _sys
+import warnings as _warnings
 
 from . import _helpers, _tapio
 from ._loop import Loop
@@ -23,16 +25,38 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(_asyncio.events.BaseDefaultEventLoopPolicy):
+def _policy_base():
+    """The stock policy to derive from: on Unix before 3.14 the default one
+    (so asyncio.set_child_watcher() and friends keep working after
+    install(); tapio's loops watch their children themselves), from 3.14 on
+    the base class the deprecated public names stand for."""
+    if _sys.version_info >= (3, 14):
+        return _asyncio.events._BaseDefaultEventLoopPolicy
+    return _asyncio.DefaultEventLoopPolicy
+
+
+class EventLoopPolicy(_policy_base()):
     """An asyncio event loop policy whose loops are tapio loops."""
+
+    _loop_factory = Loop
 
     def new_event_loop(self):
         return Loop()
 
 
 def install():
-    """Make tapio the event loop of asyncio.run() and asyncio.new_event_loop()."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
+    """Make tapio the event loop of asyncio.run() and asyncio.new_event_loop().
+
+    From Python 3.14 on asyncio deprecates policies, and so this function:
+    prefer tapio.run(main()) or asyncio.run(main(), loop_factory=tapio.new_event_loop).
+    """
+    if _sys.version_info >= (3, 14):
+        _warnings.warn("tapio.install() sets an event loop policy, which asyncio deprecates "
+                       "from Python 3.14 on; use tapio.run() or asyncio.run(..., "
+                       "loop_factory=tapio.new_event_loop)", DeprecationWarning, stacklevel=2)
+        _asyncio.events._set_event_loop_policy(EventLoopPolicy())
+    else:
+        _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
 def run(main, *, debug=None):

@@ -12,7 +12,7 @@ import sys
 from asyncio import staggered
 
 from ._helpers import connection_made, logger, socket_extra
-from ._server import Server
+from ._server import Server, unix_socket_file
 from ._tls import TLSSettings, acceptor_factory
 
 try:
@@ -242,7 +242,7 @@ class ConnectionsMixin:
 
     # ---- servers ----------------------------------------------------------
 
-    def _bind_server_socket(self, info, reuse_address, reuse_port):
+    def _bind_server_socket(self, info, reuse_address, reuse_port, keep_alive):
         af, socktype, proto, _, address = info
         try:
             sock = socket.socket(af, socktype, proto)
@@ -258,6 +258,8 @@ class ConnectionsMixin:
                 if not hasattr(socket, "SO_REUSEPORT"):
                     raise ValueError("reuse_port not supported by socket module")
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
+            if keep_alive:  # accepted connections inherit it
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
             if af == socket.AF_INET6:
                 # Otherwise it also takes IPv4 and collides with the IPv4 socket.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
@@ -271,7 +273,8 @@ class ConnectionsMixin:
             raise
         return sock
 
-    async def _bind_server_sockets(self, host, port, family, flags, reuse_address, reuse_port):
+    async def _bind_server_sockets(self, host, port, family, flags, reuse_address, reuse_port,
+                                   keep_alive):
         if host == "":
             hosts = [None]
         elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
@@ -283,7 +286,7 @@ class ConnectionsMixin:
         sockets = []
         try:
             for info in dict.fromkeys(itertools.chain.from_iterable(results)):
-                sock = self._bind_server_socket(info, reuse_address, reuse_port)
+                sock = self._bind_server_socket(info, reuse_address, reuse_port, keep_alive)
                 if sock is not None:
                     sockets.append(sock)
         except BaseException:
@@ -303,7 +306,7 @@ class ConnectionsMixin:
                             family=socket.AF_UNSPEC, flags=socket.AI_PASSIVE, sock=None,
                             backlog=100, ssl=None, reuse_address=None, reuse_port=None,
                             ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                            start_serving=True):
+                            start_serving=True, keep_alive=None):
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_tls_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -315,7 +318,7 @@ class ConnectionsMixin:
             if reuse_address is None:
                 reuse_address = os.name == "posix" and sys.platform != "cygwin"
             sockets = await self._bind_server_sockets(host, port, family, flags,
-                                                      reuse_address, reuse_port)
+                                                      reuse_address, reuse_port, keep_alive)
         else:
             if sock is None:
                 raise ValueError("Neither host/port nor sock were specified")
@@ -336,7 +339,8 @@ class ConnectionsMixin:
 
     async def create_unix_server(self, protocol_factory, path=None, *, sock=None,
                                  backlog=100, ssl=None, ssl_handshake_timeout=None,
-                                 ssl_shutdown_timeout=None, start_serving=True):
+                                 ssl_shutdown_timeout=None, start_serving=True,
+                                 cleanup_socket=sys.version_info >= (3, 13)):
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_tls_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -348,11 +352,12 @@ class ConnectionsMixin:
             if sock is None:
                 raise ValueError("path was not specified, and no sock specified")
             _check_stream_socket(sock, socket.AF_UNIX)
+        socket_file = unix_socket_file(sock) if cleanup_socket else None
         sock.setblocking(False)
         factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
                                        ssl_shutdown_timeout)
-        return await self._start_server(Server(self, [sock], factory, backlog),
-                                        start_serving)
+        server = Server(self, [sock], factory, backlog, [socket_file] if socket_file else ())
+        return await self._start_server(server, start_serving)
 
     @staticmethod
     def _bind_unix(path):

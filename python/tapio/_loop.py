@@ -58,6 +58,31 @@ def _set_exception_unless_cancelled(fut, exc):
         fut.set_exception(exc)
 
 
+def _set_task_name(task, name):
+    """Name a task made by a task factory. Before 3.13 a task without
+    set_name is tolerated with a warning; 3.13 requires the method."""
+    if sys.version_info >= (3, 13):
+        task.set_name(name)
+    elif hasattr(task, "set_name"):
+        task.set_name(name)
+    else:
+        warnings.warn("Task.set_name() was added in Python 3.8, the method support will be "
+                      "mandatory for third-party task implementations since 3.13.",
+                      DeprecationWarning, stacklevel=3)
+
+
+def _context_of(context):
+    """The contextvars context a report belongs to (3.12+): its task's, its
+    future's if that is a task, or its handle's."""
+    for key in ("task", "future", "handle"):
+        thing = context.get(key)
+        if thing is not None:
+            get_context = getattr(thing, "get_context", None)
+            owner_context = get_context() if get_context is not None else None
+            return owner_context if hasattr(owner_context, "run") else None
+    return None
+
+
 def _stop_when_done(fut):
     # SystemExit/KeyboardInterrupt already left run_forever on their own.
     if not fut.cancelled() and isinstance(fut.exception(), (SystemExit, KeyboardInterrupt)):
@@ -189,22 +214,31 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
     def create_future(self):
         return asyncio.Future(loop=self)
 
-    def create_task(self, coro, *, name=None, context=None):
-        self._check_closed()
-        if self._task_factory is None:
-            task = asyncio.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]  # this frame is noise
+    if sys.version_info >= (3, 14):
+        def create_task(self, coro, **kwargs):
+            """Every keyword (name, context, eager_start, ...) goes to the
+            task factory, or to asyncio.Task, as 3.14 passes them."""
+            self._check_closed()
+            if self._task_factory is not None:
+                return self._task_factory(self, coro, **kwargs)
+            return self._new_task(coro, kwargs)
+    else:
+        def create_task(self, coro, *, name=None, context=None):
+            self._check_closed()
+            if self._task_factory is None:
+                return self._new_task(coro, {"name": name, "context": context})
+            if context is None:  # a factory of the older (loop, coro) form
+                task = self._task_factory(self, coro)
+            else:
+                task = self._task_factory(self, coro, context=context)
+            if name is not None:
+                _set_task_name(task, name)
             return task
-        if context is None:
-            task = self._task_factory(self, coro)
-        else:
-            task = self._task_factory(self, coro, context=context)
-        if name is not None:
-            try:
-                task.set_name(name)
-            except AttributeError:
-                pass
+
+    def _new_task(self, coro, kwargs):
+        task = asyncio.Task(coro, loop=self, **kwargs)
+        if task._source_traceback:
+            del task._source_traceback[-1]  # this frame is noise
         return task
 
     def set_task_factory(self, factory):
@@ -280,7 +314,11 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            run_in = _context_of(context) if sys.version_info >= (3, 12) else None
+            if run_in is not None:
+                run_in.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

@@ -1,6 +1,7 @@
 """tapio's asyncio Server: the listening sockets are bound in Python, the
 accept loop and every connection run in libtapio."""
 import asyncio
+import os
 import socket
 import sys
 from asyncio import trsock
@@ -16,10 +17,34 @@ def accepted_extra(fd):
     return sock, socket_extra(sock)
 
 
+def unix_socket_file(sock):
+    """(path, inode) of a Unix socket bound to a file, else None: what
+    create_unix_server(cleanup_socket=True) removes when the server closes."""
+    path = sock.getsockname()
+    if not path or path[0] in (0, "\x00"):  # unbound or an abstract name
+        return None
+    try:
+        return path, os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def remove_unix_socket_file(path, inode):
+    """Remove the server's socket file unless another file took its path."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
+
 class Server(asyncio.AbstractServer):
-    def __init__(self, loop, sockets, protocol_factory, backlog):
+    def __init__(self, loop, sockets, protocol_factory, backlog, socket_files=()):
         self._loop = loop
         self._sockets = sockets
+        self._socket_files = socket_files  # (path, inode) to remove on close
         self._protocol_factory = protocol_factory
         self._backlog = backlog
         self._core = None
@@ -75,9 +100,24 @@ class Server(asyncio.AbstractServer):
             for sock in sockets:
                 sock.close()
             self._wakeup()
+        for path, inode in self._socket_files:
+            remove_unix_socket_file(path, inode)
         if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
             self._serving_forever_fut.cancel()
             self._serving_forever_fut = None
+
+    def _clients(self):
+        return self._core.clients() if self._core is not None else []
+
+    def close_clients(self):
+        """Close every connection this server accepted (3.13's API)."""
+        for transport in self._clients():
+            transport.close()
+
+    def abort_clients(self):
+        """Abort every connection this server accepted (3.13's API)."""
+        for transport in self._clients():
+            transport.abort()
 
     def _wakeup(self):
         waiters, self._waiters = self._waiters, None

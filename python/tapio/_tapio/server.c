@@ -133,6 +133,20 @@ static PyObject *server_is_serving(ServerCore *self, PyObject *unused)
                            tapio_server_is_serving(self->server));
 }
 
+/* The connections this server accepted that libtapio still holds (for
+ * Server.close_clients/abort_clients). */
+static PyObject *server_clients(ServerCore *self, PyObject *unused)
+{
+    (void)unused;
+    PyObject *clients = PyList_New(0);
+    Transport *head = &self->loop->open_transports;
+    for (Transport *t = head->next; clients && t != head; t = t->next) {
+        if (t->server == self && PyList_Append(clients, (PyObject *)t) < 0)
+            Py_CLEAR(clients);
+    }
+    return clients;
+}
+
 /* libtapio: closed, and the last accepted connection is gone. */
 static void server_closed(tapio_loop *loop, void *arg)
 {
@@ -214,6 +228,7 @@ static void server_dealloc(ServerCore *self)
 }
 
 static PyMethodDef server_methods[] = {
+    {"clients", (PyCFunction)server_clients, METH_NOARGS, NULL},
     {"start_serving", (PyCFunction)server_start_serving, METH_NOARGS, NULL},
     {"is_serving", (PyCFunction)server_is_serving, METH_NOARGS, NULL},
     {"close", (PyCFunction)server_close, METH_O, NULL},
