@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 import subprocess
+import sys
 import warnings
 
 from ._helpers import logger
@@ -277,14 +278,64 @@ def _check_popen_arguments(universal_newlines, bufsize, text, encoding, errors):
         raise ValueError("errors must be None")
 
 
+# Child watchers: asyncio before 3.14 hands every child to the policy's
+# watcher (asyncio.get_child_watcher()), refuses to spawn while it is not
+# active, and learns the exit from it.
+_HAS_WATCHERS = sys.version_info < (3, 14)
+
+# Watchers that wait for the pids registered with them only: tapio's pidfd
+# watches its children beside them. Any other kind (FastChildWatcher reaps
+# every child of the process, or the user's own) is given the child and
+# reports its exit, as in asyncio.
+_OWN_PID_WATCHERS = tuple(
+    getattr(asyncio, name) for name in (
+        "ThreadedChildWatcher", "PidfdChildWatcher", "SafeChildWatcher",
+        "MultiLoopChildWatcher") if hasattr(asyncio, name))
+
+
+def _policy_child_watcher():
+    """The policy's child watcher, or None for a policy without any."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return asyncio.get_event_loop_policy().get_child_watcher()
+        except (AttributeError, NotImplementedError):
+            return None
+
+
 class SubprocessMixin:
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout,
                                          stderr, bufsize, extra=None, **kwargs):
+        watcher = _policy_child_watcher() if _HAS_WATCHERS else None
+        if watcher is None:
+            return await self._spawn_subprocess(protocol, args, shell, stdin, stdout,
+                                                stderr, bufsize, extra, None, **kwargs)
+        with watcher as entered:
+            if sys.version_info < (3, 12):
+                watcher = entered  # 3.11 uses what __enter__ returns
+            if not watcher.is_active():
+                # Before the child exists, as asyncio checks.
+                raise RuntimeError("asyncio.get_child_watcher() is not activated, "
+                                   "subprocess support is not installed.")
+            if type(watcher) in _OWN_PID_WATCHERS:
+                watcher = None
+            return await self._spawn_subprocess(protocol, args, shell, stdin, stdout,
+                                                stderr, bufsize, extra, watcher, **kwargs)
+
+    def _child_watcher_callback(self, pid, returncode, transport):
+        self.call_soon_threadsafe(transport._process_exited, returncode)
+
+    async def _spawn_subprocess(self, protocol, args, shell, stdin, stdout, stderr,
+                                bufsize, extra, watcher, **kwargs):
         transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout,
                                         stderr, bufsize, extra=extra, **kwargs)
         waiter = self.create_future()
         try:
-            transport._watch_exit()
+            if watcher is None:
+                transport._watch_exit()
+            else:
+                watcher.add_child_handler(transport.get_pid(),
+                                          self._child_watcher_callback, transport)
             # As a task, like asyncio: the waiter then resolves only after
             # the queued connection_made has run.
             self.create_task(transport._connect_pipes(waiter))
