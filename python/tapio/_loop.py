@@ -251,6 +251,11 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
 
     # ---- fd watchers ----------------------------------------------------
 
+    def _ensure_fd_no_transport(self, fd, fileno):
+        transport = self._transport_of_fd(fileno)
+        if transport is not None:
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
     def _watch(self, add, fd, callback, args):
         self._check_closed()
         fileno = _fileobj_to_fd(fd)
@@ -258,20 +263,30 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
             add(fileno, callback, *args)
         except OSError as exc:
             if exc.errno == errno.EBUSY:
+                self._ensure_fd_no_transport(fd, fileno)
                 raise RuntimeError(f"File descriptor {fd!r} is used by transport") from None
             raise
+
+    def _unwatch(self, remove, fd):
+        fileno = _fileobj_to_fd(fd)
+        if remove(fileno):
+            return True
+        # Not watched: asyncio refuses a transport's fd here too.
+        if not self.is_closed():
+            self._ensure_fd_no_transport(fd, fileno)
+        return False
 
     def add_reader(self, fd, callback, *args):
         self._watch(self._add_reader, fd, callback, args)
 
     def remove_reader(self, fd):
-        return self._remove_reader(_fileobj_to_fd(fd))
+        return self._unwatch(self._remove_reader, fd)
 
     def add_writer(self, fd, callback, *args):
         self._watch(self._add_writer, fd, callback, args)
 
     def remove_writer(self, fd):
-        return self._remove_writer(_fileobj_to_fd(fd))
+        return self._unwatch(self._remove_writer, fd)
 
     # ---- exception handling ---------------------------------------------
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import socket
 
 from .loops import loop_tests
@@ -200,5 +201,27 @@ class FdWatcherTests:
         for add in (self.loop.add_reader, self.loop.add_writer):
             with self.assertRaisesRegex(RuntimeError, "is used by transport"):
                 add(self.a.fileno(), print)
-        transport.close()
+        for remove in (self.loop.remove_reader, self.loop.remove_writer):
+            for fd in (self.a, self.a.fileno()):
+                with self.assertRaisesRegex(
+                        RuntimeError, f"^File descriptor {re.escape(repr(fd))} is used by "
+                                      f"transport {re.escape(repr(transport))}$"):
+                    remove(fd)
+        transport.close()  # a closing transport's fd no longer counts
+        self.assertFalse(self.loop.remove_reader(self.a))
         self.run_coro(protocol.lost)
+
+    def test_fd_owned_by_a_datagram_transport_is_refused(self):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+
+        async def attach():
+            return await self.loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                            sock=sock)
+        transport, _ = self.run_coro(attach())
+        with self.assertRaisesRegex(RuntimeError, "is used by transport"):
+            self.loop.add_reader(sock, print)
+        with self.assertRaisesRegex(RuntimeError, "is used by transport"):
+            self.loop.remove_writer(sock.fileno())
+        transport.close()
+        self.run_briefly()

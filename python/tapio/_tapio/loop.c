@@ -319,6 +319,57 @@ static PyObject *remove_watcher(LoopCore *self, PyObject *watchers,
     Py_RETURN_TRUE;
 }
 
+/* fd's datagram transport in the loop's set (a new reference), or NULL. */
+static PyObject *datagram_of_fd(LoopCore *self, int fd)
+{
+    PyObject *iter = PyObject_GetIter(self->datagrams), *d;
+    while (iter && (d = PyIter_Next(iter))) {
+        PyObject *sock = PyObject_CallMethod(d, "get_extra_info", "s", "socket");
+        PyObject *fileno = sock && sock != Py_None
+                               ? PyObject_CallMethod(sock, "fileno", NULL)
+                               : NULL;
+        long found = fileno ? PyLong_AsLong(fileno) : -1;
+        Py_XDECREF(sock);
+        Py_XDECREF(fileno);
+        PyErr_Clear();
+        if (found == fd) {
+            Py_DECREF(iter);
+            return d;
+        }
+        Py_DECREF(d);
+    }
+    Py_XDECREF(iter);
+    return NULL;
+}
+
+/* The open (not closing) transport whose fd is `fd`, or None: asyncio
+ * refuses fd watchers on such an fd. Walks every transport: for error
+ * paths only. */
+static PyObject *loop_transport_of_fd(LoopCore *self, PyObject *arg)
+{
+    int fd = fd_of(arg);
+    if (fd < 0)
+        return NULL;
+    Transport *head = &self->open_transports;
+    for (Transport *t = head->next; t != head; t = t->next) {
+        if (t->t && tapio_transport_fd(t->t) == fd &&
+            !tapio_transport_is_closing(t->t))
+            return Py_NewRef((PyObject *)t);
+    }
+    PyObject *d = datagram_of_fd(self, fd);
+    if (d) {
+        PyObject *closing = PyObject_CallMethod(d, "is_closing", NULL);
+        int is_closing = closing ? PyObject_IsTrue(closing) : -1;
+        Py_XDECREF(closing);
+        if (is_closing == 0)
+            return d;
+        Py_DECREF(d);
+        if (is_closing < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *loop_add_reader(LoopCore *self, PyObject *const *args,
                                  Py_ssize_t nargs)
 {
@@ -666,6 +717,7 @@ static PyMethodDef loop_core_methods[] = {
      METH_FASTCALL, NULL},
     {"_remove_reader", (PyCFunction)loop_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)loop_remove_writer, METH_O, NULL},
+    {"_transport_of_fd", (PyCFunction)loop_transport_of_fd, METH_O, NULL},
     {"_run_forever_core", (PyCFunction)loop_run_forever_core, METH_NOARGS,
      NULL},
     {"_run_once", (PyCFunction)loop_run_once, METH_NOARGS, NULL},
