@@ -2,10 +2,12 @@
 #   make        build libtapio and the tapio Python package, run the
 #               documentation's examples (C and Python, on tapio), then the
 #               short side-by-side benchmark table
-#   make test   every test: C under ASan+UBSan on both backends, the Python
-#               suite on tapio and asyncio, CPython's test_asyncio mixins
+#   make test   every test: C under ASan+UBSan on both backends; on every
+#               CPython 3.11+ on the machine, the Python suite on tapio and
+#               asyncio and CPython's test_asyncio on tapio
 # Other targets: build, examples, bench, install (PREFIX=...), clean.
-# PYTHON=... chooses the interpreter the package is built for.
+# PYTHON=... chooses the interpreter `make` builds for; PYTHONS="..." the
+# ones `make test` runs (default: scripts/find-pythons.sh).
 
 BUILD ?= build
 PREFIX ?= /usr/local

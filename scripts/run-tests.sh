@@ -1,30 +1,42 @@
 #!/bin/sh
 # Every test of the project, each suite's summary kept, one total at the end:
 #   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest)
-#   2. the Python suite, the same tests on tapio and on stock asyncio
-#   3. CPython's own test_asyncio mixins against tapio
-#   4. the connection soak (memory and fds flat over 100,000 cycles; 20,000
-#      TLS cycles)
-#   5. aiohttp and websockets on tapio (with Debian's python3, which has them)
+#   2. for each CPython on the machine (scripts/find-pythons.sh; PYTHONS="..."
+#      to choose): the Python suite, the same tests on tapio and on stock
+#      asyncio, and CPython's own test_asyncio against tapio
+#   3. the connection soak (memory and fds flat over 100,000 cycles; 20,000
+#      TLS cycles), with PYTHON
+#   4. aiohttp and websockets on tapio (with Debian's python3, which has them)
 # The last line is "N passed, N failed" over all of them.
 set -u
 
 PYTHON=${PYTHON:-python3}
+PYTHONS=${PYTHONS:-$(./scripts/find-pythons.sh)}
 SAN_BUILD=${TEST_BUILD:-build-sanitize}
 PY_BUILD=${BUILD:-build}
 JOBS=${JOBS:-2}
 LOGS=$(mktemp -d)
 status=0
 
-# run NAME COMMAND...: run a suite, show and keep its output for the total.
-run() {
+# record NAME COMMAND...: run a suite, keeping its output and exit status
+# (may run in the background); show NAME: print them, note a failure.
+record() {
     name=$1
     shift
-    echo "=== $name"
     "$@" >"$LOGS/$name.log" 2>&1
-    rc=$?
-    cat "$LOGS/$name.log"
-    [ "$rc" -eq 0 ] || status=1
+    echo $? >"$LOGS/$name.rc"
+}
+
+show() {
+    echo "=== $1"
+    cat "$LOGS/$1.log"
+    [ "$(cat "$LOGS/$1.rc")" -eq 0 ] || status=1
+}
+
+# run NAME COMMAND...: run a suite in the foreground and show it.
+run() {
+    record "$@"
+    show "$1"
 }
 
 ctest_suite() {
@@ -36,21 +48,42 @@ ctest_suite() {
     (cd "$SAN_BUILD" && ctest --output-on-failure -j "$JOBS")
 }
 
+# python_build PYTHON DIR: the extension for that interpreter, into
+# python/tapio/ (its file name carries the interpreter's ABI tag).
 python_build() {
-    cmake -S . -B "$PY_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAPIO_BUILD_PYTHON=ON \
-        -DPython3_EXECUTABLE="$(command -v "$PYTHON")" >/dev/null || return 1
-    cmake --build "$PY_BUILD"
+    cmake -S . -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAPIO_BUILD_PYTHON=ON \
+        -DPython3_EXECUTABLE="$(command -v "$1")" >/dev/null || return 1
+    cmake --build "$2"
+}
+
+# python_suites PYTHON: the Python suite and CPython's test_asyncio, side by
+# side (both mostly wait on sockets and timers).
+python_suites() {
+    version=$("$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+    if ! python_build "$1" "$PY_BUILD-py$version" >"$LOGS/build.out" 2>&1; then
+        cat "$LOGS/build.out"
+        echo "0 passed, 1 failed" >"$LOGS/python-build-$version.log"
+        status=1
+        return
+    fi
+    record "python-$version" "$1" tests/python/run.py &
+    record "cpython-$version" "$1" tests/python/cpython_asyncio.py --loop tapio
+    wait
+    show "python-$version"
+    show "cpython-$version"
 }
 
 run c ctest_suite
-if python_build >"$LOGS/build.out" 2>&1; then
-    export PYTHONPATH=python
-    run python "$PYTHON" tests/python/run.py
-    run cpython "$PYTHON" tests/python/cpython_asyncio.py --loop tapio
+export PYTHONPATH=python
+for interpreter in $PYTHONS; do
+    python_suites "$interpreter"
+done
+if python_build "$PYTHON" "$PY_BUILD" >"$LOGS/build.out" 2>&1; then
     run soak "$PYTHON" tests/python/soak_connections.py
     run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
     # aiohttp and websockets are Debian packages, importable by Debian's python.
-    run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
+    python_build /usr/bin/python3 "$PY_BUILD-debian" >"$LOGS/build.out" 2>&1 &&
+        run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
 else
     cat "$LOGS/build.out"
     echo "0 passed, 1 failed" >"$LOGS/python-build.log"
