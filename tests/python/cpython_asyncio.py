@@ -35,7 +35,6 @@ failures.
 import argparse
 import faulthandler
 import fnmatch
-import glob
 import json
 import os
 import subprocess
@@ -128,8 +127,11 @@ def install_factory(factory):
     """The stock policy class (and so asyncio.new_event_loop, asyncio.run,
     Runner, IsolatedAsyncioTestCase) makes loops with factory."""
     import asyncio
-    asyncio.DefaultEventLoopPolicy._loop_factory = staticmethod(factory)
-    asyncio.set_event_loop_policy(None)
+    import warnings
+    with warnings.catch_warnings():     # 3.14 deprecates the policies
+        warnings.simplefilter('ignore', DeprecationWarning)
+        asyncio.DefaultEventLoopPolicy._loop_factory = staticmethod(factory)
+        asyncio.set_event_loop_policy(None)
 
 
 LOOP_HOOKS = ('create_event_loop', 'new_loop')
@@ -190,6 +192,46 @@ def bind_hook_classes(module, factory):
             delattr(module, c.__name__)
             replaced[c.__name__] = chosen_name
     return replaced
+
+
+def bind_runners(module, factory):
+    """test_runners: BaseTest.new_loop, the policy's loop factory, makes a
+    stock BaseEventLoop with a mocked selector; the chosen loop takes its
+    place with the same public instrumentation (shutdown_ag_run tells
+    tearDown that asyncio.run called shutdown_asyncgens)."""
+    def new_loop(self):
+        loop = factory()
+        loop.shutdown_ag_run = False
+        shutdown_asyncgens = loop.shutdown_asyncgens
+
+        async def recording_shutdown_asyncgens():
+            loop.shutdown_ag_run = True
+            await shutdown_asyncgens()
+        loop.shutdown_asyncgens = recording_shutdown_asyncgens
+        return loop
+    module.BaseTest.new_loop = new_loop
+    return {'BaseTest.new_loop': 'the chosen loop'}
+
+
+def bind_pep492(module, factory):
+    """test_pep492: BaseTest.setUp runs the tests on a stock BaseEventLoop
+    with a mocked selector; they run on the chosen loop instead."""
+    setup = module.test_utils.TestCase.setUp
+
+    def setUp(self):
+        setup(self)
+        self.loop = factory()
+        self.set_event_loop(self.loop)
+    module.BaseTest.setUp = setUp
+    return {'BaseTest.setUp': 'the chosen loop'}
+
+
+# Modules whose tests make a runnable stock loop with mocks in a hook of
+# their own: what binds the chosen loop there instead.
+MODULE_BINDINGS = {
+    'test_runners': bind_runners,
+    'test_pep492': bind_pep492,
+}
 
 
 def short_id(test):
@@ -320,6 +362,8 @@ def run_worker(args):
                       + '\n')
         return 0
     replaced = bind_hook_classes(module, factory)
+    if modname in MODULE_BINDINGS:
+        replaced.update(MODULE_BINDINGS[modname](module, factory))
     for old, new in sorted(replaced.items()):
         results.write(json.dumps({'event': 'replaced', 'id': modname,
                                   'old': old, 'new': new}) + '\n')
@@ -354,24 +398,12 @@ def run_worker(args):
 # The orchestrator: modules in child processes, per interpreter.
 
 def find_interpreters():
-    found = sorted(glob.glob('/root/.pyenv/versions/3.*/bin/python3') +
-                   glob.glob(os.path.expanduser(
-                       '~/.pyenv/versions/3.*/bin/python3')))
-    found = sorted(set(os.path.realpath(p) for p in found))
-    keep = []
-    for py in found:
-        try:
-            out = subprocess.run([py, '-c', 'import sys; print('
-                                  'sys.version_info >= (3, 11))'],
-                                 capture_output=True, text=True, timeout=30)
-        except OSError:
-            continue
-        if out.stdout.strip() == 'True':     # tapio supports 3.11+
-            keep.append(py)
-    for name in ('/usr/bin/python3',):
-        if os.path.exists(name):
-            keep.append(name)
-    return keep
+    """The interpreters scripts/find-pythons.sh lists (Debian's python3 and
+    pyenv's 3.11+); its 'missing' lines go to stderr as they are."""
+    out = subprocess.run(['sh', os.path.join(REPO, 'scripts',
+                                             'find-pythons.sh')],
+                         stdout=subprocess.PIPE, text=True)
+    return out.stdout.split()
 
 
 def probe(py):
@@ -483,9 +515,14 @@ class ModuleRun:
     def crash(self, why, deadline=False):
         with open(self.log) as f:
             tail = f.read()[-6000:]
+        tail = tail[tail.rfind('\n--- ') + 1:]    # the last attempt's
         tid = self.current or f'{self.module} (outside any test)'
+        hung = 'Timeout (' in tail
+        if hung:
+            why = f'timed out after {self.args.timeout:g}s'
         self.records[tid] = {'id': tid, 'event': 'stop', 'outcome': 'fail',
-                             'loops': 0, 'time': 0,
+                             'loops': 0,
+                             'time': self.args.timeout if hung else 0,
                              'detail': f'{why}; log tail:\n{tail}'}
 
 
@@ -562,9 +599,8 @@ def summarize(label, runs, args, skips, elapsed):
     if (args.loop == 'tapio' and not args.no_skips and not args.modules
             and not args.patterns):
         for pattern in sorted(set(skips) - used):
-            if not skip_applies(pattern, label):
-                continue
-            print(f'warning: skip pattern matches no test: {pattern}')
+            print(f'note: skip pattern matches no test of this '
+                  f'interpreter: {pattern}')
     slow = sorted(recs, key=lambda r: -r['time'])[:args.slowest]
     if slow:
         print('slowest: ' + ', '.join(f'{r["id"]} {r["time"]:.1f}s'
@@ -581,10 +617,6 @@ def summarize(label, runs, args, skips, elapsed):
     return {'passed': passed_on, 'failed': len(fails),
             'skipped': len(ours) + len(theirs), 'independent': passed_off,
             'ran': len(recs)}
-
-
-def skip_applies(pattern, label):
-    return True
 
 
 def list_skips(skips):
