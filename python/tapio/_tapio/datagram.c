@@ -251,6 +251,10 @@ PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
         return NULL;
     }
     tapio_datagram_ref(self->d);
+#if PY_VERSION_HEX >= 0x030D0000
+    /* asyncio counts a header per queued datagram from 3.13 on */
+    tapio_datagram_set_queued_overhead(self->d, 8);
+#endif
     return (PyObject *)self;
 }
 
