@@ -788,8 +788,11 @@ TAPIO_API int tapio_server_port(const tapio_server *s);
  * Stop listening and close the listening sockets (a Unix socket file the
  * server created is removed). Connections already accepted stay open. The
  * server is freed once it is closed and all its connections are gone; until
- * then `on_closed` (may be NULL) waits, and it runs once from the loop (asyncio's
- * wait_closed). The pointer must not be used after on_closed.
+ * then `on_closed` (may be NULL) waits, and it runs once from the loop
+ * (asyncio's wait_closed): right after the last connection's connection_lost
+ * returns, in the same iteration (after a TLS connection's, in the next), or
+ * in the next iteration when no connection was left at close. The pointer must not be used after
+ * on_closed.
  */
 TAPIO_API void tapio_server_close(tapio_server *s, tapio_callback on_closed,
                                   void *arg);

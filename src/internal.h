@@ -368,6 +368,8 @@ TAPIO__HIDDEN void tapio__tls_limits_changed(tapio_transport *t);
 TAPIO__HIDDEN int tapio__tls_fd(const tapio_transport *t);
 /* The face is released from the loop: stop its timers. */
 TAPIO__HIDDEN void tapio__tls_detach(tapio_transport *t);
+/* Whether t is the raw transport under a TLS layer. */
+TAPIO__HIDDEN bool tapio__tls_is_raw(const tapio_transport *t);
 /* The face is freed: free the layer (engine, raw transport ref). */
 TAPIO__HIDDEN void tapio__tls_release(tapio_transport *t);
 
@@ -382,7 +384,7 @@ TAPIO__HIDDEN int tapio__openssl_state_new(tapio_tls_context *ctx,
 
 /* ---- servers (server.c) --------------------------------------------- */
 
-TAPIO__HIDDEN void tapio__server_connection_gone(tapio_server *s);
+TAPIO__HIDDEN void tapio__server_connection_gone(tapio_server *s, bool from_loop);
 TAPIO__HIDDEN void tapio__servers_destroy_all(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__connects_destroy_all(tapio_loop *loop);
 

@@ -224,18 +224,20 @@ static void finish_close(tapio_loop *loop, void *arg)
     server_free(s);
 }
 
-static void maybe_finish_close(tapio_server *s)
+/* Closed with no connection left: on_closed runs now when a loop callback
+ * is running (`now`), else from the loop, never inside the user's call. */
+static void maybe_finish_close(tapio_server *s, bool now)
 {
     if (!s->closed || s->active)
         return;
-    if (!tapio_call_soon(s->loop, finish_close, s))
-        finish_close(s->loop, s); /* out of memory: finish now */
+    if (now || !tapio_call_soon(s->loop, finish_close, s))
+        finish_close(s->loop, s); /* (or out of memory: finish now) */
 }
 
-void tapio__server_connection_gone(tapio_server *s)
+void tapio__server_connection_gone(tapio_server *s, bool from_loop)
 {
     s->active--;
-    maybe_finish_close(s);
+    maybe_finish_close(s, from_loop);
 }
 
 void tapio_server_close(tapio_server *s, tapio_callback on_closed, void *arg)
@@ -247,7 +249,7 @@ void tapio_server_close(tapio_server *s, tapio_callback on_closed, void *arg)
     s->closed_arg = arg;
     tapio_server_stop_serving(s);
     close_listeners(s);
-    maybe_finish_close(s);
+    maybe_finish_close(s, false);
 }
 
 void tapio__servers_destroy_all(tapio_loop *loop)

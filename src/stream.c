@@ -32,9 +32,13 @@ void tapio_transport_unref(tapio_transport *t)
 }
 
 /* Release the socket and every tie to the loop; the memory stays while
- * references remain. */
-static void transport_release(tapio_transport *t)
+ * references remain. `from_loop` says a loop callback (connection_lost's)
+ * is running, so the server's on_closed may run now, as asyncio wakes
+ * wait_closed() from the last connection's connection_lost; under a TLS
+ * layer it waits for the layer's connection_lost, queued meanwhile. */
+static void transport_release(tapio_transport *t, bool from_loop)
 {
+    bool layered = tapio__tls_is_raw(t);
     if (t->tls)
         tapio__tls_detach(t);
     if (t->io.fd >= 0) {
@@ -57,7 +61,7 @@ static void transport_release(tapio_transport *t)
     tapio_server *server = t->server;
     t->server = NULL;
     if (server)
-        tapio__server_connection_gone(server);
+        tapio__server_connection_gone(server, from_loop && !layered);
 }
 
 static void call_connection_lost(tapio_loop *loop, void *arg)
@@ -66,7 +70,7 @@ static void call_connection_lost(tapio_loop *loop, void *arg)
     tapio_transport *t = arg;
     if (t->proto && t->proto->connection_lost)
         t->proto->connection_lost(t, t->lost_error, t->user);
-    transport_release(t);
+    transport_release(t, true);
     tapio_transport_unref(t);
 }
 
@@ -89,7 +93,7 @@ void tapio__transports_destroy_all(tapio_loop *loop)
         /* Servers go after transports, so the server link is dropped here
          * without touching it. */
         t->server = NULL;
-        transport_release(t);
+        transport_release(t, false);
         tapio_transport_unref(t);
     }
 }
@@ -773,7 +777,7 @@ void tapio__transport_drop(tapio_transport *t)
 {
     if (t->dead)
         return;
-    transport_release(t);
+    transport_release(t, false);
     tapio_transport_unref(t);
 }
 

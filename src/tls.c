@@ -566,6 +566,11 @@ static const tapio_protocol raw_protocol = {
     .resume_writing = raw_resume_writing,
 };
 
+bool tapio__tls_is_raw(const tapio_transport *t)
+{
+    return t->proto == &raw_protocol;
+}
+
 /* ---- the face's calls ------------------------------------------------------ */
 
 void tapio__tls_close(tapio_transport *face)

@@ -96,6 +96,8 @@ class Server(asyncio.AbstractServer):
             for sock in sockets:
                 sock.detach()
             self._core.close(self._wakeup)
+            if not self._core.clients():
+                self._wakeup()  # at once, as asyncio wakes wait_closed()
         else:
             for sock in sockets:
                 sock.close()

@@ -257,6 +257,26 @@ TEST(server_close_waits_for_its_connections)
     CHECK_EQ_INT(closed, 1);
 }
 
+/* As asyncio wakes wait_closed() from the last connection's
+ * connection_lost: on_closed follows it in the same iteration. */
+TEST(server_on_closed_runs_right_after_the_last_connection_lost)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    tapio_server *s = listen_tcp(loop, "127.0.0.1", acc, NULL);
+    conn *client, *served;
+    connect_pair(loop, s, acc, &client, &served);
+    int closed = 0;
+    tapio_server_close(s, count_call, &closed);
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(closed, 0);
+    tapio_transport_close(served->t); /* connection_lost is due at once */
+    CHECK_EQ_INT(tapio_loop_run_once(loop), 0);
+    CHECK_EQ_INT(served->lost, 1);
+    CHECK_EQ_INT(closed, 1);
+    RUN_UNTIL(loop, client->lost, 5);
+}
+
 TEST(server_close_without_connections_calls_back_from_the_loop)
 {
     tapio_loop *loop = test_loop();
