@@ -14,7 +14,10 @@ unittest.IsolatedAsyncioTestCase get one even after a test resets the policy
 with set_event_loop_policy(None). Test classes that bind a concrete stock loop
 through an overridable hook (create_event_loop, new_loop: the Select/Poll/
 EPoll variants of one mixin) are replaced by one "Chosen<name>" class whose
-hook makes the chosen loop.
+hook makes the chosen loop; the setUp/new_loop hooks that build a runnable
+stock loop with mocks for tests of the public API (test_runners,
+test_pep492, test_base_events' BaseEventLoopWithSelectorTests, test_unix_events'
+SelectorEventLoopUnixSocketTests) make the chosen loop too (MODULE_BINDINGS).
 
 The harness counts the chosen loops each test creates. A test that made at
 least one ran on the chosen loop; a test that made none (it runs on
@@ -213,24 +216,40 @@ def bind_runners(module, factory):
     return {'BaseTest.new_loop': 'the chosen loop'}
 
 
-def bind_pep492(module, factory):
-    """test_pep492: BaseTest.setUp runs the tests on a stock BaseEventLoop
-    with a mocked selector; they run on the chosen loop instead."""
-    setup = module.test_utils.TestCase.setUp
+def bind_setup(*class_names):
+    """The named classes' setUp is `super().setUp(); self.loop = <a stock
+    loop, a mocked BaseEventLoop in test_pep492>; self.set_event_loop(
+    self.loop)`: the chosen loop takes the stock loop's place."""
+    def bind(module, factory):
+        setup = module.test_utils.TestCase.setUp
+        bound = {}
+        for name in class_names:
+            cls = getattr(module, name)
 
-    def setUp(self):
-        setup(self)
-        self.loop = factory()
-        self.set_event_loop(self.loop)
-    module.BaseTest.setUp = setUp
-    return {'BaseTest.setUp': 'the chosen loop'}
+            def setUp(self):
+                setup(self)
+                self.loop = factory()
+                self.set_event_loop(self.loop)
+            cls.setUp = setUp
+            bound[f'{name}.setUp'] = 'the chosen loop'
+        return bound
+    return bind
 
 
 # Modules whose tests make a runnable stock loop with mocks in a hook of
 # their own: what binds the chosen loop there instead.
 MODULE_BINDINGS = {
     'test_runners': bind_runners,
-    'test_pep492': bind_pep492,
+    # create_connection/create_server/create_datagram_endpoint/getaddrinfo
+    # on a SelectorEventLoop.
+    'test_base_events': bind_setup('BaseEventLoopWithSelectorTests'),
+    # BaseTest.setUp: a BaseEventLoop with a mocked selector.
+    'test_pep492': bind_setup('BaseTest'),
+    # create_unix_server/connection's checks on a SelectorEventLoop.
+    # (SelectorEventLoopSignalTests stay on their stock loop: every one
+    # mocks asyncio.unix_events.signal or calls the loop's private
+    # _check_signal/_handle_signal.)
+    'test_unix_events': bind_setup('SelectorEventLoopUnixSocketTests'),
 }
 
 
@@ -573,7 +592,8 @@ def report_module(run, args):
           f'{time.monotonic() - run.started:.0f}s{extra}', flush=True)
     if args.verbose:
         for r in sorted(recs, key=lambda r: r['id']):
-            print(f'    {r["id"]}: {r["outcome"]} loops={r["loops"]}')
+            why = f' ({r["detail"]})' if r['outcome'] == 'skip' else ''
+            print(f'    {r["id"]}: {r["outcome"]} loops={r["loops"]}{why}')
 
 
 def summarize(label, runs, args, skips, elapsed):

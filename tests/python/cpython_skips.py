@@ -13,7 +13,44 @@ EVENTS = 'test_events.ChosenEventLoopTests.'
 SSL = 'test_ssl.TestSSL.'
 UNIX_SENDFILE = 'test_unix_events.SelectorEventLoopUnixSockSendfileTests.'
 
+BASE = 'test_base_events.BaseEventLoopWithSelectorTests.'
+PATCH_SOCKET = ('private: mocks asyncio.base_events.socket (patch_socket) '
+                'and the socket objects asyncio makes from it')
+
 SKIPS = {
+    # test_base_events: BaseEventLoopWithSelectorTests (bound to the loop by
+    # the harness): create_connection/create_server/create_datagram_endpoint
+    # over a mocked socket module
+    BASE + 'test_create_connection_bluetooth': PATCH_SOCKET,
+    BASE + 'test_create_connection_ip_addr': PATCH_SOCKET,
+    BASE + 'test_create_connection_no_inet_pton': PATCH_SOCKET,
+    BASE + 'test_create_connection_ipv6_scope': PATCH_SOCKET,
+    BASE + 'test_create_connection_multiple_errors': PATCH_SOCKET,
+    BASE + 'test_create_connection_multiple_errors_local_addr': PATCH_SOCKET,
+    BASE + 'test_create_connection_service_name': PATCH_SOCKET,
+    BASE + 'test_create_connection_timeout': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_cant_bind': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_ip_addr': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_no_addrinfo': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_nosoreuseport': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_setblk_err': PATCH_SOCKET,
+    BASE + 'test_create_datagram_endpoint_socket_err': PATCH_SOCKET,
+    BASE + 'test_create_server_cant_bind': PATCH_SOCKET,
+    BASE + 'test_create_server_nosoreuseport': PATCH_SOCKET,
+    BASE + 'test_create_server_soreuseport_only_defined': PATCH_SOCKET,
+    BASE + 'test_accept_connection_retry':
+        'private: calls loop._accept_connection()',
+    BASE + 'test_accept_connection_exception':
+        'private: calls loop._accept_connection(), mocks loop._remove_reader '
+        'and asyncio.base_events.logger',
+    BASE + 'test_create_connection_ssl_server_hostname_default':
+        'private: replaces loop._make_ssl_transport with a mock',
+    BASE + 'test_create_datagram_endpoint_sock_unix':
+        'private: reads transport._sock',
+    BASE + 'test_log_slow_callbacks':
+        'private: mocks asyncio.base_events.logger (tapio logs slow '
+        'callbacks to the same "asyncio" logger from its own module)',
+
     # test_events: EventLoopTestsMixin
     EVENTS + 'test_create_server_multiple_hosts_ipv*':
         'private: patches asyncio.base_events.socket and replaces '
@@ -44,6 +81,13 @@ SKIPS = {
         'private: counts a client with Server._attach() and _detach()',
     'test_server.TestServer2.test_wait_closed_race':
         'private: counts a client with Server._attach() and _detach()',
+
+    # test_unix_events: SelectorEventLoopUnixSocketTests (bound to the loop
+    # by the harness)
+    'test_unix_events.SelectorEventLoopUnixSocketTests.'
+    'test_create_unix_server_bind_error':
+        'private: mocks asyncio.unix_events.socket (on another loop the '
+        'bind succeeds: the test would create /test)',
 
     # test_unix_events: the selector loop's os.sendfile path
     UNIX_SENDFILE + 'test_sock_sendfile_not_available':
