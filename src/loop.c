@@ -225,24 +225,10 @@ static int poll_timeout_ms(tapio_loop *loop)
     return ms > 86400e3 ? 86400000 : (int)ms;
 }
 
-static void move_due_timers(tapio_loop *loop)
+/* Run the first `ntodo` ready handles; callbacks they schedule wait for the
+ * next iteration, as in asyncio. */
+static void run_ready(tapio_loop *loop, size_t ntodo)
 {
-    tapio_handle *top = tapio__heap_top(&loop->timers);
-    if (!top)
-        return;
-    double now = tapio__clock_now();
-    while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
-        tapio__heap_pop(&loop->timers);
-        top->flags &= ~TAPIO__H_IN_HEAP;
-        tapio__ready_push(loop, top);
-    }
-}
-
-/* Run what was ready when the phase began; callbacks scheduled meanwhile
- * wait for the next iteration, as in asyncio. */
-static void run_ready(tapio_loop *loop)
-{
-    size_t ntodo = loop->nready;
     while (ntodo-- && !loop->interrupted) {
         tapio_handle *h = ready_pop(loop);
         if (!(h->flags & TAPIO__H_CANCELLED))
@@ -251,6 +237,54 @@ static void run_ready(tapio_loop *loop)
     }
 }
 
+/* Put a chain of handles back at the head of the ready queue. */
+static void ready_push_front(tapio_loop *loop, tapio_handle *chain)
+{
+    tapio_handle *last = chain;
+    size_t n = 1;
+    while (last->next) {
+        last = last->next;
+        n++;
+    }
+    last->next = loop->ready_head;
+    if (!loop->ready_head)
+        loop->ready_tail = last;
+    loop->ready_head = chain;
+    loop->nready += n;
+}
+
+/* Run the timers due now. They are taken from the heap first (a timer a
+ * callback adds waits for the next iteration) and run ahead of what this
+ * iteration's callbacks queued, in asyncio's order. */
+static void run_due_timers(tapio_loop *loop)
+{
+    tapio_handle *top = tapio__heap_top(&loop->timers);
+    if (!top)
+        return;
+    tapio_handle *due = NULL, **tail = &due;
+    double now = tapio__clock_now();
+    while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
+        tapio__heap_pop(&loop->timers);
+        top->flags = (top->flags & ~TAPIO__H_IN_HEAP) | TAPIO__H_QUEUED;
+        top->next = NULL;
+        *tail = top;
+        tail = &top->next;
+    }
+    while (due && !loop->interrupted) {
+        tapio_handle *h = due;
+        due = h->next;
+        h->flags &= ~TAPIO__H_QUEUED;
+        if (!(h->flags & TAPIO__H_CANCELLED))
+            h->cb(loop, h->arg);
+        tapio_handle_unref(h);
+    }
+    if (due) /* interrupted: they run first next time */
+        ready_push_front(loop, due);
+}
+
+/* One iteration in asyncio's order: poll (not waiting when work is ready),
+ * then the callbacks that were ready before it (other threads' included),
+ * then I/O callbacks, then due timers. */
 static void run_iteration(tapio_loop *loop)
 {
     tapio__io_flush_changes(loop);
@@ -263,10 +297,12 @@ static void run_iteration(tapio_loop *loop)
         loop->after_poll(loop, err, loop->poll_hook_arg);
     if (err && err != -EINTR)
         tapio__report_error(loop, "I/O backend poll failed", err);
-    if (!err)
+    if (atomic_load_explicit(&loop->tsq_pending, memory_order_relaxed))
+        tapio__drain_threadsafe_calls(loop);
+    run_ready(loop, loop->nready);
+    if (!err && !loop->interrupted)
         loop->backend->dispatch(loop);
-    move_due_timers(loop);
-    run_ready(loop);
+    run_due_timers(loop);
 }
 
 /* Run iterations until asked to stop; `once` stops after the first. */

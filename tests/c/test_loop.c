@@ -591,6 +591,57 @@ TEST(reader_is_level_triggered_and_removable)
     close(p[1]);
 }
 
+/* asyncio's order within an iteration: the callbacks ready before the
+ * poll, then I/O callbacks, then due timers; what they schedule runs in
+ * the next iteration. */
+struct order_log {
+    char seen[16];
+    int n;
+};
+
+static void log_call(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    struct order_log *log = arg;
+    log->seen[log->n++] = 's';
+}
+
+static void log_timer(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    struct order_log *log = arg;
+    log->seen[log->n++] = 't';
+}
+
+static void log_io(tapio_loop *loop, int fd, void *arg)
+{
+    struct order_log *log = arg;
+    log->seen[log->n++] = 'r';
+    CHECK(tapio_remove_reader(loop, fd));
+    CHECK(tapio_call_soon(loop, log_call, log)); /* next iteration */
+}
+
+TEST(iteration_runs_ready_then_io_then_timers)
+{
+    tapio_loop *loop = test_loop();
+    int p[2];
+    make_pipe(p);
+    struct order_log log = {0};
+    CHECK(write(p[1], "x", 1) == 1); /* readable before the poll */
+    CHECK_OK(tapio_add_reader(loop, p[0], log_io, &log));
+    CHECK(tapio_call_later(loop, 0, log_timer, &log));
+    CHECK(tapio_call_soon(loop, log_call, &log));
+    usleep(2000); /* the timer is due at the first poll */
+    CHECK_EQ_INT(tapio_loop_run_once(loop), 0);
+    log.seen[log.n] = 0;
+    CHECK(strcmp(log.seen, "srt") == 0);
+    CHECK_EQ_INT(tapio_loop_run_once(loop), 0);
+    log.seen[log.n] = 0;
+    CHECK(strcmp(log.seen, "srts") == 0);
+    close(p[0]);
+    close(p[1]);
+}
+
 TEST(writer_fires_and_can_remove_itself)
 {
     tapio_loop *loop = test_loop();
