@@ -432,7 +432,7 @@ def probe(py):
             'try:\n'
             f'    import {PKG} as p\n'
             'except Exception as e:\n'
-            '    print("MISSING", e); raise SystemExit\n'
+            '    print("MISSING:", e); raise SystemExit\n'
             'print(" ".join(sorted(m.name for m in pkgutil.iter_modules('
             'p.__path__) if m.name.startswith("test_"))))\n')
     out = subprocess.run([py, '-c', code], capture_output=True, text=True,
@@ -440,8 +440,9 @@ def probe(py):
     lines = out.stdout.split('\n')
     version = lines[0] if lines and lines[0] else '?'
     if len(lines) < 2 or lines[1].startswith('MISSING') or out.returncode:
-        reason = (lines[1] if len(lines) > 1 and lines[1] else
-                  out.stderr.strip().splitlines()[-1:] or ['?'])
+        reason = (lines[1].replace('MISSING: ', '')
+                  if len(lines) > 1 and lines[1] else
+                  (out.stderr.strip().splitlines() or ['?'])[-1])
         return version, None, reason
     return version, lines[1].split(), None
 
@@ -550,8 +551,9 @@ def run_interpreter(py, args, skips):
     version, modules, reason = probe(py)
     label = f'python {version} ({py})'
     if modules is None:
-        print(f'{label}: SKIPPED, no Lib/test/test_asyncio: {reason} '
-              '(this interpreter does not ship CPython\'s test package)',
+        print(f'{label}: NOT TESTED, it has no Lib/test/test_asyncio '
+              f'({reason}): this interpreter does not ship CPython\'s test '
+              'package (Debian: apt-get install libpython3.X-testsuite)',
               flush=True)
         return None
     if args.modules:
@@ -657,13 +659,15 @@ def main(args):
     if 'all' in pythons:
         pythons = find_interpreters()
     total = {'passed': 0, 'failed': 0, 'skipped': 0, 'ran': 0}
+    tested = 0
     for py in pythons:
         summary = run_interpreter(py, args, SKIPS)
-        if summary is None:
+        if summary is None:     # no Lib/test: said so, not a failure
             continue
+        tested += 1
         for k in total:
             total[k] += summary[k]
-    if not total['ran']:
+    if tested and not total['ran']:     # a -m or -k that matched nothing
         total['failed'] += 1
         print('no test ran', flush=True)
     print(f'{total["passed"]} passed, {total["failed"]} failed, '
