@@ -484,7 +484,9 @@ typedef struct tapio_tls_engine {
     void (*consume_out)(void *state, size_t n);
     /** A description of the last error, or NULL. */
     const char *(*error)(void *state);
-    /** Free the state (once, when the TLS transport is freed). */
+    /** Free the state, once: when the TLS transport's connection_lost (or
+     *  its failed handshake's callback) has run, or the loop closed, even
+     *  if references to the transport remain (its context goes with it). */
     void (*destroy)(void *state);
 } tapio_tls_engine;
 
@@ -531,14 +533,16 @@ TAPIO_API int tapio_tls_start(tapio_transport *raw,
 TAPIO_API bool tapio_transport_is_tls(const tapio_transport *t);
 /** The stream transport under a TLS transport (NULL for others). */
 TAPIO_API tapio_transport *tapio_tls_raw(const tapio_transport *t);
-/** A description of the transport's last TLS error, or NULL. */
+/** A description of the transport's last TLS error, or NULL (kept after
+ *  connection_lost). */
 TAPIO_API const char *tapio_tls_error(const tapio_transport *t);
-/** The engine state (the binding's, for another engine). */
+/** The engine state (the binding's, for another engine); NULL once the
+ *  engine was destroyed (after connection_lost). */
 TAPIO_API void *tapio_tls_engine_state(const tapio_transport *t);
-/* Extra info of the OpenSSL engine once the handshake completed (NULL
- * otherwise): the cipher's name, the protocol ("TLSv1.3"), the ALPN
- * protocol chosen, the peer's certificate (an X509 *, borrowed) and the
- * SSL object (an SSL *). */
+/* Extra info of the OpenSSL engine from the end of the handshake until
+ * connection_lost has run (NULL otherwise): the cipher's name, the protocol
+ * ("TLSv1.3"), the ALPN protocol chosen, the peer's certificate (an X509 *,
+ * borrowed) and the SSL object (an SSL *). */
 TAPIO_API const char *tapio_tls_cipher(const tapio_transport *t);
 TAPIO_API const char *tapio_tls_version(const tapio_transport *t);
 TAPIO_API const char *tapio_tls_alpn(const tapio_transport *t);

@@ -366,11 +366,12 @@ TAPIO__HIDDEN bool tapio__tls_is_reading(const tapio_transport *t);
 TAPIO__HIDDEN size_t tapio__tls_buffer_size(const tapio_transport *t);
 TAPIO__HIDDEN void tapio__tls_limits_changed(tapio_transport *t);
 TAPIO__HIDDEN int tapio__tls_fd(const tapio_transport *t);
-/* The face is released from the loop: stop its timers. */
+/* The face is released from the loop: stop its timers, destroy its engine
+ * (its last error stays readable). */
 TAPIO__HIDDEN void tapio__tls_detach(tapio_transport *t);
 /* Whether t is the raw transport under a TLS layer. */
 TAPIO__HIDDEN bool tapio__tls_is_raw(const tapio_transport *t);
-/* The face is freed: free the layer (engine, raw transport ref). */
+/* The face is freed: free the layer (and its raw transport ref). */
 TAPIO__HIDDEN void tapio__tls_release(tapio_transport *t);
 
 /* The OpenSSL state of a TLS transport on libtapio's engine, or NULL. */

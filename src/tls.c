@@ -36,9 +36,10 @@ struct tapio__tls {
     tapio_handle *handshake_timer, *shutdown_timer;
     /* Calls on the next iteration: they hold no reference (a closing loop
      * drops them unrun) and are cancelled when the face is released. */
-    tapio_handle *start_call, *resume_call, *close_call;
+    tapio_handle *start_call, *resume_call;
     tapio_tls_handshake_callback cb; /* until the handshake ends */
     void *cb_arg;
+    char *last_error;              /* the engine's error(), kept when it goes */
 };
 
 static struct tapio__tls *layer(const tapio_transport *face)
@@ -108,6 +109,8 @@ static void fatal_error(struct tapio__tls *tls, int err)
 static size_t write_buffer_size(const struct tapio__tls *tls)
 {
     const void *data;
+    if (!tls->engine) /* released with the face */
+        return 0;
     return tls->engine->peek_out(tls->es, &data) + tls->backlog_len;
 }
 
@@ -130,6 +133,8 @@ static void control_app_writing_held(struct tapio__tls *tls, size_t held)
 static void control_app_writing(struct tapio__tls *tls)
 {
     const void *data;
+    if (!tls->engine)
+        return;
     control_app_writing_held(tls, tls->engine->peek_out(tls->es, &data));
 }
 
@@ -138,6 +143,8 @@ static void control_app_writing(struct tapio__tls *tls)
 static void process_outgoing(struct tapio__tls *tls)
 {
     const void *data;
+    if (!tls->engine) /* released with the face: nothing more goes out */
+        return;
     size_t len = tls->engine->peek_out(tls->es, &data);
     while (len > 0 && !tls->raw_writing_paused) {
         tapio_transport_write(tls->raw, data, len);
@@ -380,15 +387,9 @@ static void start_handshake(struct tapio__tls *tls)
 
 /* ---- shutdown ------------------------------------------------------------ */
 
-static void close_raw(tapio_loop *loop, void *arg)
-{
-    (void)loop;
-    struct tapio__tls *tls = arg;
-    call_done(&tls->close_call);
-    if (tls->raw)
-        tapio_transport_close(tls->raw);
-}
-
+/* Both close_notify went (or the peer's stream ended): the raw transport
+ * closes at once, as asyncio's _on_shutdown_complete closes it, so its
+ * connection_lost and then the face's follow on the next iterations. */
 static void shutdown_complete(struct tapio__tls *tls, int err)
 {
     cancel_timer(&tls->shutdown_timer);
@@ -396,7 +397,8 @@ static void shutdown_complete(struct tapio__tls *tls, int err)
         fatal_error(tls, err);
         return;
     }
-    call_soon_once(tls, &tls->close_call, close_raw);
+    if (tls->raw)
+        tapio_transport_close(tls->raw);
 }
 
 static void do_shutdown(struct tapio__tls *tls)
@@ -623,7 +625,7 @@ void tapio__tls_resume_reading(tapio_transport *face)
 
 bool tapio__tls_is_reading(const tapio_transport *face)
 {
-    return !layer(face)->app_reading_paused;
+    return !face->dead && !layer(face)->app_reading_paused;
 }
 
 size_t tapio__tls_buffer_size(const tapio_transport *face)
@@ -650,9 +652,20 @@ void tapio__tls_detach(tapio_transport *face)
     cancel_timer(&tls->shutdown_timer);
     cancel_timer(&tls->start_call);
     cancel_timer(&tls->resume_call);
-    cancel_timer(&tls->close_call);
     tls->state = UNWRAPPED;
     tls->cb = NULL;
+    /* connection_lost (or the failed handshake's callback) has run: the
+     * engine's state goes now, not when the last reference does, so that
+     * whatever it holds (a binding's objects, the context) is let go. */
+    if (tls->engine) {
+        const char *text =
+            tls->engine->error ? tls->engine->error(tls->es) : NULL;
+        if (text)
+            tls->last_error = strdup(text); /* NULL without memory: no text */
+        tls->engine->destroy(tls->es);
+        tls->engine = NULL;
+        tls->es = NULL;
+    }
 }
 
 void tapio__tls_release(tapio_transport *face)
@@ -667,9 +680,8 @@ void tapio__tls_release(tapio_transport *face)
             tapio_transport_set_protocol(tls->raw, NULL, NULL);
         tapio_transport_unref(tls->raw);
     }
-    if (tls->engine)
-        tls->engine->destroy(tls->es);
     free(tls->backlog);
+    free(tls->last_error);
     free(tls);
 }
 
@@ -789,7 +801,11 @@ tapio_transport *tapio_tls_raw(const tapio_transport *t)
 const char *tapio_tls_error(const tapio_transport *t)
 {
     const struct tapio__tls *tls = t->kind == TAPIO__TLS ? t->tls : NULL;
-    return tls && tls->engine->error ? tls->engine->error(tls->es) : NULL;
+    if (!tls)
+        return NULL;
+    if (!tls->engine) /* released: what it said last */
+        return tls->last_error;
+    return tls->engine->error ? tls->engine->error(tls->es) : NULL;
 }
 
 void *tapio_tls_engine_state(const tapio_transport *t)

@@ -1055,6 +1055,44 @@ TEST(tls_close_notify_answered_by_a_bare_peer)
     peer_close(peer, false);
 }
 
+/* The peer's close_notify, with eof_received returning false: the layer
+ * answers with its own and closes the socket in the same iteration (asyncio's
+ * _on_shutdown_complete), so that connection_lost comes two iterations later
+ * (the socket's, then the TLS transport's). Once it has run, the engine is
+ * gone even though a reference to the transport is kept. */
+TEST(tls_peer_close_notify_closes_the_socket_at_once)
+{
+    tapio_loop *loop = test_loop();
+    conn *served;
+    ssl_peer *peer = peer_pair(loop, 5, &served);
+    CHECK(tapio_tls_ssl(served->t) != NULL);
+
+    CHECK_EQ_INT(SSL_shutdown(peer->ssl), 0); /* ours went, theirs to come */
+    peer_flush(peer);
+    RUN_UNTIL(loop, served->eofs == 1, 10);
+    tapio_transport *raw = tapio_tls_raw(served->t);
+    CHECK(raw != NULL);
+    CHECK(tapio_transport_is_closing(served->t));
+    CHECK(tapio_transport_is_closing(raw));
+    CHECK_EQ_INT(served->lost, 0);
+    run_briefly(loop, 2);
+    CHECK_EQ_INT(served->lost, 1);
+    CHECK_ERR(served->lost_err, 0);
+
+    CHECK_EQ_INT(tapio_transport_fd(served->t), -1);
+    CHECK(tapio_tls_ssl(served->t) == NULL);
+    CHECK(tapio_tls_engine_state(served->t) == NULL);
+    CHECK(tapio_tls_cipher(served->t) == NULL);
+    CHECK(tapio_tls_error(served->t) == NULL);
+    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(served->t), 0);
+    CHECK(!tapio_transport_is_reading(served->t));
+
+    RUN_UNTIL(loop, peer->close_notify && peer->eof, 10);
+    CHECK_EQ_INT(SSL_shutdown(peer->ssl), 1);
+    CHECK_EQ_INT(loop_error_count(), 0);
+    peer_close(peer, false);
+}
+
 /* ==================================================== peers that break */
 
 /* After the handshake the peer sends half a record and closes (FIN). */

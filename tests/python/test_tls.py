@@ -11,6 +11,7 @@ loop under test.
 """
 
 import asyncio
+import gc
 import hashlib
 import os
 import socket
@@ -18,6 +19,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from unittest import mock
 
 from . import tls_certs
@@ -611,6 +613,83 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
             await peer.finished()
         self.run_coro(test())
         self.assertEqual(peer.results, ["unwrapped"])
+
+    def test_context_is_freed_after_the_peer_closes(self):
+        # The peer's close_notify ends the connection; the protocol keeps its
+        # transport, closes it after eof_received and goes. Once the loop
+        # stops, nothing holds the client's SSLContext any more: no garbage
+        # collection is needed (asyncio's test_create_connection_memory_leak).
+        def serve(conn, peer):
+            tls = tls_certs.server_context().wrap_socket(conn, server_side=True)
+            tls.sendall(b"O")
+            peer.results.append(tls.recv(1024))
+            tls.unwrap().close()
+        peer = ThreadedPeer(self, serve)
+
+        class KeepsTransport(asyncio.Protocol):
+            def __init__(self, data, eof):
+                self.data, self.eof = data, eof
+
+            def connection_made(self, transport):
+                self.transport = transport  # a cycle once the protocol is lost
+
+            def data_received(self, data):
+                self.data.set_result(data)
+
+            def eof_received(self):
+                self.eof.set_result(True)
+
+        context = tls_certs.client_context()
+
+        async def client():
+            async with asyncio.timeout(PEER_TIMEOUT):
+                data, eof = self.loop.create_future(), self.loop.create_future()
+                transport, _ = await self.loop.create_connection(
+                    lambda: KeepsTransport(data, eof), "127.0.0.1", peer.port, ssl=context,
+                    server_hostname="localhost")
+                self.assertEqual(await data, b"O")
+                transport.write(b"hello")
+                await eof
+                transport.close()
+
+        gc.disable()
+        try:
+            # Not run_coro: the loop stops as soon as client() returns.
+            self.loop.run_until_complete(client())
+            context = weakref.ref(context)
+            self.assertIsNone(context())
+        finally:
+            gc.enable()
+        self.assertEqual(peer.results, [b"hello"])
+
+    def test_extra_info_after_connection_lost(self):
+        # What stays once the connection is over: the TLS session's facts,
+        # not the socket's; a second close() lets go of the context even
+        # while the transport is kept.
+        async def test():
+            context = tls_certs.client_context()
+            transport, protocol, server_protocol = await self.tls_pair(
+                server_protocol=EchoProtocol, client_ssl=context)
+            await self.assert_echo(transport, protocol)
+            transport.close()
+            self.assertIsNone(await protocol.lost)
+            await asyncio.sleep(0)
+            self.assertIs(transport.get_extra_info("sslcontext"), context)
+            self.assertIsInstance(transport.get_extra_info("ssl_object"), ssl.SSLObject)
+            self.assertEqual(transport.get_extra_info("peercert")["subjectAltName"], SERVER_SAN)
+            self.assertIsNotNone(transport.get_extra_info("cipher"))
+            for name in ("socket", "peername", "sockname"):
+                self.assertIsNone(transport.get_extra_info(name), name)
+            self.assertTrue(transport.is_closing())
+            transport.close()
+            context = weakref.ref(context)
+            self.assertIsNone(context())
+            self.assertIsNone(await server_protocol.lost)
+        gc.disable()
+        try:
+            self.run_coro(test())
+        finally:
+            gc.enable()
 
     def test_abort(self):
         # No close_notify: the server takes the end of the stream for EOF.

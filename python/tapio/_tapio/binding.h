@@ -247,6 +247,12 @@ PyObject *tls_exception(tapio_transport *t, int err);
 /* asyncio's warning for an eof_received() that asked to stay open: TLS
  * closes anyway. */
 void tls_warn_kept_open(void);
+/* A TLS transport's connection is over (before its protocol hears it): its
+ * extra info keeps the session's keys only, as asyncio's. */
+void tls_connection_over(Transport *face);
+/* A TLS transport closed again once closing: its extra info goes, and the
+ * SSLContext with it (asyncio drops its SSLProtocol). */
+void tls_forget(Transport *face);
 
 /* datagram.c */
 extern PyType_Spec datagram_transport_spec;

@@ -301,6 +301,45 @@ PyObject *tls_exception(tapio_transport *t, int err)
     return NULL;
 }
 
+/* The TLS keys of the extra info: what asyncio's SSLProtocol keeps itself;
+ * the rest it asks the transport under it for. */
+static const char *const session_keys[] = {
+    "sslcontext", "ssl_object", "peercert", "cipher", "compression", NULL,
+};
+
+void tls_connection_over(Transport *face)
+{
+    /* asyncio's SSLProtocol.connection_lost lets go of the transport under
+     * it before the protocol's connection_lost: from then on only the
+     * session's facts are told, not the socket's. */
+    if (!face->extra || !PyDict_Check(face->extra))
+        return;
+    PyObject *kept = PyDict_New();
+    for (int i = 0; kept && session_keys[i]; i++) {
+        PyObject *v = PyDict_GetItemString(face->extra, session_keys[i]);
+        if (v && PyDict_SetItemString(kept, session_keys[i], v) < 0)
+            Py_CLEAR(kept);
+    }
+    if (!kept) {
+        PyErr_WriteUnraisable((PyObject *)face);
+        return;
+    }
+    Py_XSETREF(face->extra, kept);
+}
+
+void tls_forget(Transport *face)
+{
+    /* asyncio's SSL transport, closed again, lets go of its SSLProtocol:
+     * the context, the SSL object and the rest of the extra info go with
+     * it (asyncio then raises AttributeError; here the default is given). */
+    PyObject *empty = PyDict_New();
+    if (!empty) {
+        PyErr_WriteUnraisable((PyObject *)face);
+        return;
+    }
+    Py_XSETREF(face->extra, empty);
+}
+
 void tls_warn_kept_open(void)
 {
     PyObject *log = PyImport_ImportModule("asyncio.log");
@@ -383,9 +422,11 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
         if (!exc && !PyErr_Occurred())
             exc = binding_errno_exception(err);
     }
-    e->handshaking = false;
-    PyObject *callback = e->on_handshake;
-    e->on_handshake = NULL;
+    if (e)
+        e->handshaking = false;
+    PyObject *callback = e ? e->on_handshake : NULL;
+    if (e)
+        e->on_handshake = NULL;
     Py_INCREF(face);
     PyObject *ctx = binding_enter(face->loop, face->context,
                                   &face->in_context);

@@ -219,11 +219,12 @@ static void detach_socket(Transport *self)
 
 static void on_connection_lost(tapio_transport *t, int err, void *user)
 {
-    (void)t;
     Transport *self = user; /* the reference libtapio held, released below */
     Py_INCREF(self);        /* ... while its context is entered */
     PyObject *ctx = enter(self);
     PyObject *exc = lost_exception(self, err);
+    if (tapio_transport_is_tls(t))
+        tls_connection_over(self);
     if (exc) {
         PyObject *res = call_protocol(
             self, self->loop->state->str_connection_lost, exc);
@@ -514,7 +515,10 @@ static PyObject *transport_can_write_eof(Transport *self, PyObject *unused)
 static PyObject *transport_close(Transport *self, PyObject *unused)
 {
     (void)unused;
-    if (usable(self))
+    if (self->t && tapio_transport_is_tls(self->t) &&
+        (!usable(self) || tapio_transport_is_closing(self->t)))
+        tls_forget(self);
+    else if (usable(self))
         tapio_transport_close(self->t);
     Py_RETURN_NONE;
 }
@@ -655,7 +659,7 @@ static PyObject *transport_repr(Transport *self)
     size_t size = self->t ? tapio_transport_get_write_buffer_size(self->t) : 0;
     return PyUnicode_FromFormat("<%s%s fd=%d read=%s write=<bufsize=%zu>>",
                                 Py_TYPE(self)->tp_name, state, fd,
-                                self->t && tapio_transport_is_reading(self->t)
+                                usable(self) && tapio_transport_is_reading(self->t)
                                     ? "polling"
                                     : "idle",
                                 size);
