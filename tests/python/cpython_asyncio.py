@@ -29,10 +29,12 @@ not test tapio.
 harness. --loop tapio runs tapio (from the repository's python/ directory)
 and skips the tests listed, with the private attribute each reads, in
 cpython_skips.py. --python all runs every interpreter found (pyenv's and
-python3 on PATH); one without Lib/test says so on a line of its own. The last
-line printed is "N passed, N failed, N skipped" (passes and skips of tests on
-the chosen loop; failures of any test); the exit status is non-zero on
-failures.
+python3 on PATH, through scripts/find-pythons.sh); one without Lib/test says so
+on a line of its own and is not a failure. Each interpreter's summary tells
+the tests on the chosen loop, the loop-independent ones and the skips apart;
+the last line printed is "N passed, N failed, N skipped" over every
+interpreter (passes on the chosen loop only; failures and skips of any test),
+and the exit status is non-zero on failures.
 """
 
 import argparse
@@ -400,7 +402,8 @@ def run_worker(args):
     if args.loop == 'tapio' and not args.no_skips:
         apply_skips(suite, SKIPS, used)
     results.write(json.dumps({'event': 'skips-used', 'id': modname,
-                              'patterns': sorted(used)}) + '\n')
+                              'patterns': sorted(used),
+                              'listed': sorted(SKIPS)}) + '\n')
     results.flush()
     result = make_result_class(results, args.timeout)()
     # The tests write scratch files (sendfile data) into the cwd.
@@ -546,7 +549,7 @@ class ModuleRun:
                              'detail': f'{why}; log tail:\n{tail}'}
 
 
-def run_interpreter(py, args, skips):
+def run_interpreter(py, args):
     """Run the modules with py; returns a summary dict."""
     version, modules, reason = probe(py)
     label = f'python {version} ({py})'
@@ -579,7 +582,7 @@ def run_interpreter(py, args, skips):
                     active.remove(run)
                     runs.append(run)
                     report_module(run, args)
-    return summarize(label, runs, args, skips, time.monotonic() - t0)
+    return summarize(label, runs, args, time.monotonic() - t0)
 
 
 def report_module(run, args):
@@ -598,7 +601,7 @@ def report_module(run, args):
             print(f'    {r["id"]}: {r["outcome"]} loops={r["loops"]}{why}')
 
 
-def summarize(label, runs, args, skips, elapsed):
+def summarize(label, runs, args, elapsed):
     recs = [r for run in runs for r in run.records.values()]
     fails = [r for r in recs if r['outcome'] == 'fail']
     on = [r for r in recs if r['loops']]
@@ -618,9 +621,12 @@ def summarize(label, runs, args, skips, elapsed):
             f'{e["id"]}.{e["old"]}->{e["new"]}' for e in replaced))
     used = {p for run in runs for e in run.events
             if e['event'] == 'skips-used' for p in e['patterns']}
+    # The skip list as this interpreter's workers read it.
+    listed = {p for run in runs for e in run.events
+              if e['event'] == 'skips-used' for p in e['listed']}
     if (args.loop == 'tapio' and not args.no_skips and not args.modules
             and not args.patterns):
-        for pattern in sorted(set(skips) - used):
+        for pattern in sorted(listed - used):
             print(f'note: skip pattern matches no test of this '
                   f'interpreter: {pattern}')
     slow = sorted(recs, key=lambda r: -r['time'])[:args.slowest]
@@ -661,7 +667,7 @@ def main(args):
     total = {'passed': 0, 'failed': 0, 'skipped': 0, 'ran': 0}
     tested = 0
     for py in pythons:
-        summary = run_interpreter(py, args, SKIPS)
+        summary = run_interpreter(py, args)
         if summary is None:     # no Lib/test: said so, not a failure
             continue
         tested += 1
