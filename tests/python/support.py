@@ -1,7 +1,9 @@
 """Protocols, endpoints and waiting helpers shared by the connection tests."""
 
 import asyncio
+import errno
 import os
+import resource
 import shutil
 import socket
 import tempfile
@@ -237,3 +239,43 @@ def closed_tcp_port(host="127.0.0.1"):
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+class ExhaustedFds:
+    """Context manager: lowers RLIMIT_NOFILE a little above the descriptors
+    open now and fills the rest with duplicates of one descriptor, so that the
+    next socket() or accept() fails with EMFILE. release() (or the end of the
+    block) closes them and restores the limit."""
+
+    def __enter__(self):
+        from .loops import open_fds
+        self.limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+        highest = max(open_fds())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 64, self.limits[1]))
+        self.fds = []
+        try:
+            while True:
+                self.fds.append(os.dup(self._base()))
+        except OSError as exc:
+            if exc.errno != errno.EMFILE:
+                self.release()
+                raise
+        return self
+
+    def _base(self):
+        if not hasattr(self, "base"):
+            self.base = os.open(os.devnull, os.O_RDONLY)
+        return self.base
+
+    def release(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        if hasattr(self, "base"):
+            os.close(self.base)
+            del self.base
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.limits)
+
+    def __exit__(self, *exc_info):
+        if self.fds or hasattr(self, "base"):
+            self.release()

@@ -17,7 +17,7 @@ import tempfile
 from asyncio import selector_events
 
 from .loops import loop_tests
-from .support import nonblocking, wait_until
+from .support import ExhaustedFds, nonblocking, wait_until
 
 LOOPS = ("asyncio", "tapio")
 
@@ -903,6 +903,29 @@ class DatagramArgumentTests(DatagramCases):
             self.assertEqual(transport.get_extra_info("sockname"), ("0.0.0.0", 0))
             self.assertIsNone(transport.get_extra_info("peername"))
         self.run_coro(test())
+
+    def test_unix_family_without_addresses_makes_an_unbound_socket(self):
+        async def test():
+            transport, protocol = await self.endpoint(family=socket.AF_UNIX)
+            sock = transport.get_extra_info("socket")
+            self.assertEqual((sock.family, sock.type), (socket.AF_UNIX, socket.SOCK_DGRAM))
+            self.assertIsNone(transport.get_extra_info("peername"))
+            transport.close()
+            self.assertIsNone(await protocol.lost)
+        self.run_coro(test())
+
+    def test_local_addr_without_addresses_of_the_family_is_an_oserror(self):
+        with self.assertRaises(OSError):
+            self.create(local_addr=("127.0.0.1", 0), family=socket.AF_INET6)
+
+    def test_socket_creation_failure_is_raised(self):
+        # Out of descriptors: socket() fails with EMFILE; nothing is left open.
+        for kwargs in (dict(family=socket.AF_INET), dict(local_addr=("127.0.0.1", 0))):
+            with self.subTest(**kwargs):
+                with ExhaustedFds():
+                    with self.assertRaises(OSError) as caught:
+                        self.create(**kwargs)
+                self.assertEqual(caught.exception.errno, errno.EMFILE)
 
     def test_unix_family_needs_string_addresses(self):
         path = os.path.join(self.temp_dir(), "x.sock")

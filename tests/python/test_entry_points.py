@@ -4,7 +4,10 @@ the same tests with the stock counterparts (default policy, asyncio.run)."""
 
 import asyncio
 import contextvars
+import os
+import sys
 import types
+from unittest import mock
 
 from .loops import import_tapio, loop_factory, loop_tests
 
@@ -90,6 +93,18 @@ class EntryPointTests:
             return asyncio.get_running_loop().get_debug()
         self.assertTrue(self.entry.run(debug_flag(), debug=True))
         self.assertFalse(self.entry.run(debug_flag(), debug=False))
+
+    def test_run_debug_follows_pythonasynciodebug_unless_given(self):
+        # debug=None leaves the loop's default, which follows the environment
+        # variable (read when the loop is made), as asyncio's does.
+        async def debug_flag():
+            return asyncio.get_running_loop().get_debug()
+        for variable, expected in (("1", True), ("", sys.flags.dev_mode)):
+            with self.subTest(PYTHONASYNCIODEBUG=variable):
+                with mock.patch.dict(os.environ, {"PYTHONASYNCIODEBUG": variable}):
+                    self.assertEqual(self.entry.run(debug_flag()), expected)
+                    self.assertTrue(self.entry.run(debug_flag(), debug=True))
+                    self.assertFalse(self.entry.run(debug_flag(), debug=False))
 
     def test_run_propagates_the_exception(self):
         async def fail():

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextvars
 import gc
 import os
+import re
 import sys
 import threading
 import time
@@ -175,6 +176,29 @@ class TimerTests:
         elapsed = self.run_coro(fired) - start
         self.assertGreaterEqual(elapsed, 0.049)
         self.assertLess(elapsed, 1.0)
+
+    def test_short_sleeps_do_not_end_early(self):
+        # asyncio runs a timer once loop.time() has reached its deadline
+        # (within the clock's resolution), however small the delay.
+        resolution = time.get_clock_info("monotonic").resolution
+
+        async def sleeps():
+            for delay in (1e-2, 1e-3, 1e-4, 1e-6, 1e-8, 1e-10):
+                start = self.loop.time()
+                await asyncio.sleep(delay)
+                elapsed = self.loop.time() - start
+                self.assertGreaterEqual(elapsed, delay - resolution, f"sleep({delay})")
+        self.run_coro(sleeps())
+
+    def test_call_later_runs_no_earlier_than_its_when(self):
+        resolution = time.get_clock_info("monotonic").resolution
+        ran_at = {}
+        handles = {delay: self.loop.call_later(delay, lambda d=delay: ran_at.setdefault(d, self.loop.time()))
+                   for delay in (0.001, 0.005, 0.013, 0.02)}
+        self.run_for(0.05)
+        self.assertEqual(sorted(ran_at), sorted(handles))
+        for delay, handle in handles.items():
+            self.assertGreaterEqual(ran_at[delay], handle.when() - resolution, f"call_later({delay})")
 
     def test_call_at_fires_at_loop_time(self):
         fired = self.loop.create_future()
@@ -578,6 +602,64 @@ class DebugModeTests:
         with self.assertLogs("asyncio", "WARNING") as logs:
             self.run_briefly()
         self.assertRegex("\n".join(logs.output), r"Executing .* took \d+\.\d+ seconds")
+
+    def test_slow_callback_and_slow_task_step_are_named_in_the_log(self):
+        def stop_loop_cb(loop):
+            loop.stop()
+
+        async def stop_loop_coro(loop):
+            loop.stop()
+
+        self.loop.set_debug(True)
+        self.loop.slow_callback_duration = 0.0
+        self.loop.call_soon(stop_loop_cb, self.loop)
+        with self.assertLogs("asyncio", "WARNING") as logs:
+            self.loop.run_forever()
+        self.assertRegex(logs.records[-1].getMessage(),
+                         r"^Executing <Handle.*stop_loop_cb.*> took .* seconds$")
+
+        task = self.loop.create_task(stop_loop_coro(self.loop))
+        with self.assertLogs("asyncio", "WARNING") as logs:
+            self.loop.run_forever()
+        self.assertTrue(task.done())
+        self.assertTrue(any(re.match(r"^Executing <Task.*stop_loop_coro.*> took .* seconds$",
+                                     record.getMessage()) for record in logs.records),
+                        [record.getMessage() for record in logs.records])
+
+    def test_handles_remember_where_they_were_created(self):
+        # In debug mode a handle's repr ends with the file and line of the
+        # call_soon/call_later/call_at that made it.
+        self.loop.set_debug(True)
+
+        def created_here(handle):
+            line = sys._getframe(1).f_lineno - 1
+            self.assertIn(f"created at {__file__}:{line}", repr(handle))
+            handle.cancel()
+
+        handle = self.loop.call_soon(print)
+        created_here(handle)
+        handle = self.loop.call_soon_threadsafe(print)
+        created_here(handle)
+        handle = self.loop.call_later(10, print)
+        created_here(handle)
+        handle = self.loop.call_at(self.loop.time() + 10, print)
+        created_here(handle)
+
+    def test_failing_callback_reports_where_it_was_scheduled(self):
+        # The default exception handler logs the handle, whose repr says
+        # where it was created, and the traceback of its creation.
+        self.loop.set_debug(True)
+        self.loop.set_exception_handler(None)
+        line = sys._getframe().f_lineno + 1
+        self.loop.call_soon(raise_, LookupError("callback failed"))
+        with self.assertLogs("asyncio", "ERROR") as logs:
+            self.run_briefly()
+        output = "\n".join(logs.output)
+        self.assertIn("LookupError: callback failed", output)
+        self.assertIn(f"created at {__file__}:{line}>", output)
+        self.assertIn("Object created at (most recent call last):", output)
+        self.assertIn(f'File "{__file__}", line {line}, in '
+                      'test_failing_callback_reports_where_it_was_scheduled', output)
 
     def test_slow_callback_is_not_logged_without_debug(self):
         self.loop.set_debug(False)

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import struct
 import tempfile
 
 from .loops import loop_tests
@@ -219,6 +220,48 @@ class SockOpsTests:
         self.assertEqual(self.run_coro(self.loop.sock_sendfile(a, file, 2, 5)), 5)
         self.assertEqual(self.run_coro(self.recv_all(b, 5)), b"23456")
         self.assertEqual(file.tell(), 7)
+
+    def test_cancelled_sock_sendfile_leaves_the_socket_usable(self):
+        # The peer does not read: sock_sendfile waits for the socket to become
+        # writable; cancelling it gives the socket back to the caller.
+        a, b = self.pair(tcp_socket_pair)
+        file = self.data_file(os.urandom(32 << 20))
+
+        async def test():
+            sending = self.loop.create_task(self.loop.sock_sendfile(a, file))
+            await asyncio.sleep(0.1)
+            self.assertFalse(sending.done())
+            sending.cancel()
+            with self.assertRaises(asyncio.CancelledError):
+                await sending
+            b.send(b"still usable")
+            self.assertEqual(await self.loop.sock_recv(a, 100), b"still usable")
+            # The socket can be waited on for writing again.
+            writable = self.loop.create_future()
+            self.loop.add_writer(a, lambda: writable.done() or writable.set_result(None))
+            try:
+                while not writable.done():  # make room
+                    self.assertTrue(await self.loop.sock_recv(b, 1 << 20))
+                    await asyncio.sleep(0.01)
+            finally:
+                self.loop.remove_writer(a)
+        self.run_coro(test())
+
+    def test_sock_sendfile_to_a_peer_that_resets_raises(self):
+        a, b = self.pair(tcp_socket_pair)
+        file = self.data_file(os.urandom(32 << 20))
+
+        async def test():
+            sending = self.loop.create_task(self.loop.sock_sendfile(a, file))
+            await asyncio.sleep(0.1)
+            self.assertFalse(sending.done())
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            b.close()  # a reset
+            with self.assertRaises((ConnectionResetError, BrokenPipeError)):
+                await sending
+            self.assertGreater(file.tell(), 0)
+            self.assertLess(file.tell(), 32 << 20)
+        self.run_coro(test())
 
     def test_sock_sendfile_refuses_text_files_and_datagram_sockets(self):
         a, _ = self.pair(tcp_socket_pair)

@@ -2,14 +2,17 @@
 shared with Unix sockets are in stream_transport_cases.py; the TCP-only ones
 (addresses, options, errors) are here."""
 
+import asyncio
 import errno
 import socket
 import struct
+import sys
+import time
 
-from .loops import loop_tests
+from .loops import loop_tests, open_fds
 from .stream_transport_cases import StreamTransportCases
-from .support import (EchoProtocol, RecordingProtocol, TcpEndpoints, closed_tcp_port,
-                      tcp_socket_pair, wait_until)
+from .support import (EchoProtocol, ExhaustedFds, RecordingProtocol, TcpEndpoints,
+                      closed_tcp_port, tcp_socket_pair, wait_until)
 
 LOOPS = ("asyncio", "tapio")
 
@@ -169,4 +172,218 @@ class TcpTests(TcpEndpoints):
             server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             accepted[0].transport.close()
             self.assertIsInstance(await protocol.lost, ConnectionResetError)
+        self.run_coro(test())
+
+
+BIND_ERROR = "error while attempting to bind on address {!r}: "
+
+
+def link_local_address():
+    """(address, interface name) of an IPv6 link-local address of this
+    machine, from /proc/net/if_inet6; None if it has none."""
+    try:
+        with open("/proc/net/if_inet6") as table:
+            for line in table:
+                hexaddr, _, _, scope, _, name = line.split()
+                if int(scope, 16) == 0x20:
+                    words = [hexaddr[i:i + 4] for i in range(0, 32, 4)]
+                    packed = bytes.fromhex("".join(words))
+                    return socket.inet_ntop(socket.AF_INET6, packed), name
+    except OSError:
+        pass
+    return None
+
+
+def service_with_a_free_port():
+    """(name, port) of a TCP service of /etc/services whose port above 1024
+    nothing on 127.0.0.1 uses now."""
+    with open("/etc/services") as services:
+        for line in services:
+            fields = line.split("#")[0].split()
+            if len(fields) < 2 or not fields[1].endswith("/tcp"):
+                continue
+            name, port = fields[0], int(fields[1].split("/")[0])
+            if port <= 1024 or socket.getservbyname(name, "tcp") != port:
+                continue
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return name, port
+    raise AssertionError("/etc/services names no TCP service with a free port above 1024")
+
+
+@loop_tests(LOOPS)
+class TcpFailureTests(TcpEndpoints):
+    """Connections and servers that fail for real reasons: what the caller
+    gets, and that no descriptor is left behind (the harness checks)."""
+
+    def test_all_addresses_refusing_is_one_oserror_naming_each(self):
+        port_v4 = closed_tcp_port()
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+            port_v6 = sock.getsockname()[1]
+
+        async def two_addresses(host, port, **kwargs):
+            # loop.getaddrinfo is public and overridable; this name has two
+            # addresses, both refusing.
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port_v4)),
+                    (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port_v6, 0, 0))]
+        self.loop.getaddrinfo = two_addresses
+
+        with self.assertRaises(OSError) as caught:
+            self.run_coro(self.loop.create_connection(RecordingProtocol, "two.invalid", 80))
+        message = str(caught.exception)
+        self.assertTrue(message.startswith("Multiple exceptions: "), message)
+        self.assertIn(f"('127.0.0.1', {port_v4})", message)
+        self.assertIn(f"('::1', {port_v6}, 0, 0)", message)
+        self.assertNotIsInstance(caught.exception, ConnectionRefusedError)
+
+        if sys.version_info >= (3, 12):
+            with self.assertRaises(ExceptionGroup) as group:
+                self.run_coro(self.loop.create_connection(
+                    RecordingProtocol, "two.invalid", 80, all_errors=True))
+            self.assertEqual([type(e) for e in group.exception.exceptions],
+                             [ConnectionRefusedError, ConnectionRefusedError])
+
+    def test_refusals_with_the_same_message_raise_the_first(self):
+        port = closed_tcp_port()
+
+        async def same_address_twice(host, port_, **kwargs):
+            info = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
+            return [info, info]
+        self.loop.getaddrinfo = same_address_twice
+        with self.assertRaises(ConnectionRefusedError):
+            self.run_coro(self.loop.create_connection(RecordingProtocol, "twice.invalid", 80))
+
+    def test_local_addr_in_use_names_the_address(self):
+        async def test():
+            server, _ = await self.start_server()
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                local = taken.getsockname()
+                with self.assertRaises(OSError) as caught:
+                    await self.connect(server, local_addr=local)
+                self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+                message = str(caught.exception)
+                self.assertIn(BIND_ERROR.format(local), message)
+                self.assertIn("address already in use", message)
+                if sys.version_info >= (3, 12):
+                    with self.assertRaises(ExceptionGroup) as group:
+                        await self.connect(server, local_addr=local, all_errors=True)
+                    [error] = group.exception.exceptions
+                    self.assertEqual(error.errno, errno.EADDRINUSE)
+        self.run_coro(test())
+
+    def test_port_in_use_error_names_the_address(self):
+        async def test():
+            server, _ = await self.start_server()
+            address = server.sockets[0].getsockname()
+            with self.assertRaises(OSError) as caught:
+                await self.loop.create_server(RecordingProtocol, *address)
+            self.assertEqual(caught.exception.errno, errno.EADDRINUSE)
+            self.assertIn(BIND_ERROR.format(address), str(caught.exception))
+            self.assertIn("address already in use", str(caught.exception))
+        self.run_coro(test())
+
+    def test_connect_timeout_closes_the_socket(self):
+        # A listener with a full backlog: the kernel drops the next SYNs, so
+        # the connect hangs until wait_for gives up.
+        with socket.socket() as listener, socket.socket() as filler:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(0)
+            filler.connect(listener.getsockname())
+            fds_before = set(open_fds())
+            start = time.monotonic()
+            with self.assertRaises(asyncio.TimeoutError):
+                self.loop.run_until_complete(asyncio.wait_for(
+                    self.loop.create_connection(RecordingProtocol, *listener.getsockname()), 0.3))
+            self.assertGreaterEqual(time.monotonic() - start, 0.29)
+            self.run_briefly()
+            self.assertEqual(set(open_fds()) - fds_before, set(), "the connecting socket stays open")
+
+    def test_service_name_as_port(self):
+        name, port = service_with_a_free_port()
+
+        async def test():
+            server, _ = await self.start_server(EchoProtocol, port=port)
+            for service in (name, name.encode()):
+                with self.subTest(service=service):
+                    transport, protocol = await self.loop.create_connection(
+                        RecordingProtocol, "127.0.0.1", service)
+                    self.addCleanup(self._abort, [protocol])
+                    self.assertEqual(transport.get_extra_info("peername"), ("127.0.0.1", port))
+                    transport.write(b"by service name")
+                    self.assertEqual(await protocol.received(15), b"by service name")
+                    transport.close()
+            for service in ("nonsense", b"nonsense"):
+                with self.subTest(service=service):
+                    with self.assertRaises(OSError):
+                        await self.loop.create_connection(RecordingProtocol, "127.0.0.1", service)
+        self.run_coro(test())
+
+    def test_ipv6_scope_id_in_the_host(self):
+        # An address with %interface reaches connect() with that interface's
+        # scope id: a link-local address needs it to be reachable at all.
+        found = link_local_address()
+        address, ifname = found if found else ("::1", "lo")
+        scope = socket.if_nametoindex(ifname)
+        with socket.socket(socket.AF_INET6) as listener:
+            listener.bind((address, 0, 0, scope))
+            listener.listen()
+            port = listener.getsockname()[1]
+
+            async def test():
+                transport, protocol = await self.loop.create_connection(
+                    RecordingProtocol, f"{address}%{ifname}", port)
+                self.addCleanup(self._abort, [protocol])
+                peer = transport.get_extra_info("peername")
+                self.assertEqual(peer[:2], (address, port))
+                if found:
+                    self.assertEqual(peer[3], scope)
+                return transport
+            transport = self.run_coro(test())
+            accepted, _ = listener.accept()
+            with accepted:
+                transport.write(b"scoped")
+                accepted.settimeout(5)
+                self.assertEqual(accepted.recv(6), b"scoped")
+
+    def test_server_on_repeated_hosts_listens_once_per_address(self):
+        for hosts in (["127.0.0.1", "127.0.0.1"], ["::1", "::1"], ["127.0.0.1", "::1", "127.0.0.1"]):
+            with self.subTest(hosts=hosts):
+                async def test():
+                    server, _ = await self.start_server(host=hosts)
+                    addresses = sorted(s.getsockname()[0] for s in server.sockets)
+                    self.assertEqual(addresses, sorted(set(hosts)))
+                    server.close()
+                    await server.wait_closed()
+                self.run_coro(test())
+
+    def test_accept_out_of_descriptors_is_reported_and_retried(self):
+        async def test():
+            server, accepted = await self.start_server()
+            address = server.sockets[0].getsockname()
+            client = socket.socket()
+            self.addCleanup(client.close)
+            with ExhaustedFds() as exhausted:
+                client.connect(address)  # the kernel completes it; accept() will fail
+                await wait_until(lambda: self.loop_errors, 5, "the accept failure")
+                await asyncio.sleep(0.1)
+                exhausted.release()
+            # (asyncio reports once per accept() it tries in that iteration.)
+            contexts = list(self.loop_errors)
+            self.loop_errors.clear()
+            for context in contexts:
+                self.assertEqual(context["message"], "socket.accept() out of system resource")
+                self.assertIsInstance(context["exception"], OSError)
+                self.assertEqual(context["exception"].errno, errno.EMFILE)
+            self.assertFalse(accepted)
+            # The server tries again later and then accepts the connection.
+            await wait_until(lambda: accepted, 5, "the accept after the retry")
+            await accepted[0].made
+            client.sendall(b"late")
+            self.assertEqual(await accepted[0].received(4), b"late")
         self.run_coro(test())

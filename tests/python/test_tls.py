@@ -542,6 +542,25 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         self.assertEqual(closing.events.count("connection_lost"), 1)
         self.assertNotIn("data_received", closing.events)
 
+    def test_close_flushes_queued_data_before_shutdown(self):
+        # The peer is not reading: 4 MiB stay queued in the transport when
+        # close() is called; all of it reaches the peer before close_notify.
+        payload = os.urandom(4 * MiB)
+
+        async def test():
+            transport, protocol, server_protocol = await self.tls_pair(NonReadingProtocol)
+            for offset in range(0, len(payload), 128 * KiB):
+                transport.write(payload[offset:offset + 128 * KiB])
+            self.assertGreater(transport.get_write_buffer_size(), 0)
+            transport.close()
+            await asyncio.sleep(0.1)
+            server_protocol.transport.resume_reading()
+            await asyncio.wait_for(server_protocol.eof, PEER_TIMEOUT)
+            self.assertEqual(len(server_protocol.data), len(payload))
+            self.assertTrue(server_protocol.data == payload)
+            self.assertIsNone(await asyncio.wait_for(protocol.lost, PEER_TIMEOUT))
+        self.run_coro(test(), timeout=30)
+
     def test_client_close_sends_close_notify(self):
         async def test():
             _, protocol, server_protocol = await self.tls_pair()

@@ -96,6 +96,13 @@ class UnixTests(UnixEndpoints):
         with self.assertRaises(FileNotFoundError):
             self.run_coro(self.loop.create_unix_connection(RecordingProtocol, self.socket_path()))
 
+    def test_server_bind_failure_raises_and_closes_the_socket(self):
+        # The descriptor check at the end of the test sees the socket closed.
+        path = os.path.join(self.temp_dir(), "missing-directory", "server.sock")
+        with self.assertRaises(FileNotFoundError):
+            self.run_coro(self.loop.create_unix_server(RecordingProtocol, path))
+        self.assertFalse(os.path.exists(path))
+
     def test_nobody_listening(self):
         path = self.socket_path()
         with socket.socket(socket.AF_UNIX) as stale:

@@ -299,6 +299,21 @@ class ServerVersionTests:
                 transport.close()
         self.run_coro(test())
 
+    def test_wait_closed_when_close_and_the_last_connection_end_together(self):
+        # close() and the end of the last connection in the same iteration:
+        # wait_closed() still returns (3.12.0 hung here).
+        async def test():
+            server, accepted, clients = await self.serve_and_connect(1)
+            waiting = asyncio.ensure_future(server.wait_closed())
+            await asyncio.sleep(0)
+            self.assertFalse(waiting.done())
+            self.loop.call_soon(server.close)
+            self.loop.call_soon(accepted[0].transport.abort)
+            await asyncio.wait_for(waiting, 5)
+            await asyncio.wait_for(server.wait_closed(), 5)
+            clients[0][0].close()
+        self.run_coro(test())
+
     def test_wait_closed_and_open_connections(self):
         async def test():
             server, accepted, clients = await self.serve_and_connect(1)
