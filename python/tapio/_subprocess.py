@@ -6,6 +6,7 @@ connection_lost once the child exited and every pipe closed)."""
 import asyncio
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -226,20 +227,26 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             return self._pipes[fd].pipe
         return None
 
-    def send_signal(self, signal):
+    def send_signal(self, sig):
+        """Signal the child without reaping it (Popen.send_signal polls, and
+        so may take the exit status from the loop's watcher, as asyncio
+        avoids): through the pidfd while we hold one, else by pid."""
         self._check_proc()
-        if self._returncode is None:  # a reaped pid may be someone else's
-            self._proc.send_signal(signal)
+        if self._returncode is not None:  # a reaped pid may be someone else's
+            return
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, sig)
+            else:
+                os.kill(self._pid, sig)
+        except ProcessLookupError:
+            pass
 
     def terminate(self):
-        self._check_proc()
-        if self._returncode is None:
-            self._proc.terminate()
+        self.send_signal(signal.SIGTERM)
 
     def kill(self):
-        self._check_proc()
-        if self._returncode is None:
-            self._proc.kill()
+        self.send_signal(signal.SIGKILL)
 
     def is_closing(self):
         return self._closed

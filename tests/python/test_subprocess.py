@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 from .loops import loop_tests
@@ -944,6 +945,21 @@ class SubprocessStreamsTests(SubprocessCases):
             self.assertEqual(await proc.stdout.readline(), b"ready\n")
             proc.terminate()
             self.assertEqual(await proc.wait(), -signal.SIGTERM)
+        self.run_coro(test())
+
+    def test_signal_to_an_exited_child_keeps_its_exit_status(self):
+        # The child exits while the loop is blocked; signalling it then must
+        # not reap it behind the loop's back (the exit status would be lost:
+        # 255), as asyncio signals by pid without polling.
+        async def test():
+            for send in ("send_signal", "terminate", "kill"):
+                proc = await self.exec(sys.executable, "-c", "pass")
+                time.sleep(0.3)  # blocks the loop: the child is a zombie now
+                if send == "send_signal":
+                    proc.send_signal(signal.SIGUSR1)
+                else:
+                    getattr(proc, send)()
+                self.assertEqual(await proc.wait(), 0, send)
         self.run_coro(test())
 
     def test_create_subprocess_shell(self):
