@@ -14,7 +14,7 @@ from . import _helpers, _tapio
 from ._loop import Loop
 
 _tapio._set_helpers(_helpers.format_callback, _helpers.handle_repr,
-                    _helpers.log_slow_callback)
+                    _helpers.log_slow_callback, _helpers.extract_stack)
 
 __all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "install", "run"]
 __version__ = "0.1.0"

@@ -1,10 +1,12 @@
 """Slow-path helpers the C extension calls: callback formatting for reprs and
 error messages, and the debug-mode slow callback warning."""
+import asyncio
 import functools
 import inspect
 import logging
 import reprlib
-from asyncio import trsock
+import sys
+from asyncio import format_helpers, trsock
 
 logger = logging.getLogger("asyncio")  # asyncio's logger, so user config applies
 
@@ -21,22 +23,32 @@ def _source_of(func):
     return None
 
 
-def _describe(func, args):
-    """'name(arg, ...)', unwrapping functools.partial as asyncio does."""
+# From 3.13 on asyncio shows a callback's arguments only in debug mode (they
+# may be sensitive).
+_ARGS_ONLY_IN_DEBUG = sys.version_info >= (3, 13)
+
+
+def _arguments(args, kwargs, debug):
+    if _ARGS_ONLY_IN_DEBUG and not debug:
+        return "()"
+    items = [reprlib.repr(arg) for arg in args or ()]
+    items += [f"{key}={reprlib.repr(value)}" for key, value in (kwargs or {}).items()]
+    return "(" + ", ".join(items) + ")"
+
+
+def _describe(func, args, kwargs, debug):
+    """'name(arg, ...)'; a functools.partial shows its own arguments, then
+    the call's: 'name(1)(2)', as asyncio names them."""
     if isinstance(func, functools.partial):
-        inner_args = tuple(func.args) + tuple(args or ())
-        return _describe(func.func, inner_args) + (
-            "" if not func.keywords else
-            "(" + ", ".join(f"{k}={reprlib.repr(v)}" for k, v in func.keywords.items()) + ")")
+        return (_describe(func.func, func.args, func.keywords, debug) +
+                _arguments(args, kwargs, debug))
     name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
-    if args is None:
-        return name
-    return name + "(" + ", ".join(reprlib.repr(arg) for arg in args) + ")"
+    return name + _arguments(args, kwargs, debug)
 
 
-def format_callback(func, args):
+def format_callback(func, args, debug=False):
     """How asyncio names a callback in messages: 'f(1, 2) at file.py:10'."""
-    text = _describe(func, args)
+    text = _describe(func, args, None, debug)
     source = _source_of(func)
     if source:
         text += f" at {source[0]}:{source[1]}"
@@ -50,12 +62,25 @@ def handle_repr(handle):
     if hasattr(handle, "when"):
         parts.append(f"when={handle.when()}")
     if handle._callback is not None:
-        parts.append(format_callback(handle._callback, handle._args))
+        parts.append(format_callback(handle._callback, handle._args,
+                                     handle._loop.get_debug()))
+    if handle._source_traceback:
+        filename, lineno = handle._source_traceback[-1][:2]
+        parts.append(f"created at {filename}:{lineno}")
     return "<" + " ".join(parts) + ">"
 
 
 def log_slow_callback(handle, seconds):
-    logger.warning("Executing %s took %.3f seconds", handle_repr(handle), seconds)
+    # A task's step is named by its task, as asyncio names it.
+    owner = getattr(handle._callback, "__self__", None)
+    what = repr(owner) if isinstance(owner, asyncio.Task) else handle_repr(handle)
+    logger.warning("Executing %s took %.3f seconds", what, seconds)
+
+
+def extract_stack():
+    """The stack of the code that called into the loop (the caller of the C
+    method that made a handle), as asyncio keeps it in debug mode."""
+    return format_helpers.extract_stack(sys._getframe(1))
 
 
 def socket_extra(sock):

@@ -36,9 +36,11 @@ typedef struct {
     PyObject *str_message;
     PyObject *str_exception;
     PyObject *str_handle;
+    PyObject *str_source_traceback;
     PyObject *format_callback;   /* tapio._format_callback(cb, args) */
     PyObject *handle_repr;       /* tapio._handle_repr(handle) */
     PyObject *log_slow_callback; /* tapio._log_slow_callback(handle, dt) */
+    PyObject *extract_stack;     /* the caller's stack, for debug mode */
 } ModuleState;
 
 /* A queued callback (asyncio's Handle; TimerHandle adds a deadline). */
@@ -49,6 +51,7 @@ typedef struct Handle {
     PyObject *callback;
     PyObject *args;        /* tuple */
     PyObject *context;     /* contextvars.Context */
+    PyObject *source_traceback; /* where it was made (debug mode), or NULL */
     tapio_handle *c_handle;/* referenced while this object lives */
     struct Handle *prev, *next; /* the loop's list of queued handles */
     bool cancelled;

@@ -32,11 +32,20 @@ Handle *handle_new(LoopCore *loop, PyTypeObject *type, PyObject *callback,
     h->callback = Py_NewRef(callback);
     h->args = argtuple;
     h->context = context;
+    h->source_traceback = NULL;
     h->c_handle = NULL;
     h->prev = h->next = NULL;
     h->cancelled = false;
     h->queued = false;
     h->timer = type == loop->state->TimerHandleType;
+    if (loop->debug && loop->state->extract_stack) {
+        /* asyncio's debug mode: where the handle was made */
+        h->source_traceback = PyObject_CallNoArgs(loop->state->extract_stack);
+        if (!h->source_traceback) {
+            Py_DECREF(h);
+            return NULL;
+        }
+    }
     /* A queued handle is not tracked by the collector: the loop holds it,
      * so it is alive whatever cycles pass through it. handle_dequeue tracks
      * it if anyone else still holds it. */
@@ -101,14 +110,18 @@ static void report_callback_error(Handle *h, PyObject *exc)
     PyObject *message = NULL, *context = NULL, *res = NULL;
     PyObject *source = PyObject_CallFunctionObjArgs(
         st->format_callback, h->callback ? h->callback : Py_None,
-        h->args ? h->args : Py_None, NULL);
+        h->args ? h->args : Py_None, h->loop->debug ? Py_True : Py_False,
+        NULL);
     if (source)
         message = PyUnicode_FromFormat("Exception in callback %U", source);
     if (message)
         context = PyDict_New();
     if (context && !PyDict_SetItem(context, st->str_message, message) &&
         !PyDict_SetItem(context, st->str_exception, exc) &&
-        !PyDict_SetItem(context, st->str_handle, (PyObject *)h))
+        !PyDict_SetItem(context, st->str_handle, (PyObject *)h) &&
+        (!h->source_traceback ||
+         !PyDict_SetItem(context, st->str_source_traceback,
+                         h->source_traceback)))
         res = PyObject_CallMethodOneArg((PyObject *)h->loop,
                                         st->str_call_exception_handler,
                                         context);
@@ -247,6 +260,7 @@ static int handle_traverse(Handle *self, visitproc visit, void *arg)
     Py_VISIT(self->callback);
     Py_VISIT(self->args);
     Py_VISIT(self->context);
+    Py_VISIT(self->source_traceback);
     return 0;
 }
 
@@ -254,6 +268,7 @@ static int handle_clear(Handle *self)
 {
     clear_callback(self);
     Py_CLEAR(self->context);
+    Py_CLEAR(self->source_traceback);
     return 0;
 }
 
@@ -297,6 +312,9 @@ static PyMemberDef handle_members[] = {
      READONLY, NULL},
     {"_callback", T_OBJECT, offsetof(Handle, callback), READONLY, NULL},
     {"_args", T_OBJECT, offsetof(Handle, args), READONLY, NULL},
+    {"_source_traceback", T_OBJECT, offsetof(Handle, source_traceback),
+     READONLY, NULL},
+    {"_loop", T_OBJECT, offsetof(Handle, loop), READONLY, NULL},
     {"_cancelled", T_BOOL, offsetof(Handle, cancelled), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };

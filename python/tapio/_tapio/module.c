@@ -14,14 +14,15 @@ ModuleState *binding_state_of_type(PyTypeObject *type)
 static PyObject *set_helpers(PyObject *module, PyObject *const *args,
                              Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_set_helpers() takes 3 arguments");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "_set_helpers() takes 4 arguments");
         return NULL;
     }
     ModuleState *st = PyModule_GetState(module);
     Py_XSETREF(st->format_callback, Py_NewRef(args[0]));
     Py_XSETREF(st->handle_repr, Py_NewRef(args[1]));
     Py_XSETREF(st->log_slow_callback, Py_NewRef(args[2]));
+    Py_XSETREF(st->extract_stack, Py_NewRef(args[3]));
     Py_RETURN_NONE;
 }
 
@@ -111,6 +112,7 @@ static int module_exec(PyObject *module)
         intern(&st->str_message, "message") ||
         intern(&st->str_exception, "exception") ||
         intern(&st->str_handle, "handle") ||
+        intern(&st->str_source_traceback, "source_traceback") ||
         intern(&st->str_connection_made, "connection_made") ||
         intern(&st->str_data_received, "data_received") ||
         intern(&st->str_eof_received, "eof_received") ||
@@ -138,6 +140,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->format_callback);
     Py_VISIT(st->handle_repr);
     Py_VISIT(st->log_slow_callback);
+    Py_VISIT(st->extract_stack);
     return 0;
 }
 
@@ -165,9 +168,11 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_message);
     Py_CLEAR(st->str_exception);
     Py_CLEAR(st->str_handle);
+    Py_CLEAR(st->str_source_traceback);
     Py_CLEAR(st->format_callback);
     Py_CLEAR(st->handle_repr);
     Py_CLEAR(st->log_slow_callback);
+    Py_CLEAR(st->extract_stack);
     return 0;
 }
 
