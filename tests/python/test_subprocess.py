@@ -950,7 +950,11 @@ class SubprocessStreamsTests(SubprocessCases):
     def test_signal_to_an_exited_child_keeps_its_exit_status(self):
         # The child exits while the loop is blocked; signalling it then must
         # not reap it behind the loop's back (the exit status would be lost:
-        # 255), as asyncio signals by pid without polling.
+        # 255). Stock asyncio before 3.13 signals through Popen, which reaps
+        # it, and may lose the status, depending on its child watcher
+        # (CPython gh-87744, fixed in 3.13); tapio keeps it on every version.
+        may_lose = self.loop_name == "asyncio" and sys.version_info < (3, 13)
+
         async def test():
             for send in ("send_signal", "terminate", "kill"):
                 proc = await self.exec(sys.executable, "-c", "pass")
@@ -959,7 +963,7 @@ class SubprocessStreamsTests(SubprocessCases):
                     proc.send_signal(signal.SIGUSR1)
                 else:
                     getattr(proc, send)()
-                self.assertEqual(await proc.wait(), 0, send)
+                self.assertIn(await proc.wait(), (0, 255) if may_lose else (0,), send)
         self.run_coro(test())
 
     def test_create_subprocess_shell(self):
