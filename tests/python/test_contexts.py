@@ -220,10 +220,11 @@ class ContextTests:
 
     # ---- stream connections and servers -----------------------------------
 
-    async def _server_and_two_clients(self, create_server, connect):
+    async def _server_and_two_clients(self, create_server, connect, tls=False):
         """A server made with REQUEST "server", two connections made
         concurrently from contexts "a" and "b"; each client sends, the
-        server echoes, each client then half-closes and everything ends."""
+        server echoes, each client then half-closes (closes, over TLS) and
+        everything ends."""
         accepted = []
 
         def factory():
@@ -234,7 +235,7 @@ class ContextTests:
             transport, protocol = await connect(server, lambda: ContextProtocol(name))
             transport.write(b"ping")
             await wait_until(lambda: len(protocol.data) == 4)
-            transport.write_eof()
+            transport.close() if tls else transport.write_eof()
             await protocol.lost
             return protocol
 
@@ -248,11 +249,13 @@ class ContextTests:
         finally:
             server.close()
         self.assertCallerUntouched("client")
-        every = ("connection_made", "data_received", "eof_received", "connection_lost")
-        self.assertSaw(a.log, "a", ("factory",) + every)
-        self.assertSaw(b.log, "b", ("factory",) + every)
+        every = ("factory", "connection_made", "data_received", "connection_lost")
+        if not tls:
+            every += ("eof_received",)
+        self.assertSaw(a.log, "a", every)
+        self.assertSaw(b.log, "b", every)
         for protocol in accepted:
-            self.assertSaw(protocol.log, "server", ("factory",) + every)
+            self.assertSaw(protocol.log, "server", every)
 
     def test_create_connection_and_create_server(self):
         async def create_server(factory):
@@ -580,39 +583,7 @@ class ContextTests:
                 factory, host, port, ssl=tls_certs.client_context(),
                 server_hostname="localhost")
 
-        async def test():
-            accepted = []
-
-            def factory():
-                accepted.append(ContextProtocol(f"server{len(accepted)}", server=True,
-                                                echo=True))
-                return accepted[-1]
-
-            async def talk(name):
-                transport, protocol = await connect(server, lambda: ContextProtocol(name))
-                transport.write(b"ping")
-                await wait_until(lambda: len(protocol.data) == 4)
-                transport.close()
-                await protocol.lost
-                return protocol
-
-            REQUEST.set("server")
-            server = await create_server(factory)
-            try:
-                REQUEST.set("client")
-                a, b = await asyncio.gather(in_context("a", talk, "a"),
-                                            in_context("b", talk, "b"))
-                await wait_until(lambda: len(accepted) == 2 and
-                                 all(p.lost.done() for p in accepted))
-            finally:
-                server.close()
-            self.assertCallerUntouched("client")
-            every = ("factory", "connection_made", "data_received", "connection_lost")
-            self.assertSaw(a.log, "a", every)
-            self.assertSaw(b.log, "b", every)
-            for protocol in accepted:
-                self.assertSaw(protocol.log, "server", every)
-        self.run_isolated(test())
+        self.run_isolated(self._server_and_two_clients(create_server, connect, tls=True))
 
     def test_start_tls(self):
         async def test():
