@@ -253,14 +253,15 @@ static void ready_push_front(tapio_loop *loop, tapio_handle *chain)
     loop->nready += n;
 }
 
-/* Run the timers due now. They are taken from the heap first (a timer a
- * callback adds waits for the next iteration) and run ahead of what this
- * iteration's callbacks queued, in asyncio's order. */
-static void run_due_timers(tapio_loop *loop)
+/* Take the timers due now off the heap, in deadline order, before any
+ * callback of this iteration runs: a timer those callbacks add waits for the
+ * next iteration, as in asyncio. They count as queued (cancel reports them
+ * pending). */
+static tapio_handle *take_due_timers(tapio_loop *loop)
 {
     tapio_handle *top = tapio__heap_top(&loop->timers);
     if (!top)
-        return;
+        return NULL;
     tapio_handle *due = NULL, **tail = &due;
     double now = tapio__clock_now();
     while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
@@ -270,6 +271,13 @@ static void run_due_timers(tapio_loop *loop)
         *tail = top;
         tail = &top->next;
     }
+    return due;
+}
+
+/* Run the timers taken by take_due_timers, ahead of what this iteration's
+ * callbacks queued (asyncio's order), skipping those cancelled meanwhile. */
+static void run_timers(tapio_loop *loop, tapio_handle *due)
+{
     while (due && !loop->interrupted) {
         tapio_handle *h = due;
         due = h->next;
@@ -284,7 +292,7 @@ static void run_due_timers(tapio_loop *loop)
 
 /* One iteration in asyncio's order: poll (not waiting when work is ready),
  * then the callbacks that were ready before it (other threads' included),
- * then I/O callbacks, then due timers. */
+ * then I/O callbacks, then the timers that were due when the poll ended. */
 static void run_iteration(tapio_loop *loop)
 {
     tapio__io_flush_changes(loop);
@@ -299,10 +307,11 @@ static void run_iteration(tapio_loop *loop)
         tapio__report_error(loop, "I/O backend poll failed", err);
     if (atomic_load_explicit(&loop->tsq_pending, memory_order_relaxed))
         tapio__drain_threadsafe_calls(loop);
+    tapio_handle *due = take_due_timers(loop);
     run_ready(loop, loop->nready);
     if (!err && !loop->interrupted)
         loop->backend->dispatch(loop);
-    run_due_timers(loop);
+    run_timers(loop, due);
 }
 
 /* Run iterations until asked to stop; `once` stops after the first. */

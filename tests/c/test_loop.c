@@ -642,6 +642,29 @@ TEST(iteration_runs_ready_then_io_then_timers)
     close(p[1]);
 }
 
+static void schedule_timer_then_linger(tapio_loop *loop, void *arg)
+{
+    struct order_log *log = arg;
+    log->seen[log->n++] = 's';
+    CHECK(tapio_call_later(loop, 0, log_timer, log));
+    usleep(2000); /* its deadline passes before the iteration ends */
+}
+
+/* Timers are taken when the poll returns: one a callback adds runs in the
+ * next iteration even if its deadline passed meanwhile, as in asyncio. */
+TEST(timer_added_by_a_callback_waits_for_the_next_iteration)
+{
+    tapio_loop *loop = test_loop();
+    struct order_log log = {0};
+    CHECK(tapio_call_soon(loop, schedule_timer_then_linger, &log));
+    CHECK_EQ_INT(tapio_loop_run_once(loop), 0);
+    log.seen[log.n] = 0;
+    CHECK(strcmp(log.seen, "s") == 0);
+    CHECK_EQ_INT(tapio_loop_run_once(loop), 0);
+    log.seen[log.n] = 0;
+    CHECK(strcmp(log.seen, "st") == 0);
+}
+
 TEST(writer_fires_and_can_remove_itself)
 {
     tapio_loop *loop = test_loop();
