@@ -11,6 +11,7 @@ loop under test.
 """
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import os
@@ -83,8 +84,8 @@ class ThreadedPeer:
 
 def memory_bio_handshake(conn, context):
     """The server side of a TLS handshake over memory BIOs on the blocking
-    socket conn; returns (ssl_object, outgoing_bio) so that the caller decides
-    which encrypted bytes go on the wire."""
+    socket conn; returns (ssl_object, outgoing_bio, incoming_bio) so that the
+    caller decides which encrypted bytes go on the wire."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = context.wrap_bio(incoming, outgoing, server_side=True)
     while True:
@@ -100,7 +101,7 @@ def memory_bio_handshake(conn, context):
             incoming.write(data)
     if outgoing.pending:
         conn.sendall(outgoing.read())
-    return tls, outgoing
+    return tls, outgoing, incoming
 
 
 async def echo_one_line(reader, writer):
@@ -633,6 +634,52 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         self.run_coro(test())
         self.assertEqual(peer.results, ["unwrapped"])
 
+    def test_data_queued_when_the_peer_closes_still_reaches_it(self):
+        # The peer stops reading while we queue 32 MiB (more than the
+        # sockets' buffers hold), then sends its close_notify without waiting
+        # for ours and reads on: everything we queued arrives before our
+        # close_notify (CPython's
+        # test_remote_shutdown_receives_trailing_data, without its private
+        # backlog hook).
+        size = 32 * MiB
+
+        def serve(conn, peer):
+            tls, outgoing, incoming = memory_bio_handshake(conn, tls_certs.server_context())
+            tls.write(b"ready")
+            conn.sendall(outgoing.read())
+            time.sleep(0.3)  # the client queues its data meanwhile
+            with self.assertRaises(ssl.SSLWantReadError):
+                tls.unwrap()  # our close_notify, theirs not yet received
+            conn.sendall(outgoing.read())
+            received = 0
+            while True:
+                try:
+                    received += len(tls.read(65536))
+                except ssl.SSLWantReadError:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    incoming.write(data)
+                except ssl.SSLZeroReturnError:
+                    peer.results.append("close_notify")
+                    break
+            peer.results.append(received)
+        peer = ThreadedPeer(self, serve)
+
+        async def test():
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", peer.port, ssl=tls_certs.client_context(),
+                server_hostname="localhost")
+            self.assertEqual(await reader.readexactly(5), b"ready")
+            writer.write(b"x" * size)
+            self.assertEqual(await reader.read(), b"")
+            await peer.finished()
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        self.run_coro(test(), timeout=20)
+        self.assertEqual(peer.results, ["close_notify", size])
+
     def test_context_is_freed_after_the_peer_closes(self):
         # The peer's close_notify ends the connection; the protocol keeps its
         # transport, closes it after eof_received and goes. Once the loop
@@ -809,7 +856,7 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         """A peer that completes the handshake, then sends what(record) -
         record being 1000 bytes of application data encrypted - and closes."""
         def serve(conn, peer):
-            tls, outgoing = memory_bio_handshake(conn, tls_certs.server_context())
+            tls, outgoing, _ = memory_bio_handshake(conn, tls_certs.server_context())
             tls.write(b"A" * 1000)
             conn.sendall(what(outgoing.read()))
             peer.release.wait(0.2)
