@@ -206,6 +206,9 @@ TAPIO_API int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb,
 /** Returns true if a watcher was removed. */
 TAPIO_API bool tapio_remove_reader(tapio_loop *loop, int fd);
 TAPIO_API bool tapio_remove_writer(tapio_loop *loop, int fd);
+/** Whether a transport, server or other libtapio object (not an fd watcher)
+ *  has fd registered with the loop, so that add_reader/add_writer refuse it. */
+TAPIO_API bool tapio_fd_is_owned(const tapio_loop *loop, int fd);
 
 /* ----------------------------------------------------------------------
  * Signals (loop.add_signal_handler): the callback runs as a loop callback,

@@ -248,6 +248,12 @@ int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb, void *arg)
     return add_watch(loop, fd, 1, cb, arg);
 }
 
+bool tapio_fd_is_owned(const tapio_loop *loop, int fd)
+{
+    return fd >= 0 && (size_t)fd < loop->nfds && loop->fds[fd] &&
+           !loop->fds[fd]->user;
+}
+
 bool tapio_remove_reader(tapio_loop *loop, int fd)
 {
     return remove_watch(loop, fd, 0);

@@ -750,7 +750,13 @@ TEST(add_reader_refuses_a_transport_fd)
     struct watch w = {0};
     int fd = tapio_transport_fd(c->t);
     CHECK(fd >= 0);
+    CHECK(tapio_fd_is_owned(loop, fd));
     CHECK_ERR(tapio_add_reader(loop, fd, on_fd, &w), -EBUSY);
     CHECK_ERR(tapio_add_writer(loop, fd, on_fd, &w), -EBUSY);
+    /* A user's watcher does not make its fd owned. */
+    CHECK_OK(tapio_add_reader(loop, peer, on_fd, &w));
+    CHECK(!tapio_fd_is_owned(loop, peer));
+    CHECK(tapio_remove_reader(loop, peer));
+    CHECK(!tapio_fd_is_owned(loop, -1));
     close(peer);
 }

@@ -343,13 +343,15 @@ static PyObject *datagram_of_fd(LoopCore *self, int fd)
 }
 
 /* The open (not closing) transport whose fd is `fd`, or None: asyncio
- * refuses fd watchers on such an fd. Walks every transport: for error
- * paths only. */
+ * refuses fd watchers on such an fd. libtapio says at once whether anything
+ * owns the fd; only then are the transports walked, to name the owner. */
 static PyObject *loop_transport_of_fd(LoopCore *self, PyObject *arg)
 {
     int fd = fd_of(arg);
     if (fd < 0)
         return NULL;
+    if (self->closed || !self->loop || !tapio_fd_is_owned(self->loop, fd))
+        Py_RETURN_NONE;
     Transport *head = &self->open_transports;
     for (Transport *t = head->next; t != head; t = t->next) {
         if (t->t && tapio_transport_fd(t->t) == fd &&
