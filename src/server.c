@@ -32,6 +32,7 @@ struct tapio_server {
     size_t active;            /* accepted connections still alive */
     tapio_handle *retry;      /* pending re-arm after EMFILE */
     char *unix_path;          /* socket file to remove on close */
+    ino_t unix_ino;           /* ...if it is still the one bound here */
     tapio_callback on_closed;
     void *closed_arg;
     bool use_tls;
@@ -198,9 +199,10 @@ static void close_listeners(tapio_server *s)
         close(s->listeners[i].io.fd);
     }
     s->nlisteners = 0;
-    if (s->unix_path) {
+    if (s->unix_path) { /* not a file that took the path meanwhile */
         struct stat st;
-        if (stat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (stat(s->unix_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_ino == s->unix_ino)
             unlink(s->unix_path);
     }
 }
@@ -459,6 +461,9 @@ static int bind_unix(tapio_server *s, const struct sockaddr_storage *ss,
     if (fd < 0)
         return fd;
     int err = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+    struct stat st;
+    if (!err && s->unix_path && stat(s->unix_path, &st) == 0)
+        s->unix_ino = st.st_ino;
     if (!err && (err = add_listener(s, fd)) && s->unix_path)
         unlink(s->unix_path); /* we made the file but cannot serve it */
     if (err)

@@ -429,6 +429,25 @@ TEST(unix_server_replaces_a_stale_socket_file)
     CHECK(stat(path, &st) != 0 && errno == ENOENT); /* removed on close */
 }
 
+/* A socket file that took the server's path meanwhile is not removed at
+ * close (asyncio 3.13's cleanup_socket compares the inode too). */
+TEST(unix_server_close_keeps_a_socket_file_that_replaced_its_own)
+{
+    tapio_loop *loop = test_loop();
+    char path[108];
+    unix_path(path, sizeof path, "replaced");
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_listen_unix(loop, path, 0, NULL, acceptor_factory,
+                                      acceptor_new(), &s));
+    make_stale_socket_file(path); /* unlinks ours, binds another */
+    int closed = 0;
+    tapio_server_close(s, count_call, &closed);
+    RUN_UNTIL(loop, closed == 1, 5);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+    unlink(path);
+}
+
 /* Only a socket file counts as stale; anything else is not removed. */
 TEST(unix_server_does_not_remove_a_regular_file)
 {
