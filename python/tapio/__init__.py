@@ -36,12 +36,10 @@ def _policy_base():
 
 
 class EventLoopPolicy(_policy_base()):
-    """An asyncio event loop policy whose loops are tapio loops."""
+    """An asyncio event loop policy whose loops are tapio loops (the stock
+    policy's new_event_loop() calls _loop_factory)."""
 
     _loop_factory = Loop
-
-    def new_event_loop(self):
-        return Loop()
 
 
 def install():
