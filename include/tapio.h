@@ -36,9 +36,21 @@ extern "C" {
 #define TAPIO_API
 #endif
 
+/*
+ * The version, defined here only: CMake (project version, tapio.pc, the
+ * shared library's soname), the Python package (`tapio.__version__`, the
+ * wheel's metadata) and the build backend all read these three lines.
+ */
 #define TAPIO_VERSION_MAJOR 0
 #define TAPIO_VERSION_MINOR 1
 #define TAPIO_VERSION_PATCH 0
+
+#define TAPIO__STR(x) #x
+#define TAPIO__XSTR(x) TAPIO__STR(x)
+/** The version these headers declare, as "MAJOR.MINOR.PATCH". */
+#define TAPIO_VERSION                                                   \
+    TAPIO__XSTR(TAPIO_VERSION_MAJOR) "." TAPIO__XSTR(TAPIO_VERSION_MINOR) \
+    "." TAPIO__XSTR(TAPIO_VERSION_PATCH)
 
 /* asyncio's defaults for write flow control. */
 #define TAPIO_DEFAULT_HIGH_WATER (64 * 1024)
@@ -48,6 +60,13 @@ typedef struct tapio_handle tapio_handle;
 typedef struct tapio_transport tapio_transport;
 typedef struct tapio_server tapio_server;
 typedef struct tapio_connect_req tapio_connect_req;
+
+/**
+ * The version of the libtapio this program runs with, as "MAJOR.MINOR.PATCH":
+ * compare it with TAPIO_VERSION (the headers it was compiled with) to detect
+ * a shared library other than the one the program was built against.
+ */
+TAPIO_API const char *tapio_version(void);
 
 /** Name of a (negative) error code returned by tapio, e.g. "Connection refused". */
 TAPIO_API const char *tapio_strerror(int err);

@@ -3,7 +3,9 @@
 # Idempotent: asks apt only for what is missing.
 set -eu
 
-PACKAGES="cmake ninja-build gcc pkg-config libuv1-dev python3-dev python3-setuptools python3-uvloop python3-aiohttp python3-websockets openssl libssl-dev libpython3.11-testsuite"
+# cmake and ninja-build build everything, `pip install .` included (its
+# backend, tools/tapio_build.py, drives the same CMake build).
+PACKAGES="cmake ninja-build gcc pkg-config libuv1-dev python3-dev python3-uvloop python3-aiohttp python3-websockets openssl libssl-dev libpython3.11-testsuite"
 
 missing=""
 for pkg in $PACKAGES; do

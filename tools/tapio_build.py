@@ -1,19 +1,23 @@
-"""PEP 517 build backend for the tapio Python package, with no build
-requirements: it compiles the extension (libtapio's sources and the binding)
-with the C compiler the interpreter was built with and writes the wheel
-itself, so that `pip install .` works offline on every supported CPython,
-with or without setuptools.
+"""PEP 517 build backend for the tapio Python package. It has no Python
+build requirements, so `pip install .` works offline on every supported
+CPython, with or without setuptools:
 
     pip install .                 # or: pip install --target DIR .
+
+The extension is built by CMake, the project's one build: the backend
+configures a scratch build directory for the running interpreter, builds the
+`_tapio` target there and packs the result with the package's Python files
+into the wheel. What to compile, and how, is known only to CMakeLists.txt;
+the version only to include/tapio.h. Needs cmake (and ninja, if present,
+is used), a C compiler and OpenSSL's headers: scripts/install-deps.sh.
 """
 import base64
-import concurrent.futures
 import glob
 import hashlib
 import io
 import os
 import re
-import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -38,43 +42,46 @@ CLASSIFIERS = [
     "Programming Language :: Python :: 3.14",
     "Programming Language :: Python :: Implementation :: CPython",
 ]
-CFLAGS = ["-O2", "-fPIC", "-std=gnu11", "-fvisibility=hidden", "-D_GNU_SOURCE"]
-LIBS = ["-lssl", "-lcrypto", "-lm", "-pthread"]
 
 
 def version():
-    """The package version, read from its one definition (CMakeLists.txt)."""
-    with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
-        return re.search(r"project\(tapio VERSION (\S+)", f.read()).group(1)
+    """The package version, read from its one definition (include/tapio.h)."""
+    with open(os.path.join(ROOT, "include", "tapio.h")) as f:
+        header = f.read()
+    parts = [re.search(rf"^#define TAPIO_VERSION_{part} (\d+)$", header, re.M)
+             for part in ("MAJOR", "MINOR", "PATCH")]
+    if not all(parts):
+        raise RuntimeError("include/tapio.h defines no TAPIO_VERSION_MAJOR/MINOR/PATCH")
+    return ".".join(part.group(1) for part in parts)
 
 
-def _sources():
-    return sorted(glob.glob(os.path.join(ROOT, "src", "*.c")) +
-                  glob.glob(os.path.join(ROOT, "src", "backend", "*.c")) +
-                  glob.glob(os.path.join(ROOT, "python", "tapio", "_tapio", "*.c")))
-
-
-def _compiler():
-    return shlex.split(sysconfig.get_config_var("CC") or "cc")
-
-
-def _compile(source, objects_dir):
-    obj = os.path.join(objects_dir, os.path.relpath(source, ROOT).replace(os.sep, "_") + ".o")
-    includes = ["-I" + os.path.join(ROOT, "include"), "-I" + os.path.join(ROOT, "src"),
-                "-I" + sysconfig.get_paths()["include"]]
-    subprocess.check_call(_compiler() + CFLAGS + includes + ["-c", source, "-o", obj])
-    return obj
+def _cmake():
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise RuntimeError("building tapio needs cmake (Debian: apt-get install cmake "
+                           "ninja-build, or run scripts/install-deps.sh)")
+    return cmake
 
 
 def build_extension(into):
-    """Compile _tapio into `into`/tapio/ and return its path."""
-    with tempfile.TemporaryDirectory() as objects_dir:
-        with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-            objects = list(pool.map(lambda s: _compile(s, objects_dir), _sources()))
-        target = os.path.join(into, NAME, "_tapio" + sysconfig.get_config_var("EXT_SUFFIX"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        subprocess.check_call(_compiler() + ["-shared", "-o", target] + objects + LIBS)
-    return target
+    """Build _tapio for the running interpreter with CMake into `into` and
+    return the extension's path."""
+    cmake = _cmake()
+    with tempfile.TemporaryDirectory(prefix="tapio-build-") as build_dir:
+        configure = [cmake, "-S", ROOT, "-B", build_dir, "-DCMAKE_BUILD_TYPE=Release",
+                     "-DTAPIO_BUILD_PYTHON=ON", "-DTAPIO_BUILD_EXAMPLES=OFF",
+                     "-DTAPIO_BUILD_BENCH=OFF", "-DBUILD_TESTING=OFF",
+                     f"-DPython3_EXECUTABLE={sys.executable}",
+                     f"-DTAPIO_PYTHON_OUTPUT_DIR={into}"]
+        if "CMAKE_GENERATOR" not in os.environ and shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        subprocess.run(configure, check=True)
+        subprocess.run([cmake, "--build", build_dir, "--target", "_tapio",
+                        "--parallel", str(os.cpu_count() or 2)], check=True)
+    built = glob.glob(os.path.join(into, "_tapio*" + sysconfig.get_config_var("EXT_SUFFIX")))
+    if len(built) != 1:
+        raise RuntimeError(f"the CMake build left {built!r} in {into}, not one _tapio extension")
+    return built[0]
 
 
 def _package_files():

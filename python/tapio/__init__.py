@@ -17,7 +17,7 @@ _tapio._set_helpers(_helpers.format_callback, _helpers.handle_repr,
                     _helpers.log_slow_callback, _helpers.extract_stack)
 
 __all__ = ["Loop", "EventLoopPolicy", "new_event_loop", "install", "run"]
-__version__ = "0.1.0"
+__version__ = _tapio.LIBTAPIO_VERSION
 
 
 def new_event_loop():

@@ -124,7 +124,7 @@ static int module_exec(PyObject *module)
         intern(&st->str_datagram_received, "datagram_received") ||
         intern(&st->str_error_received, "error_received"))
         return -1;
-    return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", "0.1.0");
+    return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", TAPIO_VERSION);
 }
 
 static int module_traverse(PyObject *module, visitproc visit, void *arg)
