@@ -20,8 +20,6 @@ from ._helpers import socket_extra
 HANDSHAKE_TIMEOUT = 60.0
 SHUTDOWN_TIMEOUT = 30.0
 
-_tapio.Transport._start_tls_compatible = True
-
 
 class SSLTransport(_tapio.Transport):
     """A TLS transport: plaintext over libtapio's TLS layer. Sendfile goes

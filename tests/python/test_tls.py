@@ -1147,6 +1147,24 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         self.run_coro(test())
 
 
+    def test_start_tls_refuses_a_pipe_transport(self):
+        async def test():
+            rfd, wfd = os.pipe()
+            self.addCleanup(os.close, wfd)
+            transport, protocol = await self.loop.connect_read_pipe(
+                RecordingProtocol, os.fdopen(rfd, "rb", 0))
+            with self.assertRaisesRegex(TypeError, r"is not supported by start_tls\(\)$"):
+                await self.loop.start_tls(transport, protocol, tls_certs.client_context(),
+                                          server_hostname="localhost")
+            # Refused before anything changed: the pipe still reads.
+            self.assertIs(transport.get_protocol(), protocol)
+            os.write(wfd, b"still plain")
+            self.assertEqual(await protocol.received(11), b"still plain")
+            transport.close()
+            self.assertIsNone(await protocol.lost)
+        self.run_coro(test())
+
+
 @loop_tests(LOOPS)
 class TlsUnixTests(TlsEndpointsMixin, UnixEndpoints):
 

@@ -760,6 +760,21 @@ static PyMemberDef transport_members[] = {
     {NULL, 0, 0, 0, NULL},
 };
 
+/* asyncio's start_tls() takes socket and TLS transports, not pipes (whose
+ * pipe object the transport closes: close_view). */
+static PyObject *transport_get_start_tls_compatible(Transport *self,
+                                                    void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(!self->close_view);
+}
+
+static PyGetSetDef transport_getset[] = {
+    {"_start_tls_compatible",
+     (getter)transport_get_start_tls_compatible, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyType_Slot transport_slots[] = {
     {Py_tp_dealloc, transport_dealloc},
     {Py_tp_finalize, transport_finalize},
@@ -768,6 +783,7 @@ static PyType_Slot transport_slots[] = {
     {Py_tp_repr, transport_repr},
     {Py_tp_methods, transport_methods},
     {Py_tp_members, transport_members},
+    {Py_tp_getset, transport_getset},
     {0, NULL},
 };
 
