@@ -76,8 +76,9 @@ def build_extension(into):
         if "CMAKE_GENERATOR" not in os.environ and shutil.which("ninja"):
             configure += ["-G", "Ninja"]
         subprocess.run(configure, check=True)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
         subprocess.run([cmake, "--build", build_dir, "--target", "_tapio",
-                        "--parallel", str(os.cpu_count() or 2)], check=True)
+                        "--parallel", jobs], check=True)
     built = glob.glob(os.path.join(into, "_tapio*" + sysconfig.get_config_var("EXT_SUFFIX")))
     if len(built) != 1:
         raise RuntimeError(f"the CMake build left {built!r} in {into}, not one _tapio extension")
