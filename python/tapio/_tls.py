@@ -74,9 +74,11 @@ class TLSSettings:
                                        server_hostname=self.server_hostname)
         extra = dict(raw._extra or {})
         extra["sslcontext"] = self.context
-        return raw._start_tls(SSLTransport, protocol, sslobj, incoming, outgoing, extra,
-                              float(self.handshake_timeout), float(self.shutdown_timeout),
-                              on_handshake, connected)
+        return raw._start_tls(cls=SSLTransport, protocol=protocol, sslobject=sslobj,
+                              incoming=incoming, outgoing=outgoing, extra=extra,
+                              handshake_timeout=float(self.handshake_timeout),
+                              shutdown_timeout=float(self.shutdown_timeout),
+                              on_handshake=on_handshake, connected=connected)
 
 
 def _wake(waiter, exc):

@@ -243,8 +243,8 @@ void transport_end(Transport *self);
 void transport_taken_over(Transport *self);
 
 /* tls.c */
-PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
-                              Py_ssize_t nargs);
+PyObject *transport_start_tls(Transport *raw, PyObject *args,
+                              PyObject *kwargs);
 /* The exception asyncio gives for a TLS transport's error, or NULL. */
 PyObject *tls_exception(tapio_transport *t, int err);
 /* asyncio's warning for an eof_received() that asked to stay open: TLS

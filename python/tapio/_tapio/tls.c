@@ -442,29 +442,38 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
     Py_DECREF(face);
 }
 
-/* raw._start_tls(cls, protocol, sslobject, incoming, outgoing, extra,
- *                handshake_timeout, shutdown_timeout, on_handshake,
- *                connected) -> the TLS transport, an instance of cls (a
+/* raw._start_tls(cls=, protocol=, sslobject=, incoming=, outgoing=, extra=,
+ *                handshake_timeout=, shutdown_timeout=, on_handshake=,
+ *                connected=) -> the TLS transport, an instance of cls (a
  * subclass of Transport adding no fields); `connected` says the protocol
- * saw connection_made already (start_tls). The raw transport is taken over: it gets no more
- * callbacks, and the TLS transport keeps its socket. */
-PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
-                              Py_ssize_t nargs)
+ * saw connection_made already (start_tls). The raw transport is taken over:
+ * it gets no more callbacks, and the TLS transport keeps its socket. */
+PyObject *transport_start_tls(Transport *raw, PyObject *args,
+                              PyObject *kwargs)
 {
-    if (nargs != 10)
-        return PyErr_Format(PyExc_TypeError, "_start_tls() takes 10 arguments");
-    PyTypeObject *cls = (PyTypeObject *)args[0];
-    if (!PyType_Check(args[0]) ||
+    static char *names[] = {"cls", "protocol", "sslobject", "incoming",
+                            "outgoing", "extra", "handshake_timeout",
+                            "shutdown_timeout", "on_handshake", "connected",
+                            NULL};
+    PyObject *type, *protocol, *sslobj, *incoming, *outgoing, *extra;
+    PyObject *handshake_timeout, *on_handshake;
+    double sd;
+    int connected;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOO!OdOp:_start_tls",
+                                     names, &type, &protocol, &sslobj,
+                                     &incoming, &outgoing, &PyDict_Type,
+                                     &extra, &handshake_timeout, &sd,
+                                     &on_handshake, &connected))
+        return NULL;
+    double hs = PyFloat_AsDouble(handshake_timeout);
+    if (hs == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyTypeObject *cls = (PyTypeObject *)type;
+    if (!PyType_Check(type) ||
         !PyType_IsSubtype(cls, raw->loop->state->TransportType) ||
         cls->tp_basicsize != raw->loop->state->TransportType->tp_basicsize)
         return PyErr_Format(PyExc_TypeError,
                             "_start_tls() needs a Transport subclass");
-    args++; /* the rest as documented, from protocol on */
-    double hs = PyFloat_AsDouble(args[5]);
-    double sd = PyFloat_AsDouble(args[6]);
-    int connected = PyObject_IsTrue(args[8]);
-    if (PyErr_Occurred())
-        return NULL;
     if (!raw->t || raw->lost || tapio_transport_is_closing(raw->t)) {
         PyErr_SetString(PyExc_RuntimeError, "Transport is closing");
         return NULL;
@@ -472,16 +481,16 @@ PyObject *transport_start_tls(Transport *raw, PyObject *const *args,
     /* The TLS transport's protocol runs in a copy of the context current
      * now: start_tls's caller's (as asyncio's reader is re-added from
      * there), the connecting caller's, or an accepted connection's. */
-    Transport *face = transport_new_of(cls, raw->loop, args[0], raw->sock,
-                                       args[4], NULL);
+    Transport *face = transport_new_of(cls, raw->loop, protocol, raw->sock,
+                                       extra, NULL);
     const tapio_protocol *table = face ? transport_table(face) : NULL;
-    PyTLS *e = table ? engine_new(args[1], args[2], args[3], args[4]) : NULL;
+    PyTLS *e = table ? engine_new(sslobj, incoming, outgoing, extra) : NULL;
     if (!e) {
         Py_XDECREF(face);
         return NULL;
     }
-    e->on_handshake = Py_NewRef(args[7]);
-    e->handshake_timeout = Py_NewRef(args[5]);
+    e->on_handshake = Py_NewRef(on_handshake);
+    e->handshake_timeout = Py_NewRef(handshake_timeout);
     tapio_tls_options opts = {
         .engine = &python_engine,
         .engine_state = e,

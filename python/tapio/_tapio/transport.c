@@ -747,7 +747,7 @@ static PyMethodDef transport_methods[] = {
     {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
     {"_sendfile", (PyCFunction)transport_sendfile, METH_VARARGS, NULL},
     {"_start_tls", (PyCFunction)(void (*)(void))transport_start_tls,
-     METH_FASTCALL, NULL},
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
