@@ -740,6 +740,11 @@ typedef struct tapio_server_options {
     bool no_reuse_address; /* SO_REUSEADDR is on unless this is set */
     bool reuse_port;       /* SO_REUSEPORT */
     bool no_start_serving; /* create without accepting (start_serving=False) */
+    bool keep_alive;       /* SO_KEEPALIVE, inherited by accepted sockets */
+    /* A Unix listener's socket file is removed at close, if it is still
+     * the one bound there (asyncio 3.13's cleanup_socket); set this to
+     * leave it, as asyncio before 3.13 does. */
+    bool keep_unix_socket_file;
     double accept_retry_delay; /* back-off after EMFILE etc.; 0 means 1 s */
     /* TLS: each connection is a TLS transport and its protocol's
      * connection_made waits for the handshake; a connection whose
@@ -760,6 +765,28 @@ TAPIO_API int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
                                   tapio_protocol_factory factory, void *arg,
                                   tapio_server **out);
 
+/** One address to listen on, as getaddrinfo returns it. */
+typedef struct tapio_server_address {
+    int family, socktype, protocol;
+    const struct sockaddr *addr;
+    socklen_t addrlen;
+} tapio_server_address;
+
+/**
+ * Listen on each of `n` addresses exactly as given (asyncio's
+ * create_server once it has resolved its hosts): one socket per address,
+ * with the options' SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, and
+ * IPV6_V6ONLY on IPv6. An address whose family the system lacks is skipped
+ * (so the server may have no socket at all). When a socket cannot be made
+ * or bound, nothing is left open, *failed (if not NULL) gets that
+ * address's index and the call returns its negative errno.
+ */
+TAPIO_API int tapio_server_bind(tapio_loop *loop,
+                                const tapio_server_address *addrs, size_t n,
+                                const tapio_server_options *opts,
+                                tapio_protocol_factory factory, void *arg,
+                                tapio_server **out, size_t *failed);
+
 /**
  * Listen on a Unix stream socket. A stale socket file at `path` is removed
  * first. `path_len` 0 means strlen(path); a leading '\0' names a Linux
@@ -773,7 +800,8 @@ TAPIO_API int tapio_server_listen_unix(tapio_loop *loop, const char *path,
 
 /**
  * Serve connections on sockets the caller made and bound. The server takes
- * ownership of the fds (they are put into listening mode).
+ * ownership of the fds (they are put into listening mode), even when the
+ * call fails.
  */
 TAPIO_API int tapio_server_from_fds(tapio_loop *loop, const int *fds,
                                     size_t nfds,
@@ -792,8 +820,8 @@ TAPIO_API size_t tapio_server_sockets(const tapio_server *s, int *fds, size_t n)
 TAPIO_API int tapio_server_port(const tapio_server *s);
 
 /**
- * Stop listening and close the listening sockets (a Unix socket file the
- * server created is removed). Connections already accepted stay open. The
+ * Stop listening and close the listening sockets (a Unix listener's socket
+ * file is removed, unless keep_unix_socket_file). Connections already accepted stay open. The
  * server is freed once it is closed and all its connections are gone; until
  * then `on_closed` (may be NULL) waits, and it runs once from the loop
  * (asyncio's wait_closed): right after the last connection's connection_lost

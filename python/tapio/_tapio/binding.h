@@ -94,7 +94,7 @@ struct ServerCore {
     PyObject *make_extra;      /* make_extra(fd) -> (socket, extra dict) */
     PyObject *on_closed;       /* called once closed with no connections left */
     PyObject *owner;           /* the Python Server, kept alive while open */
-    PyObject *context;         /* copied when serving started; each
+    PyObject *context;         /* copied when serving starts; each
                                 * connection runs in a copy of it */
 };
 
@@ -265,7 +265,7 @@ void datagram_release_all(LoopCore *loop);
 
 /* server.c */
 extern PyType_Spec server_core_spec;
-PyObject *server_core_new(LoopCore *loop, PyObject *args);
+PyObject *server_core_new(LoopCore *loop, PyObject *args, PyObject *kwargs);
 void server_core_forget_all(LoopCore *loop);
 
 /* loop.c */
