@@ -879,6 +879,32 @@ typedef struct tapio_datagram_options {
                                 a default destination, not connected */
 } tapio_datagram_options;
 
+/** One way to open a datagram socket: a family's local and remote address
+ * (either may be NULL). */
+typedef struct tapio_datagram_candidate {
+    int family, protocol;
+    const struct sockaddr *local;
+    socklen_t local_len;
+    const struct sockaddr *remote;
+    socklen_t remote_len;
+} tapio_datagram_candidate;
+
+/**
+ * Make a datagram socket from the first of `n` candidates that works, as
+ * asyncio's create_datagram_endpoint does with the address pairs it
+ * resolved: the socket gets the options' SO_REUSEPORT and SO_BROADCAST, is
+ * bound to the local address (a stale socket file at a Unix path is
+ * removed first) and connected to the remote one (unless allow_broadcast,
+ * where the remote address is only the default destination). Only
+ * reuse_port and allow_broadcast of `opts` (may be NULL) are read. Returns
+ * the non-blocking fd, with the candidate's index in *chosen (if not
+ * NULL), or the first candidate's negative errno when none works.
+ */
+TAPIO_API int tapio_datagram_socket(const tapio_datagram_candidate *candidates,
+                                    size_t n,
+                                    const tapio_datagram_options *opts,
+                                    size_t *chosen);
+
 /**
  * Open a datagram endpoint (asyncio's create_datagram_endpoint): for each
  * address family the names resolve to, a socket is made, bound and connected

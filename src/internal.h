@@ -398,5 +398,8 @@ TAPIO__HIDDEN int tapio__unix_addr(const char *path, size_t path_len,
 TAPIO__HIDDEN int tapio__socket(int family, int type, int protocol);
 /* asyncio removes a stale socket file left at a path it binds. */
 TAPIO__HIDDEN void tapio__remove_stale_socket(const char *path);
+/* The same for the path of a Unix socket address (none if abstract). */
+TAPIO__HIDDEN void tapio__remove_stale_unix_socket(const struct sockaddr *addr,
+                                                   socklen_t len);
 
 #endif /* TAPIO_INTERNAL_H */

@@ -262,6 +262,7 @@ extern PyType_Spec datagram_transport_spec;
 PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
                         Py_ssize_t nargs);
 void datagram_release_all(LoopCore *loop);
+PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* server.c */
 extern PyType_Spec server_core_spec;
