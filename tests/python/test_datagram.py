@@ -261,6 +261,24 @@ class DatagramEndpointTests(DatagramCases):
             self.assertEqual(await self.recvfrom(client), (b"ping", address))
         self.run_coro(test())
 
+    def test_a_connect_that_fails_raises_and_leaves_no_socket(self):
+        # Connecting a UDP socket to a broadcast address without
+        # allow_broadcast is refused by the kernel (EACCES).
+        fds = len(os.listdir("/proc/self/fd"))
+
+        async def test():
+            with self.assertRaises(PermissionError) as caught:
+                await self.loop.create_datagram_endpoint(
+                    DatagramRecorder, remote_addr=("255.255.255.255", 9))
+            self.assertEqual(caught.exception.errno, errno.EACCES)
+            transport, _ = await self.loop.create_datagram_endpoint(
+                DatagramRecorder, local_addr=("127.0.0.1", 0),
+                remote_addr=("255.255.255.255", 9), allow_broadcast=True)
+            self.assertIsNone(transport.get_extra_info("peername"))
+            transport.close()
+        self.run_coro(test())
+        self.assertEqual(len(os.listdir("/proc/self/fd")), fds)
+
     def test_connection_made_runs_before_the_endpoint_is_returned(self):
         async def test():
             transport, protocol = await self.endpoint(local_addr=("127.0.0.1", 0))
