@@ -159,11 +159,17 @@ TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
 TAPIO_API tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb,
                                         void *arg);
 
-/** Run cb after `delay` seconds (negative counts as 0). NULL on -ENOMEM. */
+/**
+ * Run cb after `delay` seconds (negative counts as 0; NaN is due at once,
+ * as in asyncio). NULL on -ENOMEM.
+ */
 TAPIO_API tapio_handle *tapio_call_later(tapio_loop *loop, double delay,
                                          tapio_callback cb, void *arg);
 
-/** Run cb at loop time `when`. Equal deadlines run in scheduling order. */
+/**
+ * Run cb at loop time `when` (NaN: at once). Equal deadlines run in
+ * scheduling order.
+ */
 TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
                                       tapio_callback cb, void *arg);
 

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -127,6 +128,14 @@ typedef struct tapio__heap {
 TAPIO__HIDDEN int tapio__heap_push(tapio__heap *heap, tapio_handle *h);
 TAPIO__HIDDEN tapio_handle *tapio__heap_pop(tapio__heap *heap);
 TAPIO__HIDDEN void tapio__heap_remove(tapio__heap *heap, tapio_handle *h);
+/* Where a timer sorts and when it is due: a NaN deadline counts as due at
+ * once, as asyncio runs call_later(nan) on the next iteration, rather than
+ * a time that no comparison can place. */
+static inline double tapio__deadline(const tapio_handle *h)
+{
+    return h->when != h->when ? -INFINITY : h->when;
+}
+
 static inline tapio_handle *tapio__heap_top(const tapio__heap *heap)
 {
     return heap->len ? heap->items[0] : NULL;

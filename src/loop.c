@@ -218,7 +218,7 @@ static int poll_timeout_ms(tapio_loop *loop)
     tapio_handle *top = tapio__heap_top(&loop->timers);
     if (!top)
         return -1;
-    double delay = top->when - tapio__clock_now();
+    double delay = tapio__deadline(top) - tapio__clock_now();
     if (delay <= 0)
         return 0;
     double ms = ceil(delay * 1e3);
@@ -264,7 +264,7 @@ static tapio_handle *take_due_timers(tapio_loop *loop)
         return NULL;
     tapio_handle *due = NULL, **tail = &due;
     double now = tapio__clock_now();
-    while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
+    while ((top = tapio__heap_top(&loop->timers)) && tapio__deadline(top) <= now) {
         tapio__heap_pop(&loop->timers);
         top->flags = (top->flags & ~TAPIO__H_IN_HEAP) | TAPIO__H_QUEUED;
         top->next = NULL;

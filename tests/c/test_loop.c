@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* pipe2 */
 #include "harness.h"
 
+#include <math.h>
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -256,6 +258,27 @@ TEST(timers_fire_in_deadline_order)
     CHECK(t[5].when >= t[4].when && t[5].when < t[1].when);
     RUN_UNTIL(loop, log_n == 6, 5);
     check_log((int[]){4, 5, 1, 3, 2, 0}, 6);
+}
+
+/* A NaN delay or deadline is due at once (as asyncio runs it); it must
+ * neither stall the loop nor hold back the timers after it. */
+TEST(nan_deadline_runs_at_once_and_blocks_no_other_timer)
+{
+    tapio_loop *loop = test_loop();
+    struct timed t[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
+    t[0].h = tapio_call_later(loop, 0.02, timed_fired, &t[0]);
+    t[1].h = tapio_call_later(loop, NAN, timed_fired, &t[1]);
+    t[2].h = tapio_call_at(loop, NAN, timed_fired, &t[2]);
+    t[3].h = tapio_call_later(loop, 0.01, timed_fired, &t[3]);
+    for (int i = 0; i < 4; i++)
+        CHECK(t[i].h != NULL);
+    CHECK(isnan(tapio_handle_when(t[1].h)));
+    double start = monotonic_now();
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK(monotonic_now() - start < 0.01); /* did not wait for the others */
+    check_log((int[]){1, 2}, 2);
+    RUN_UNTIL(loop, log_n == 4, 5);
+    check_log((int[]){1, 2, 3, 0}, 4);
 }
 
 TEST(equal_deadlines_run_in_scheduling_order)

@@ -2,6 +2,7 @@
 tasks, the exception handler, debug mode, async generators, executors."""
 
 import asyncio
+import math
 import concurrent.futures
 import contextvars
 import gc
@@ -199,6 +200,20 @@ class TimerTests:
         self.assertEqual(sorted(ran_at), sorted(handles))
         for delay, handle in handles.items():
             self.assertGreaterEqual(ran_at[delay], handle.when() - resolution, f"call_later({delay})")
+
+    def test_nan_delay_runs_at_once_and_blocks_no_later_timer(self):
+        # asyncio runs call_later(nan) on the next iteration, and
+        # asyncio.sleep(nan) returns; later timers still fire.
+        calls = []
+        handle = self.loop.call_later(float("nan"), calls.append, "nan")
+        self.assertTrue(math.isnan(handle.when()))
+        self.loop.call_later(0.01, calls.append, "later")
+        start = self.loop.time()
+        self.run_coro(asyncio.sleep(float("nan")))
+        self.assertLess(self.loop.time() - start, 1.0)
+        self.assertEqual(calls, ["nan"])
+        self.run_for(0.05)
+        self.assertEqual(calls, ["nan", "later"])
 
     def test_call_at_fires_at_loop_time(self):
         fired = self.loop.create_future()
