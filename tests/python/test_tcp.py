@@ -35,6 +35,22 @@ class TcpTests(TcpEndpoints):
                 self.assertTrue(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self.run_coro(test())
 
+    def test_loop_made_objects_cannot_be_made_bare(self):
+        # A transport, server or handle type called with no arguments is a
+        # TypeError on both loops (it once crashed tapio on first use).
+        async def test():
+            server, _ = await self.start_server()
+            transport, _ = await self.connect(server)
+            endpoint, _ = await self.loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+            self.addCleanup(endpoint.close)
+            handle = self.loop.call_soon(print)
+            handle.cancel()
+            for obj in (transport, server, endpoint, handle, self.loop.call_later(9, print)):
+                with self.subTest(type(obj).__name__), self.assertRaises(TypeError):
+                    type(obj)()
+        self.run_coro(test())
+
     def test_peername_is_the_servers_address(self):
         async def test():
             server, _ = await self.start_server()

@@ -557,7 +557,8 @@ static PyType_Slot datagram_slots[] = {
 PyType_Spec datagram_transport_spec = {
     .name = "tapio._tapio.DatagramTransport",
     .basicsize = sizeof(DatagramTransport),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = datagram_slots,
 };
 

@@ -380,6 +380,7 @@ static PyType_Slot server_slots[] = {
 PyType_Spec server_core_spec = {
     .name = "tapio._tapio.ServerCore",
     .basicsize = sizeof(ServerCore),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = server_slots,
 };

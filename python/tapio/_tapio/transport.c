@@ -774,6 +774,7 @@ static PyType_Slot transport_slots[] = {
 PyType_Spec transport_spec = {
     .name = "tapio._tapio.Transport",
     .basicsize = sizeof(Transport),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = transport_slots,
 };
