@@ -485,6 +485,26 @@ class DatagramEndpointTests(DatagramCases):
             self.assertEqual(await protocol.received(1), [(b"anonymous", expected)])
         self.run_coro(test())
 
+    def test_unix_endpoint_answers_autobound_and_abstract_senders(self):
+        # An autobound socket's address is an abstract name (bytes with a
+        # leading NUL): the endpoint must be able to reply to it, and to an
+        # abstract name given as str.
+        directory = self.temp_dir()
+        path = os.path.join(directory, "endpoint.sock")
+        autobound = self.plain_socket(socket.AF_UNIX, "")
+        abstract = self.plain_socket(socket.AF_UNIX, f"\0tapio-test-{os.getpid()}-{id(self)}")
+
+        async def test():
+            transport, protocol = await self.endpoint(family=socket.AF_UNIX, local_addr=path)
+            autobound.sendto(b"who", path)
+            [(_, sender)] = await protocol.received(1)
+            self.assertEqual(sender, autobound.getsockname())
+            transport.sendto(b"you", sender)
+            self.assertEqual((await self.recvfrom(autobound))[0], b"you")
+            transport.sendto(b"named", abstract.getsockname().decode())
+            self.assertEqual((await self.recvfrom(abstract))[0], b"named")
+        self.run_coro(test())
+
     def test_unix_connected_endpoint(self):
         directory = self.temp_dir()
         path = os.path.join(directory, "endpoint.sock")
