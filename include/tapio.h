@@ -177,10 +177,26 @@ TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
  * Schedule cb from any thread and wake the loop if it sleeps. Calls keep
  * one FIFO order with call_soon: a threadsafe call that returned before a
  * call_soon runs before that call_soon's callback. Returns 0 or -ENOMEM, or
- * -ESHUTDOWN once the loop is closing.
+ * -ESHUTDOWN once tapio_loop_close has begun; calls still queued then are
+ * dropped. The loop pointer must stay valid for the whole call: a thread
+ * that may call while another closes the loop uses a tapio_waker instead.
  */
 TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
                                          void *arg);
+
+/**
+ * A thread's handle for scheduling calls on a loop that it may outlive:
+ * tapio_waker_call is tapio_call_soon_threadsafe, and keeps working
+ * (returning -ESHUTDOWN) while and after the loop closes and is freed.
+ * Make it on the loop's thread (it cannot fail: it shares the loop's
+ * wakeup state); use and free it from any thread.
+ */
+typedef struct tapio_waker tapio_waker;
+TAPIO_API tapio_waker *tapio_waker_new(tapio_loop *loop);
+TAPIO_API int tapio_waker_call(tapio_waker *waker, tapio_callback cb,
+                               void *arg);
+/** Release the waker (any thread); NULL is ignored. */
+TAPIO_API void tapio_waker_free(tapio_waker *waker);
 
 /**
  * Cancel: the callback will not run. Returns true if this call stopped a

@@ -157,8 +157,22 @@ typedef struct tapio__work {
     void (*done)(tapio_loop *loop, struct tapio__work *w);
 } tapio__work;
 
+/* What other threads share with the loop to schedule calls and wake it: its
+ * own reference count, so that a tapio_waker outlives the loop (wakeup.c). */
+typedef struct tapio__wake {
+    atomic_size_t refs;          /* the loop's, and one per tapio_waker */
+    pthread_mutex_t lock;        /* guards closed, fd writes and the queue */
+    bool closed;                 /* the loop is closing: calls are refused */
+    int fd;                      /* eventfd */
+    atomic_bool signalled;       /* a wakeup is already on its way */
+    atomic_bool has_calls;       /* head is not empty */
+    tapio__tsq_item *head, *tail;
+} tapio__wake;
+
 /* The eventfd that wakes a sleeping loop (wakeup.c). */
 TAPIO__HIDDEN int tapio__wakeup_init(tapio_loop *loop);
+/* Refuse calls from other threads from now on (-ESHUTDOWN). */
+TAPIO__HIDDEN void tapio__wakeup_refuse_calls(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_close(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_signal(tapio_loop *loop);
 /* Move calls queued by other threads into the ready queue, in order. */
@@ -198,12 +212,8 @@ struct tapio_loop {
     void *poll_hook_arg;
 
     /* Wakeup for call_soon_threadsafe and worker completions. */
-    int wake_fd;
+    tapio__wake *wake;
     tapio__io wake_io;
-    atomic_bool wake_pending;
-    pthread_mutex_t tsq_lock;
-    tapio__tsq_item *tsq_head, *tsq_tail;
-    atomic_bool tsq_pending;     /* tsq_head is not empty */
 
     /* Worker threads (name resolution). */
     pthread_mutex_t work_lock;
