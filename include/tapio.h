@@ -282,7 +282,9 @@ typedef struct tapio_protocol {
     /**
      * Buffered protocol: return memory to read into and store its size in
      * *len (at least 1). `sizehint` is the size the transport would like, or
-     * 0 for no preference. Returning NULL or a size of 0 is a fatal error.
+     * 0 for no preference. Returning NULL or a size of 0 reads nothing and is
+ * a fatal error (unless the callback already closed or failed the
+ * transport).
      */
     void *(*get_buffer)(tapio_transport *t, size_t sizehint, size_t *len,
                         void *user);

@@ -81,7 +81,6 @@ typedef struct Transport {
     bool in_context;         /* context is entered (binding_enter) */
     bool lost;               /* connection_lost has run */
     bool dropped_open;       /* the loop closed under it: warn when freed */
-    char scratch;            /* target of a read after get_buffer failed */
 } Transport;
 
 /* The C half of a tapio Server: a libtapio server accepting on sockets

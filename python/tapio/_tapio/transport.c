@@ -310,9 +310,9 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
     }
     protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.",
                     true);
-    *len = 1; /* the transport is failing already: read nothing into this */
+    *len = 0; /* nothing is read: the transport is failing already */
     leave(self, ctx);
-    return &self->scratch;
+    return NULL;
 }
 
 static void release_view(Transport *self)
