@@ -178,11 +178,17 @@ TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
 TAPIO_API tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb,
                                         void *arg);
 
-/** Run cb after `delay` seconds (negative counts as 0). NULL on -ENOMEM. */
+/**
+ * Run cb after `delay` seconds (negative counts as 0; NaN is due at once,
+ * as in asyncio). NULL on -ENOMEM.
+ */
 TAPIO_API tapio_handle *tapio_call_later(tapio_loop *loop, double delay,
                                          tapio_callback cb, void *arg);
 
-/** Run cb at loop time `when`. Equal deadlines run in scheduling order. */
+/**
+ * Run cb at loop time `when` (NaN: at once). Equal deadlines run in
+ * scheduling order.
+ */
 TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
                                       tapio_callback cb, void *arg);
 
@@ -190,10 +196,26 @@ TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
  * Schedule cb from any thread and wake the loop if it sleeps. Calls keep
  * one FIFO order with call_soon: a threadsafe call that returned before a
  * call_soon runs before that call_soon's callback. Returns 0 or -ENOMEM, or
- * -ESHUTDOWN once the loop is closing.
+ * -ESHUTDOWN once tapio_loop_close has begun; calls still queued then are
+ * dropped. The loop pointer must stay valid for the whole call: a thread
+ * that may call while another closes the loop uses a tapio_waker instead.
  */
 TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
                                          void *arg);
+
+/**
+ * A thread's handle for scheduling calls on a loop that it may outlive:
+ * tapio_waker_call is tapio_call_soon_threadsafe, and keeps working
+ * (returning -ESHUTDOWN) while and after the loop closes and is freed.
+ * Make it on the loop's thread (it cannot fail: it shares the loop's
+ * wakeup state); use and free it from any thread.
+ */
+typedef struct tapio_waker tapio_waker;
+TAPIO_API tapio_waker *tapio_waker_new(tapio_loop *loop);
+TAPIO_API int tapio_waker_call(tapio_waker *waker, tapio_callback cb,
+                               void *arg);
+/** Release the waker (any thread); NULL is ignored. */
+TAPIO_API void tapio_waker_free(tapio_waker *waker);
 
 /**
  * Cancel: the callback will not run. Returns true if this call stopped a
@@ -279,7 +301,9 @@ typedef struct tapio_protocol {
     /**
      * Buffered protocol: return memory to read into and store its size in
      * *len (at least 1). `sizehint` is the size the transport would like, or
-     * 0 for no preference. Returning NULL or a size of 0 is a fatal error.
+     * 0 for no preference. Returning NULL or a size of 0 reads nothing and is
+ * a fatal error (unless the callback already closed or failed the
+ * transport).
      */
     void *(*get_buffer)(tapio_transport *t, size_t sizehint, size_t *len,
                         void *user);
@@ -759,6 +783,11 @@ typedef struct tapio_server_options {
     bool no_reuse_address; /* SO_REUSEADDR is on unless this is set */
     bool reuse_port;       /* SO_REUSEPORT */
     bool no_start_serving; /* create without accepting (start_serving=False) */
+    bool keep_alive;       /* SO_KEEPALIVE, inherited by accepted sockets */
+    /* A Unix listener's socket file is removed at close, if it is still
+     * the one bound there (asyncio 3.13's cleanup_socket); set this to
+     * leave it, as asyncio before 3.13 does. */
+    bool keep_unix_socket_file;
     double accept_retry_delay; /* back-off after EMFILE etc.; 0 means 1 s */
     /* TLS: each connection is a TLS transport and its protocol's
      * connection_made waits for the handshake; a connection whose
@@ -779,6 +808,28 @@ TAPIO_API int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
                                   tapio_protocol_factory factory, void *arg,
                                   tapio_server **out);
 
+/** One address to listen on, as getaddrinfo returns it. */
+typedef struct tapio_server_address {
+    int family, socktype, protocol;
+    const struct sockaddr *addr;
+    socklen_t addrlen;
+} tapio_server_address;
+
+/**
+ * Listen on each of `n` addresses exactly as given (asyncio's
+ * create_server once it has resolved its hosts): one socket per address,
+ * with the options' SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, and
+ * IPV6_V6ONLY on IPv6. An address whose family the system lacks is skipped
+ * (so the server may have no socket at all). When a socket cannot be made
+ * or bound, nothing is left open, *failed (if not NULL) gets that
+ * address's index and the call returns its negative errno.
+ */
+TAPIO_API int tapio_server_bind(tapio_loop *loop,
+                                const tapio_server_address *addrs, size_t n,
+                                const tapio_server_options *opts,
+                                tapio_protocol_factory factory, void *arg,
+                                tapio_server **out, size_t *failed);
+
 /**
  * Listen on a Unix stream socket. A stale socket file at `path` is removed
  * first. `path_len` 0 means strlen(path); a leading '\0' names a Linux
@@ -792,7 +843,8 @@ TAPIO_API int tapio_server_listen_unix(tapio_loop *loop, const char *path,
 
 /**
  * Serve connections on sockets the caller made and bound. The server takes
- * ownership of the fds (they are put into listening mode).
+ * ownership of the fds (they are put into listening mode), even when the
+ * call fails.
  */
 TAPIO_API int tapio_server_from_fds(tapio_loop *loop, const int *fds,
                                     size_t nfds,
@@ -811,8 +863,8 @@ TAPIO_API size_t tapio_server_sockets(const tapio_server *s, int *fds, size_t n)
 TAPIO_API int tapio_server_port(const tapio_server *s);
 
 /**
- * Stop listening and close the listening sockets (a Unix socket file the
- * server created is removed). Connections already accepted stay open. The
+ * Stop listening and close the listening sockets (a Unix listener's socket
+ * file is removed, unless keep_unix_socket_file). Connections already accepted stay open. The
  * server is freed once it is closed and all its connections are gone; until
  * then `on_closed` (may be NULL) waits, and it runs once from the loop
  * (asyncio's wait_closed): right after the last connection's connection_lost
@@ -869,6 +921,32 @@ typedef struct tapio_datagram_options {
     bool allow_broadcast;    /* SO_BROADCAST; the remote address is then
                                 a default destination, not connected */
 } tapio_datagram_options;
+
+/** One way to open a datagram socket: a family's local and remote address
+ * (either may be NULL). */
+typedef struct tapio_datagram_candidate {
+    int family, protocol;
+    const struct sockaddr *local;
+    socklen_t local_len;
+    const struct sockaddr *remote;
+    socklen_t remote_len;
+} tapio_datagram_candidate;
+
+/**
+ * Make a datagram socket from the first of `n` candidates that works, as
+ * asyncio's create_datagram_endpoint does with the address pairs it
+ * resolved: the socket gets the options' SO_REUSEPORT and SO_BROADCAST, is
+ * bound to the local address (a stale socket file at a Unix path is
+ * removed first) and connected to the remote one (unless allow_broadcast,
+ * where the remote address is only the default destination). Only
+ * reuse_port and allow_broadcast of `opts` (may be NULL) are read. Returns
+ * the non-blocking fd, with the candidate's index in *chosen (if not
+ * NULL), or the first candidate's negative errno when none works.
+ */
+TAPIO_API int tapio_datagram_socket(const tapio_datagram_candidate *candidates,
+                                    size_t n,
+                                    const tapio_datagram_options *opts,
+                                    size_t *chosen);
 
 /**
  * Open a datagram endpoint (asyncio's create_datagram_endpoint): for each

@@ -13,6 +13,7 @@ set -u
 PYTHON=${PYTHON:-python3}
 PYTHONS=${PYTHONS:-$(./scripts/find-pythons.sh)}
 SAN_BUILD=${TEST_BUILD:-build-sanitize}
+TSAN_BUILD=${TSAN_BUILD:-build-tsan}
 PY_BUILD=${BUILD:-build}
 JOBS=${JOBS:-2}
 LOGS=$(mktemp -d)
@@ -50,6 +51,18 @@ ctest_suite() {
 
 # python_build PYTHON DIR: the extension for that interpreter, into
 # python/tapio/ (its file name carries the interpreter's ABI tag).
+# ThreadSanitizer over the C suite on one backend: the threads (call_soon_
+# threadsafe, wakers, name-resolution workers, exit waiters) do not depend
+# on the backend.
+tsan_suite() {
+    cmake -S . -B "$TSAN_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTAPIO_SANITIZE_THREAD=ON \
+        -DTAPIO_BUILD_BENCH=OFF -DTAPIO_BUILD_EXAMPLES=OFF -DTAPIO_BUILD_PYTHON=OFF \
+        >/dev/null || return 1
+    cmake --build "$TSAN_BUILD" || return 1
+    (cd "$TSAN_BUILD" && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
+        -j "$JOBS" -L epoll)
+}
+
 python_build() {
     cmake -S . -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTAPIO_BUILD_PYTHON=ON \
         -DPython3_EXECUTABLE="$(command -v "$1")" >/dev/null || return 1
@@ -74,6 +87,7 @@ python_suites() {
 }
 
 run c ctest_suite
+run tsan tsan_suite
 export PYTHONPATH=python
 for interpreter in $PYTHONS; do
     python_suites "$interpreter"

@@ -480,13 +480,12 @@ int tapio_datagram_from_fd(tapio_loop *loop, int fd,
 
 /* ---- opening an endpoint ------------------------------------------------ */
 
-/* A bound and/or connected datagram socket for one family's addresses. */
-static int make_socket(const tapio_datagram_options *opts, int family,
-                       int protocol, const struct sockaddr *local,
-                       socklen_t local_len, const struct sockaddr *remote,
-                       socklen_t remote_len)
+/* A bound and/or connected datagram socket for one candidate. A stale
+ * socket file at a Unix local path is removed first, as asyncio does. */
+static int make_socket(const tapio_datagram_options *opts,
+                       const tapio_datagram_candidate *c)
 {
-    int fd = tapio__socket(family, SOCK_DGRAM, protocol);
+    int fd = tapio__socket(c->family, SOCK_DGRAM, c->protocol);
     if (fd < 0)
         return fd;
     int one = 1, err = 0;
@@ -496,17 +495,38 @@ static int make_socket(const tapio_datagram_options *opts, int family,
     if (!err && opts->allow_broadcast &&
         setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof(one)) < 0)
         err = -errno;
-    if (!err && local && bind(fd, local, local_len) < 0)
+    if (!err && c->local && c->family == AF_UNIX)
+        tapio__remove_stale_unix_socket(c->local, c->local_len);
+    if (!err && c->local && bind(fd, c->local, c->local_len) < 0)
         err = -errno;
     /* With broadcast the remote address is only a default destination. */
-    if (!err && remote && !opts->allow_broadcast &&
-        connect(fd, remote, remote_len) < 0)
+    if (!err && c->remote && !opts->allow_broadcast &&
+        connect(fd, c->remote, c->remote_len) < 0)
         err = -errno;
     if (err) {
         close(fd);
         return err;
     }
     return fd;
+}
+
+int tapio_datagram_socket(const tapio_datagram_candidate *candidates,
+                          size_t n, const tapio_datagram_options *opts,
+                          size_t *chosen)
+{
+    static const tapio_datagram_options defaults;
+    int first_err = -EADDRNOTAVAIL;
+    for (size_t i = 0; i < n; i++) {
+        int fd = make_socket(opts ? opts : &defaults, &candidates[i]);
+        if (fd >= 0) {
+            if (chosen)
+                *chosen = i;
+            return fd;
+        }
+        if (i == 0)
+            first_err = fd;
+    }
+    return first_err;
 }
 
 static int resolve_inet(const char *host, const char *port, int family,
@@ -534,8 +554,29 @@ static const struct addrinfo *match_family(const struct addrinfo *list,
     return NULL;
 }
 
-/* asyncio pairs local and remote addresses by family and tries each family
- * in turn; the first socket that binds and connects wins. */
+/* asyncio pairs local and remote addresses by family, in the order the
+ * families first appear, and tries each family in turn. */
+static size_t pair_by_family(const struct addrinfo *local,
+                             const struct addrinfo *remote,
+                             tapio_datagram_candidate *out, size_t max)
+{
+    size_t n = 0;
+    const struct addrinfo *families = local ? local : remote;
+    for (const struct addrinfo *ai = families; ai && n < max; ai = ai->ai_next) {
+        const struct addrinfo *l = local ? match_family(local, ai->ai_family)
+                                         : NULL;
+        const struct addrinfo *r = remote ? match_family(remote, ai->ai_family)
+                                          : NULL;
+        if ((local && !l) || (remote && !r) || match_family(families, ai->ai_family) != ai)
+            continue; /* a family lacking one address, or one seen before */
+        out[n++] = (tapio_datagram_candidate){
+            ai->ai_family, ai->ai_protocol,
+            l ? l->ai_addr : NULL, l ? l->ai_addrlen : 0,
+            r ? r->ai_addr : NULL, r ? r->ai_addrlen : 0};
+    }
+    return n;
+}
+
 static int open_inet(const tapio_datagram_options *opts,
                      struct sockaddr_storage *chosen_remote,
                      socklen_t *chosen_remote_len)
@@ -551,22 +592,14 @@ static int open_inet(const tapio_datagram_options *opts,
             freeaddrinfo(local);
         return err;
     }
-    const struct addrinfo *families = local ? local : remote;
-    int fd = -EADDRNOTAVAIL;
-    for (const struct addrinfo *ai = families; ai && fd < 0; ai = ai->ai_next) {
-        const struct addrinfo *l = local ? match_family(local, ai->ai_family)
-                                         : NULL;
-        const struct addrinfo *r = remote ? match_family(remote, ai->ai_family)
-                                          : NULL;
-        if ((local && !l) || (remote && !r))
-            continue; /* this family lacks one of the two addresses */
-        fd = make_socket(opts, ai->ai_family, ai->ai_protocol,
-                         l ? l->ai_addr : NULL, l ? l->ai_addrlen : 0,
-                         r ? r->ai_addr : NULL, r ? r->ai_addrlen : 0);
-        if (fd >= 0 && r) { /* the default destination */
-            memcpy(chosen_remote, r->ai_addr, r->ai_addrlen);
-            *chosen_remote_len = r->ai_addrlen;
-        }
+    tapio_datagram_candidate candidates[8];
+    size_t chosen = 0;
+    size_t n = pair_by_family(local, remote, candidates, 8);
+    int fd = tapio_datagram_socket(candidates, n, opts, &chosen);
+    if (fd >= 0 && candidates[chosen].remote) { /* the default destination */
+        memcpy(chosen_remote, candidates[chosen].remote,
+               candidates[chosen].remote_len);
+        *chosen_remote_len = candidates[chosen].remote_len;
     }
     if (local)
         freeaddrinfo(local);
@@ -581,21 +614,18 @@ static int open_unix(const tapio_datagram_options *opts,
     struct sockaddr_storage local;
     socklen_t local_len = 0;
     int err = 0;
-    if (opts->local_host) {
+    if (opts->local_host)
         err = tapio__unix_addr(opts->local_host, opts->local_len, &local,
                                &local_len);
-        if (!err && opts->local_host[0] != '\0')
-            tapio__remove_stale_socket(opts->local_host);
-    }
     if (!err && opts->remote_host)
         err = tapio__unix_addr(opts->remote_host, opts->remote_len, remote,
                                remote_len);
     if (err)
         return err;
-    return make_socket(opts, AF_UNIX, 0,
-                       local_len ? (struct sockaddr *)&local : NULL, local_len,
-                       *remote_len ? (struct sockaddr *)remote : NULL,
-                       *remote_len);
+    tapio_datagram_candidate c = {
+        AF_UNIX, 0, local_len ? (struct sockaddr *)&local : NULL, local_len,
+        *remote_len ? (struct sockaddr *)remote : NULL, *remote_len};
+    return tapio_datagram_socket(&c, 1, opts, NULL);
 }
 
 int tapio_datagram_open(tapio_loop *loop, const tapio_datagram_options *opts,

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <math.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -127,6 +128,14 @@ typedef struct tapio__heap {
 TAPIO__HIDDEN int tapio__heap_push(tapio__heap *heap, tapio_handle *h);
 TAPIO__HIDDEN tapio_handle *tapio__heap_pop(tapio__heap *heap);
 TAPIO__HIDDEN void tapio__heap_remove(tapio__heap *heap, tapio_handle *h);
+/* Where a timer sorts and when it is due: a NaN deadline counts as due at
+ * once, as asyncio runs call_later(nan) on the next iteration, rather than
+ * a time that no comparison can place. */
+static inline double tapio__deadline(const tapio_handle *h)
+{
+    return h->when != h->when ? -INFINITY : h->when;
+}
+
 static inline tapio_handle *tapio__heap_top(const tapio__heap *heap)
 {
     return heap->len ? heap->items[0] : NULL;
@@ -148,8 +157,22 @@ typedef struct tapio__work {
     void (*done)(tapio_loop *loop, struct tapio__work *w);
 } tapio__work;
 
+/* What other threads share with the loop to schedule calls and wake it: its
+ * own reference count, so that a tapio_waker outlives the loop (wakeup.c). */
+typedef struct tapio__wake {
+    atomic_size_t refs;          /* the loop's, and one per tapio_waker */
+    pthread_mutex_t lock;        /* guards closed, fd writes and the queue */
+    bool closed;                 /* the loop is closing: calls are refused */
+    int fd;                      /* eventfd */
+    atomic_bool signalled;       /* a wakeup is already on its way */
+    atomic_bool has_calls;       /* head is not empty */
+    tapio__tsq_item *head, *tail;
+} tapio__wake;
+
 /* The eventfd that wakes a sleeping loop (wakeup.c). */
 TAPIO__HIDDEN int tapio__wakeup_init(tapio_loop *loop);
+/* Refuse calls from other threads from now on (-ESHUTDOWN). */
+TAPIO__HIDDEN void tapio__wakeup_refuse_calls(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_close(tapio_loop *loop);
 TAPIO__HIDDEN void tapio__wakeup_signal(tapio_loop *loop);
 /* Move calls queued by other threads into the ready queue, in order. */
@@ -189,12 +212,8 @@ struct tapio_loop {
     void *poll_hook_arg;
 
     /* Wakeup for call_soon_threadsafe and worker completions. */
-    int wake_fd;
+    tapio__wake *wake;
     tapio__io wake_io;
-    atomic_bool wake_pending;
-    pthread_mutex_t tsq_lock;
-    tapio__tsq_item *tsq_head, *tsq_tail;
-    atomic_bool tsq_pending;     /* tsq_head is not empty */
 
     /* Worker threads (name resolution). */
     pthread_mutex_t work_lock;
@@ -398,5 +417,8 @@ TAPIO__HIDDEN int tapio__unix_addr(const char *path, size_t path_len,
 TAPIO__HIDDEN int tapio__socket(int family, int type, int protocol);
 /* asyncio removes a stale socket file left at a path it binds. */
 TAPIO__HIDDEN void tapio__remove_stale_socket(const char *path);
+/* The same for the path of a Unix socket address (none if abstract). */
+TAPIO__HIDDEN void tapio__remove_stale_unix_socket(const struct sockaddr *addr,
+                                                   socklen_t len);
 
 #endif /* TAPIO_INTERNAL_H */

@@ -56,7 +56,6 @@ int tapio_loop_new(tapio_loop **out)
         return -ENOMEM;
     loop->backend = choose_backend();
     loop->backend_fd = -1;
-    loop->wake_fd = -1;
     loop->signal_pipe[0] = loop->signal_pipe[1] = -1;
     loop->error_handler = default_error_handler;
     tapio__list_init(&loop->user_watchers);
@@ -65,7 +64,6 @@ int tapio_loop_new(tapio_loop **out)
     tapio__list_init(&loop->processes);
     tapio__list_init(&loop->servers);
     tapio__list_init(&loop->connects);
-    pthread_mutex_init(&loop->tsq_lock, NULL);
     pthread_mutex_init(&loop->work_lock, NULL);
     pthread_cond_init(&loop->work_cond, NULL);
 
@@ -84,7 +82,6 @@ int tapio_loop_new(tapio_loop **out)
 fail:
     if (loop->backend_fd >= 0 || loop->backend_data)
         loop->backend->destroy(loop);
-    pthread_mutex_destroy(&loop->tsq_lock);
     pthread_mutex_destroy(&loop->work_lock);
     pthread_cond_destroy(&loop->work_cond);
     free(loop->read_buf);
@@ -170,7 +167,7 @@ tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb, void *arg)
 {
     /* A call another thread made before this one goes first: one FIFO, as
      * in asyncio, whichever thread scheduled. */
-    if (atomic_load_explicit(&loop->tsq_pending, memory_order_relaxed))
+    if (atomic_load_explicit(&loop->wake->has_calls, memory_order_relaxed))
         tapio__drain_threadsafe_calls(loop);
     tapio_handle *h = tapio__handle_new(loop, cb, arg);
     if (h)
@@ -218,7 +215,7 @@ static int poll_timeout_ms(tapio_loop *loop)
     tapio_handle *top = tapio__heap_top(&loop->timers);
     if (!top)
         return -1;
-    double delay = top->when - tapio__clock_now();
+    double delay = tapio__deadline(top) - tapio__clock_now();
     if (delay <= 0)
         return 0;
     double ms = ceil(delay * 1e3);
@@ -264,7 +261,7 @@ static tapio_handle *take_due_timers(tapio_loop *loop)
         return NULL;
     tapio_handle *due = NULL, **tail = &due;
     double now = tapio__clock_now();
-    while ((top = tapio__heap_top(&loop->timers)) && top->when <= now) {
+    while ((top = tapio__heap_top(&loop->timers)) && tapio__deadline(top) <= now) {
         tapio__heap_pop(&loop->timers);
         top->flags = (top->flags & ~TAPIO__H_IN_HEAP) | TAPIO__H_QUEUED;
         top->next = NULL;
@@ -305,7 +302,7 @@ static void run_iteration(tapio_loop *loop)
         loop->after_poll(loop, err, loop->poll_hook_arg);
     if (err && err != -EINTR)
         tapio__report_error(loop, "I/O backend poll failed", err);
-    if (atomic_load_explicit(&loop->tsq_pending, memory_order_relaxed))
+    if (atomic_load_explicit(&loop->wake->has_calls, memory_order_relaxed))
         tapio__drain_threadsafe_calls(loop);
     tapio_handle *due = take_due_timers(loop);
     run_ready(loop, loop->nready);
@@ -371,9 +368,8 @@ int tapio_loop_close(tapio_loop *loop)
 {
     if (loop->running)
         return -EBUSY;
-    pthread_mutex_lock(&loop->tsq_lock); /* call_soon_threadsafe reads it */
     loop->closing = true;
-    pthread_mutex_unlock(&loop->tsq_lock);
+    tapio__wakeup_refuse_calls(loop);
     tapio__workers_join(loop);
     /* Pending connects first (they may own transports), servers last (their
      * connections point at them). */
@@ -389,7 +385,6 @@ int tapio_loop_close(tapio_loop *loop)
     drop_timers(loop);
     free_handle_pool(loop);
     loop->backend->destroy(loop);
-    pthread_mutex_destroy(&loop->tsq_lock);
     pthread_mutex_destroy(&loop->work_lock);
     pthread_cond_destroy(&loop->work_cond);
     free(loop->fds);

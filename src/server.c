@@ -33,6 +33,7 @@ struct tapio_server {
     tapio_handle *retry;      /* pending re-arm after EMFILE */
     char *unix_path;          /* socket file to remove on close */
     ino_t unix_ino;           /* ...if it is still the one bound here */
+    bool keep_socket_file;    /* ...unless asked to leave it */
     tapio_callback on_closed;
     void *closed_arg;
     bool use_tls;
@@ -273,6 +274,7 @@ static int server_new(tapio_loop *loop, const tapio_server_options *opts,
     s->factory = factory;
     s->factory_arg = arg;
     s->backlog = opts && opts->backlog > 0 ? opts->backlog : DEFAULT_BACKLOG;
+    s->keep_socket_file = opts && opts->keep_unix_socket_file;
     s->retry_delay = opts && opts->accept_retry_delay > 0
                          ? opts->accept_retry_delay
                          : DEFAULT_RETRY_DELAY;
@@ -349,10 +351,11 @@ static void set_port(struct sockaddr *sa, int port)
         ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
 }
 
-static int bind_inet(const struct addrinfo *ai,
-                     const tapio_server_options *opts, int shared_port)
+/* A listening socket for one address, with the server's socket options. */
+static int bind_address(const tapio_server_address *a,
+                        const tapio_server_options *opts, int shared_port)
 {
-    int fd = tapio__socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    int fd = tapio__socket(a->family, a->socktype, a->protocol);
     if (fd < 0)
         return fd;
     int err = 0;
@@ -360,15 +363,17 @@ static int bind_inet(const struct addrinfo *ai,
         err = set_flag(fd, SOL_SOCKET, SO_REUSEADDR);
     if (!err && opts && opts->reuse_port)
         err = set_flag(fd, SOL_SOCKET, SO_REUSEPORT);
+    if (!err && opts && opts->keep_alive) /* accepted sockets inherit it */
+        err = set_flag(fd, SOL_SOCKET, SO_KEEPALIVE);
     /* An IPv6 socket would also take IPv4 and collide with the IPv4 one. */
-    if (!err && ai->ai_family == AF_INET6)
+    if (!err && a->family == AF_INET6)
         err = set_flag(fd, IPPROTO_IPV6, IPV6_V6ONLY);
     if (!err) {
         struct sockaddr_storage ss;
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        memcpy(&ss, a->addr, a->addrlen);
         if (shared_port)
             set_port((struct sockaddr *)&ss, shared_port);
-        if (bind(fd, (struct sockaddr *)&ss, ai->ai_addrlen) < 0)
+        if (bind(fd, (struct sockaddr *)&ss, a->addrlen) < 0)
             err = -errno;
     }
     if (err) {
@@ -376,6 +381,13 @@ static int bind_inet(const struct addrinfo *ai,
         return err;
     }
     return fd;
+}
+
+static tapio_server_address address_of(const struct addrinfo *ai)
+{
+    return (tapio_server_address){ai->ai_family, ai->ai_socktype,
+                                  ai->ai_protocol, ai->ai_addr,
+                                  ai->ai_addrlen};
 }
 
 static bool already_bound(const tapio_server *s, const struct addrinfo *ai)
@@ -416,9 +428,10 @@ static int bind_host(tapio_server *s, const char *host, const char *port,
             continue;
         int shared = wildcard_port && s->nlisteners
                          ? port_of(s->listeners[0].io.fd) : 0;
-        int fd = bind_inet(ai, opts, shared);
+        tapio_server_address a = address_of(ai);
+        int fd = bind_address(&a, opts, shared);
         if (fd == -EADDRINUSE && shared)
-            fd = bind_inet(ai, opts, 0);
+            fd = bind_address(&a, opts, 0);
         err = fd < 0 ? fd : add_listener(s, fd);
         if (err && fd >= 0)
             close(fd);
@@ -453,6 +466,68 @@ int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
     return server_finish(s, opts, out);
 }
 
+/* A family the system lacks (IPv6 disabled, say) is skipped, as asyncio
+ * skips an address whose socket it cannot create. */
+static bool family_unavailable(int err)
+{
+    return err == -EAFNOSUPPORT || err == -EPROTONOSUPPORT;
+}
+
+int tapio_server_bind(tapio_loop *loop, const tapio_server_address *addrs,
+                      size_t n, const tapio_server_options *opts,
+                      tapio_protocol_factory factory, void *arg,
+                      tapio_server **out, size_t *failed)
+{
+    if (!factory || (n && !addrs))
+        return -EINVAL;
+    tapio_server *s;
+    int err = server_new(loop, opts, factory, arg, &s);
+    if (err)
+        return err;
+    size_t i = 0;
+    for (; i < n && !err; i++) {
+        int fd = bind_address(&addrs[i], opts, 0);
+        if (fd < 0 && family_unavailable(fd))
+            continue;
+        err = fd < 0 ? fd : add_listener(s, fd);
+        if (err && fd >= 0)
+            close(fd);
+    }
+    if (err) {
+        if (failed)
+            *failed = i - 1;
+        discard(s);
+        return err;
+    }
+    return server_finish(s, opts, out);
+}
+
+/* Note the file a Unix listener is bound to, to remove it at close if it is
+ * still that socket (asyncio 3.13's cleanup_socket); abstract names and
+ * unbound sockets have no file. */
+static int remember_socket_file(tapio_server *s, int fd)
+{
+    struct sockaddr_un sun;
+    socklen_t len = sizeof(sun);
+    struct stat st;
+    if (s->keep_socket_file || s->unix_path ||
+        getsockname(fd, (struct sockaddr *)&sun, &len) < 0 ||
+        sun.sun_family != AF_UNIX ||
+        len <= offsetof(struct sockaddr_un, sun_path) || !sun.sun_path[0])
+        return 0;
+    s->unix_path = strndup(sun.sun_path,
+                           len - offsetof(struct sockaddr_un, sun_path));
+    if (!s->unix_path)
+        return -ENOMEM;
+    if (stat(s->unix_path, &st) == 0) {
+        s->unix_ino = st.st_ino;
+    } else { /* already gone */
+        free(s->unix_path);
+        s->unix_path = NULL;
+    }
+    return 0;
+}
+
 /* Bind a Unix stream socket to the server's address. */
 static int bind_unix(tapio_server *s, const struct sockaddr_storage *ss,
                      socklen_t len)
@@ -461,10 +536,8 @@ static int bind_unix(tapio_server *s, const struct sockaddr_storage *ss,
     if (fd < 0)
         return fd;
     int err = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
-    struct stat st;
-    if (!err && s->unix_path && stat(s->unix_path, &st) == 0)
-        s->unix_ino = st.st_ino;
-    if (!err && (err = add_listener(s, fd)) && s->unix_path)
+    if (!err && (err = remember_socket_file(s, fd)) == 0 &&
+        (err = add_listener(s, fd)) && s->unix_path)
         unlink(s->unix_path); /* we made the file but cannot serve it */
     if (err)
         close(fd);
@@ -484,15 +557,9 @@ int tapio_server_listen_unix(tapio_loop *loop, const char *path,
     tapio_server *s;
     if ((err = server_new(loop, opts, factory, arg, &s)))
         return err;
-    if (path[0] != '\0') { /* a file-system name, not an abstract one */
+    if (path[0] != '\0') /* a file-system name, not an abstract one */
         tapio__remove_stale_socket(path);
-        s->unix_path = strdup(path);
-        if (!s->unix_path)
-            err = -ENOMEM;
-    }
-    if (!err)
-        err = bind_unix(s, &ss, len);
-    if (err) {
+    if ((err = bind_unix(s, &ss, len))) {
         discard(s);
         return err;
     }
@@ -514,6 +581,8 @@ int tapio_server_from_fds(tapio_loop *loop, const int *fds, size_t nfds,
     size_t i = 0;
     for (; i < nfds && !err; i++) {
         err = tapio__set_nonblocking(fds[i]);
+        if (!err)
+            err = remember_socket_file(s, fds[i]);
         if (!err)
             err = add_listener(s, fds[i]);
         if (err)

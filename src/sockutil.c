@@ -49,3 +49,19 @@ void tapio__remove_stale_socket(const char *path)
     if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
 }
+
+void tapio__remove_stale_unix_socket(const struct sockaddr *addr,
+                                     socklen_t len)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)addr;
+    size_t offset = offsetof(struct sockaddr_un, sun_path);
+    if (len <= offset || !sun->sun_path[0])
+        return; /* unnamed or abstract: no file */
+    char path[sizeof(sun->sun_path) + 1];
+    size_t n = len - offset;
+    if (n > sizeof(sun->sun_path))
+        n = sizeof(sun->sun_path);
+    memcpy(path, sun->sun_path, n);
+    path[n] = '\0';
+    tapio__remove_stale_socket(path);
+}

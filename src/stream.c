@@ -178,9 +178,10 @@ static void read_into_protocol(tapio_transport *t)
     size_t cap = TAPIO__READ_SIZE;
     if (proto && proto->get_buffer) {
         buf = proto->get_buffer(t, 0, &cap, t->user);
-        if (!buf || cap == 0) {
-            fatal_error(t, TAPIO_EPROTOCOL,
-                        "get_buffer() returned an empty buffer");
+        if (!buf || cap == 0) { /* read nothing; failed already, or now */
+            if (!tapio_transport_is_closing(t))
+                fatal_error(t, TAPIO_EPROTOCOL,
+                            "get_buffer() returned an empty buffer");
             return;
         }
     }

@@ -5,7 +5,8 @@
 
 static bool earlier(const tapio_handle *a, const tapio_handle *b)
 {
-    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+    double at = tapio__deadline(a), bt = tapio__deadline(b);
+    return at < bt || (at == bt && a->seq < b->seq);
 }
 
 static void place(tapio__heap *heap, size_t i, tapio_handle *h)

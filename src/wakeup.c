@@ -1,5 +1,11 @@
-/* Waking the loop from other threads: call_soon_threadsafe and the worker
- * threads that run blocking jobs (name resolution) off the loop thread. */
+/* Waking the loop from other threads: call_soon_threadsafe, tapio_waker,
+ * and the worker threads that run blocking jobs (name resolution) off the
+ * loop thread.
+ *
+ * The queue of calls and the eventfd live in a tapio__wake with its own
+ * reference count: the loop holds one, each tapio_waker another, so a thread
+ * holding a waker may call while the loop closes (and after it is freed) and
+ * gets -ESHUTDOWN instead of touching freed memory or a reused fd. */
 #include "internal.h"
 
 #include <stdint.h>
@@ -7,19 +13,74 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static tapio__tsq_item *take_threadsafe_calls(tapio_loop *loop)
+struct tapio_waker {
+    tapio__wake wake;
+};
+
+static void wake_unref(tapio__wake *w)
 {
-    pthread_mutex_lock(&loop->tsq_lock);
-    tapio__tsq_item *item = loop->tsq_head;
-    loop->tsq_head = loop->tsq_tail = NULL;
-    atomic_store_explicit(&loop->tsq_pending, false, memory_order_relaxed);
-    pthread_mutex_unlock(&loop->tsq_lock);
+    if (atomic_fetch_sub(&w->refs, 1) != 1)
+        return;
+    for (tapio__tsq_item *item = w->head, *next; item; item = next) {
+        next = item->next;
+        free(item);
+    }
+    if (w->fd >= 0)
+        close(w->fd);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* Write the eventfd unless a wakeup is already on its way. The caller makes
+ * sure the fd is open: it holds w->lock with w->closed false, or it is a
+ * worker thread, all of which are joined before the loop closes the fd. */
+static void signal_locked(tapio__wake *w)
+{
+    if (atomic_exchange(&w->signalled, true))
+        return;
+    uint64_t one = 1;
+    while (write(w->fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+static int wake_call(tapio__wake *w, tapio_callback cb, void *arg)
+{
+    tapio__tsq_item *item = malloc(sizeof(*item));
+    if (!item)
+        return -ENOMEM;
+    item->next = NULL;
+    item->cb = cb;
+    item->arg = arg;
+    pthread_mutex_lock(&w->lock);
+    if (w->closed) {
+        pthread_mutex_unlock(&w->lock);
+        free(item);
+        return -ESHUTDOWN;
+    }
+    if (w->tail)
+        w->tail->next = item;
+    else
+        w->head = item;
+    w->tail = item;
+    atomic_store_explicit(&w->has_calls, true, memory_order_relaxed);
+    signal_locked(w);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+static tapio__tsq_item *take_threadsafe_calls(tapio__wake *w)
+{
+    pthread_mutex_lock(&w->lock);
+    tapio__tsq_item *item = w->head;
+    w->head = w->tail = NULL;
+    atomic_store_explicit(&w->has_calls, false, memory_order_relaxed);
+    pthread_mutex_unlock(&w->lock);
     return item;
 }
 
 void tapio__drain_threadsafe_calls(tapio_loop *loop)
 {
-    tapio__tsq_item *item = take_threadsafe_calls(loop);
+    tapio__tsq_item *item = take_threadsafe_calls(loop->wake);
     while (item) {
         tapio__tsq_item *next = item->next;
         /* Straight to the ready queue: tapio_call_soon would drain newer
@@ -58,84 +119,97 @@ static void run_finished_work(tapio_loop *loop)
 
 static void wake_cb(tapio_loop *loop, tapio__io *io, unsigned events)
 {
-    (void)io;
     (void)events;
     uint64_t count;
-    if (read(loop->wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+    if (read(io->fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
         tapio__report_error(loop, "wakeup read failed", -errno);
     /* Cleared before draining: a producer that comes after the drain writes
      * the eventfd again. */
-    atomic_store(&loop->wake_pending, false);
+    atomic_store(&loop->wake->signalled, false);
     tapio__drain_threadsafe_calls(loop);
     run_finished_work(loop);
 }
 
 int tapio__wakeup_init(tapio_loop *loop)
 {
-    loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (loop->wake_fd < 0)
-        return -errno;
-    tapio__io_init(&loop->wake_io, loop->wake_fd, wake_cb);
+    tapio__wake *w = calloc(1, sizeof(struct tapio_waker));
+    if (!w)
+        return -ENOMEM;
+    w->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->fd < 0) {
+        int err = -errno;
+        free(w);
+        return err;
+    }
+    atomic_init(&w->refs, 1);
+    pthread_mutex_init(&w->lock, NULL);
+    tapio__io_init(&loop->wake_io, w->fd, wake_cb);
     int err = tapio__io_attach(loop, &loop->wake_io);
     if (!err)
         err = loop->backend->modify(loop, &loop->wake_io, TAPIO__READ);
     if (err) {
         tapio__io_detach(loop, &loop->wake_io);
-        close(loop->wake_fd);
-        loop->wake_fd = -1;
+        wake_unref(w);
         return err;
     }
     loop->wake_io.want = loop->wake_io.armed = TAPIO__READ;
+    loop->wake = w;
     return 0;
 }
 
+void tapio__wakeup_refuse_calls(tapio_loop *loop)
+{
+    pthread_mutex_lock(&loop->wake->lock);
+    loop->wake->closed = true;
+    pthread_mutex_unlock(&loop->wake->lock);
+}
+
+/* After tapio__wakeup_refuse_calls and the workers' join: nobody writes the
+ * eventfd any more; calls still queued are dropped with the loop. */
 void tapio__wakeup_close(tapio_loop *loop)
 {
-    if (loop->wake_fd < 0)
+    tapio__wake *w = loop->wake;
+    if (!w)
         return;
     tapio__io_detach(loop, &loop->wake_io);
-    close(loop->wake_fd);
-    loop->wake_fd = -1;
-    tapio__tsq_item *item = take_threadsafe_calls(loop);
-    while (item) {
-        tapio__tsq_item *next = item->next;
+    for (tapio__tsq_item *item = take_threadsafe_calls(w), *next; item;
+         item = next) {
+        next = item->next;
         free(item);
-        item = next;
     }
+    pthread_mutex_lock(&w->lock); /* refused calls no longer write it */
+    close(w->fd);
+    w->fd = -1;
+    pthread_mutex_unlock(&w->lock);
+    loop->wake = NULL;
+    wake_unref(w);
 }
 
 void tapio__wakeup_signal(tapio_loop *loop)
 {
-    if (atomic_exchange(&loop->wake_pending, true))
-        return; /* a wakeup is already on its way */
-    uint64_t one = 1;
-    while (write(loop->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-        ;
+    signal_locked(loop->wake);
 }
 
 int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb, void *arg)
 {
-    tapio__tsq_item *item = malloc(sizeof(*item));
-    if (!item)
-        return -ENOMEM;
-    item->next = NULL;
-    item->cb = cb;
-    item->arg = arg;
-    pthread_mutex_lock(&loop->tsq_lock);
-    if (loop->closing) {
-        pthread_mutex_unlock(&loop->tsq_lock);
-        free(item);
-        return -ESHUTDOWN;
-    }
-    if (loop->tsq_tail)
-        loop->tsq_tail->next = item;
-    else
-        loop->tsq_head = item;
-    loop->tsq_tail = item;
-    atomic_store_explicit(&loop->tsq_pending, true, memory_order_relaxed);
-    pthread_mutex_unlock(&loop->tsq_lock);
-    tapio__wakeup_signal(loop);
-    return 0;
+    return wake_call(loop->wake, cb, arg);
+}
+
+tapio_waker *tapio_waker_new(tapio_loop *loop)
+{
+    atomic_fetch_add(&loop->wake->refs, 1);
+    return (tapio_waker *)loop->wake;
+}
+
+int tapio_waker_call(tapio_waker *waker, tapio_callback cb, void *arg)
+{
+    return wake_call(&waker->wake, cb, arg);
+}
+
+void tapio_waker_free(tapio_waker *waker)
+{
+    if (waker)
+        wake_unref(&waker->wake);
 }
 
 /* ---- worker threads -------------------------------------------------- */

@@ -7,12 +7,11 @@ import errno
 import itertools
 import os
 import socket
-import stat
 import sys
 from asyncio import staggered
 
-from ._helpers import connection_made, logger, socket_extra
-from ._server import Server, unix_socket_file
+from ._helpers import connection_made, socket_extra
+from ._server import Server
 from ._tls import TLSSettings, acceptor_factory
 
 try:
@@ -242,39 +241,8 @@ class ConnectionsMixin:
 
     # ---- servers ----------------------------------------------------------
 
-    def _bind_server_socket(self, info, reuse_address, reuse_port, keep_alive):
-        af, socktype, proto, _, address = info
-        try:
-            sock = socket.socket(af, socktype, proto)
-        except OSError:
-            if self.get_debug():
-                logger.warning("create_server() failed to create socket.socket(%r, %r, %r)",
-                               af, socktype, proto, exc_info=True)
-            return None
-        try:
-            if reuse_address:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, True)
-            if reuse_port:
-                if not hasattr(socket, "SO_REUSEPORT"):
-                    raise ValueError("reuse_port not supported by socket module")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, True)
-            if keep_alive:  # accepted connections inherit it
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, True)
-            if af == socket.AF_INET6:
-                # Otherwise it also takes IPv4 and collides with the IPv4 socket.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
-            try:
-                sock.bind(address)
-            except OSError as err:
-                raise OSError(err.errno, "error while attempting to bind on address %r: %s"
-                              % (address, err.strerror.lower())) from None
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    async def _bind_server_sockets(self, host, port, family, flags, reuse_address, reuse_port,
-                                   keep_alive):
+    async def _server_addresses(self, host, port, family, flags):
+        """Every address of every host, in asyncio's order, duplicates once."""
         if host == "":
             hosts = [None]
         elif isinstance(host, str) or not isinstance(host, collections.abc.Iterable):
@@ -283,17 +251,7 @@ class ConnectionsMixin:
             hosts = host
         results = await asyncio.gather(*[
             self._resolve(h, port, family=family, flags=flags) for h in hosts])
-        sockets = []
-        try:
-            for info in dict.fromkeys(itertools.chain.from_iterable(results)):
-                sock = self._bind_server_socket(info, reuse_address, reuse_port, keep_alive)
-                if sock is not None:
-                    sockets.append(sock)
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            raise
-        return sockets
+        return list(dict.fromkeys(itertools.chain.from_iterable(results)))
 
     async def _start_server(self, server, start_serving):
         if start_serving:
@@ -312,24 +270,32 @@ class ConnectionsMixin:
         _check_tls_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
         if sock is not None:
             _check_ssl_socket(sock)
+        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
+                                       ssl_shutdown_timeout)
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
             if reuse_address is None:
                 reuse_address = os.name == "posix" and sys.platform != "cygwin"
-            sockets = await self._bind_server_sockets(host, port, family, flags,
-                                                      reuse_address, reuse_port, keep_alive)
+            if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+                raise ValueError("reuse_port not supported by socket module")
+            infos = await self._server_addresses(host, port, family, flags)
+            try:
+                server = Server(self, factory, addresses=infos, backlog=backlog,
+                                reuse_address=bool(reuse_address),
+                                reuse_port=bool(reuse_port), keep_alive=bool(keep_alive))
+            except OSError as err:
+                index = getattr(err, "address_index", None)
+                if index is None:
+                    raise
+                raise OSError(err.errno, "error while attempting to bind on address %r: %s"
+                              % (infos[index][4], err.strerror.lower())) from None
         else:
             if sock is None:
                 raise ValueError("Neither host/port nor sock were specified")
             _check_stream_socket(sock)
-            sockets = [sock]
-        for s in sockets:
-            s.setblocking(False)
-        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
-                                       ssl_shutdown_timeout)
-        return await self._start_server(Server(self, sockets, factory, backlog),
-                                        start_serving)
+            server = Server(self, factory, sock=sock, backlog=backlog)
+        return await self._start_server(server, start_serving)
 
     def _server_factory(self, protocol_factory, ssl, handshake_timeout, shutdown_timeout):
         tls = _tls_settings(ssl, True, None, handshake_timeout, shutdown_timeout)
@@ -344,40 +310,24 @@ class ConnectionsMixin:
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         _check_tls_args(ssl, None, ssl_handshake_timeout, ssl_shutdown_timeout)
+        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
+                                       ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
-            sock = self._bind_unix(os.fspath(path))
+            path = os.fspath(path)
+            try:
+                server = Server(self, factory, path=os.fsencode(path), backlog=backlog,
+                                keep_socket_file=not cleanup_socket)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise OSError(errno.EADDRINUSE,
+                                  f"Address {path!r} is already in use") from None
+                raise
         else:
             if sock is None:
                 raise ValueError("path was not specified, and no sock specified")
             _check_stream_socket(sock, socket.AF_UNIX)
-        socket_file = unix_socket_file(sock) if cleanup_socket else None
-        sock.setblocking(False)
-        factory = self._server_factory(protocol_factory, ssl, ssl_handshake_timeout,
-                                       ssl_shutdown_timeout)
-        server = Server(self, [sock], factory, backlog, [socket_file] if socket_file else ())
+            server = Server(self, factory, sock=sock, backlog=backlog,
+                            keep_socket_file=not cleanup_socket)
         return await self._start_server(server, start_serving)
-
-    @staticmethod
-    def _bind_unix(path):
-        if path[0] not in (0, "\x00"):  # not an abstract name: clear a stale socket
-            try:
-                if stat.S_ISSOCK(os.stat(path).st_mode):
-                    os.remove(path)
-            except FileNotFoundError:
-                pass
-            except OSError as err:
-                logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(errno.EADDRINUSE, f"Address {path!r} is already in use") from None
-            raise
-        except BaseException:
-            sock.close()
-            raise
-        return sock

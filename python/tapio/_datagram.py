@@ -1,12 +1,11 @@
-"""loop.create_datagram_endpoint: addresses resolved and paired by family,
-sockets made, bound and connected in Python as asyncio does; the transport
-is libtapio's."""
-import os
+"""loop.create_datagram_endpoint: addresses resolved and paired by family as
+asyncio does; libtapio makes, binds and connects the socket and runs the
+transport."""
 import socket
-import stat
 import sys
 
-from ._helpers import connection_made, logger, socket_extra
+from . import _tapio
+from ._helpers import connection_made, socket_extra
 
 def _check_sock_arguments(sock, **options):
     """A given socket takes no socket options, as asyncio checks."""
@@ -21,18 +20,6 @@ def _check_sock_arguments(sock, **options):
                          f"sock is specified. ({problems})")
 
 
-def _remove_stale_unix_socket(path):
-    if path[0] in (0, "\x00"):
-        return  # an abstract name has no file
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
-
-
 class DatagramMixin:
     async def _datagram_address_pairs(self, local_addr, remote_addr, family, proto, flags):
         """[((family, proto), (local, remote)), ...] in asyncio's order."""
@@ -44,8 +31,6 @@ class DatagramMixin:
             for addr in (local_addr, remote_addr):
                 if addr is not None and not isinstance(addr, str):
                     raise TypeError("string is expected")
-            if local_addr:
-                _remove_stale_unix_socket(local_addr)
             return [((family, proto), (local_addr, remote_addr))]
         by_family = {}
         for index, addr in ((0, local_addr), (1, remote_addr)):
@@ -63,26 +48,6 @@ class DatagramMixin:
             raise ValueError("can not get address information")
         return pairs
 
-    async def _datagram_socket(self, family, proto, local, remote, local_addr, remote_addr,
-                               reuse_port, allow_broadcast):
-        sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
-        try:
-            if reuse_port:
-                if not hasattr(socket, "SO_REUSEPORT"):
-                    raise ValueError("reuse_port not supported by socket module")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if allow_broadcast:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-            sock.setblocking(False)
-            if local_addr:
-                sock.bind(local)
-            if remote_addr and not allow_broadcast:
-                await self.sock_connect(sock, remote)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None,
                                        remote_addr=None, *, family=0, proto=0, flags=0,
                                        reuse_port=None, allow_broadcast=None, sock=None):
@@ -95,21 +60,19 @@ class DatagramMixin:
                                   allow_broadcast=allow_broadcast)
             sock.setblocking(False)
         else:
+            if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+                raise ValueError("reuse_port not supported by socket module")
             pairs = await self._datagram_address_pairs(local_addr, remote_addr, family,
                                                        proto, flags)
-            errors = []
-            for (fam, pro), (local, remote_address) in pairs:
-                try:
-                    sock = await self._datagram_socket(fam, pro, local, remote_address,
-                                                       local_addr, remote_addr, reuse_port,
-                                                       allow_broadcast)
-                except OSError as exc:
-                    errors.append(exc)
-                    continue
-                remote = remote_address if remote_addr else None
-                break
-            else:
-                raise errors[0]
+            # As asyncio: bind only to a local_addr, connect only to a remote_addr given.
+            fd, chosen = _tapio.datagram_socket(
+                [(fam, pro, local if local_addr else None, remote if remote_addr else None)
+                 for (fam, pro), (local, remote) in pairs],
+                reuse_port=bool(reuse_port), allow_broadcast=bool(allow_broadcast))
+            (fam, pro), (_, remote_address) = pairs[chosen]
+            sock = socket.socket(fam, socket.SOCK_DGRAM, pro, fileno=fd)
+            sock.setblocking(False)
+            remote = remote_address if remote_addr else None
         protocol = protocol_factory()
         transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock))
         return await connection_made(self, transport, protocol)

@@ -1,7 +1,6 @@
-"""tapio's asyncio Server: the listening sockets are bound in Python, the
-accept loop and every connection run in libtapio."""
+"""tapio's asyncio Server: the Python API over a libtapio server, which binds
+the listening sockets and runs the accept loop and every connection."""
 import asyncio
-import os
 import socket
 import sys
 from asyncio import trsock
@@ -17,39 +16,27 @@ def accepted_extra(fd):
     return sock, socket_extra(sock)
 
 
-def unix_socket_file(sock):
-    """(path, inode) of a Unix socket bound to a file, else None: what
-    create_unix_server(cleanup_socket=True) removes when the server closes."""
-    path = sock.getsockname()
-    if not path or path[0] in (0, "\x00"):  # unbound or an abstract name
-        return None
-    try:
-        return path, os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
-
-
-def remove_unix_socket_file(path, inode):
-    """Remove the server's socket file unless another file took its path."""
-    try:
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
-
-
 class Server(asyncio.AbstractServer):
-    def __init__(self, loop, sockets, protocol_factory, backlog, socket_files=()):
+    def __init__(self, loop, protocol_factory, *, sock=None, backlog=100, **where):
+        """Bind where asked (addresses=getaddrinfo entries, or path=) or take
+        the user's listening socket; serving starts with _start_serving."""
         self._loop = loop
-        self._sockets = sockets
-        self._socket_files = socket_files  # (path, inode) to remove on close
-        self._protocol_factory = protocol_factory
-        self._backlog = backlog
-        self._core = None
         self._waiters = []
         self._serving_forever_fut = None
+        if sock is not None:
+            sock.setblocking(False)
+            where["fds"] = [sock.fileno()]
+        try:
+            self._core = loop._serve(self, protocol_factory, accepted_extra,
+                                     backlog=backlog, **where)
+        except BaseException:
+            if sock is not None:
+                sock.detach()  # libtapio has closed the fd
+            raise
+        # Views of libtapio's listening sockets (the user's own socket object
+        # when given), detached before libtapio closes them.
+        self._sockets = [sock] if sock is not None else [
+            socket.socket(fileno=fd) for fd in self._core.fds()]
 
     def __repr__(self):
         return f"<{type(self).__name__} sockets={self.sockets!r}>"
@@ -64,23 +51,10 @@ class Server(asyncio.AbstractServer):
         return self._loop
 
     def is_serving(self):
-        return self._core is not None and self._core.is_serving()
+        return self._core.is_serving()
 
     def _start_serving(self):
-        if self._sockets is None:
-            return
-        if self._core is None:
-            try:
-                self._core = self._loop._serve(self, [s.fileno() for s in self._sockets],
-                                               self._protocol_factory, accepted_extra,
-                                               self._backlog, True)
-            except OSError:
-                # libtapio took the fds and has closed them.
-                for sock in self._sockets:
-                    sock.detach()
-                self._sockets = None
-                raise
-        else:
+        if self._sockets is not None:
             self._core.start_serving()
 
     async def start_serving(self):
@@ -91,25 +65,17 @@ class Server(asyncio.AbstractServer):
         sockets, self._sockets = self._sockets, None
         if sockets is None:
             return
-        if self._core is not None:
-            # libtapio owns the fds now: it closes them.
-            for sock in sockets:
-                sock.detach()
-            self._core.close(self._wakeup)
-            if not self._core.clients():
-                self._wakeup()  # at once, as asyncio wakes wait_closed()
-        else:
-            for sock in sockets:
-                sock.close()
-            self._wakeup()
-        for path, inode in self._socket_files:
-            remove_unix_socket_file(path, inode)
+        for sock in sockets:  # libtapio closes the fds
+            sock.detach()
+        self._core.close(self._wakeup)
+        if not self._core.clients():
+            self._wakeup()  # at once, as asyncio wakes wait_closed()
         if self._serving_forever_fut is not None and not self._serving_forever_fut.done():
             self._serving_forever_fut.cancel()
             self._serving_forever_fut = None
 
     def _clients(self):
-        return self._core.clients() if self._core is not None else []
+        return self._core.clients()
 
     def close_clients(self):
         """Close every connection this server accepted (3.13's API)."""

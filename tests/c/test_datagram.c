@@ -1181,3 +1181,67 @@ TEST(datagram_loop_close_releases_open_endpoints)
     test_loop_close();
     CHECK_EQ_INT(queued->lost + idle->lost + closing->lost, 0);
 }
+
+/* ------------------------------------------------ datagram_socket */
+
+/* The first candidate that binds and connects wins; the chosen index says
+ * which, and the socket is bound and connected as that candidate asked. */
+TEST(datagram_socket_takes_the_first_candidate_that_works)
+{
+    int busy = raw_udp(AF_INET);
+    addr taken = fd_sockname(busy);
+    addr any = loopback(AF_INET, 0);
+    int peer = raw_udp(AF_INET);
+    addr peer_addr = fd_sockname(peer);
+    tapio_datagram_candidate candidates[2] = {
+        {AF_INET, 0, sa(&taken), taken.len, sa(&peer_addr), peer_addr.len},
+        {AF_INET, 0, sa(&any), any.len, sa(&peer_addr), peer_addr.len},
+    };
+    tapio_datagram_options opts = {.allow_broadcast = false};
+    size_t chosen = 99;
+    int fd = tapio_datagram_socket(candidates, 2, &opts, &chosen);
+    CHECK(fd >= 0);
+    at_cleanup(close_fd, (void *)(intptr_t)fd);
+    CHECK_EQ_INT(chosen, 1);
+    CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    addr peer_seen = {.len = sizeof peer_seen.ss};
+    CHECK(getpeername(fd, (struct sockaddr *)&peer_seen.ss, &peer_seen.len) == 0);
+    CHECK(addr_equal(&peer_seen, &peer_addr));
+}
+
+/* When none works, the first candidate's error is the answer (asyncio
+ * raises the first exception) and no fd is left open. */
+TEST(datagram_socket_fails_with_the_first_candidates_error)
+{
+    int busy = raw_udp(AF_INET);
+    addr taken = fd_sockname(busy);
+    addr nowhere = unix_addr("/nonexistent-dir/x.sock", 0);
+    int before = count_open_fds();
+    tapio_datagram_candidate candidates[2] = {
+        {AF_INET, 0, sa(&taken), taken.len, NULL, 0},
+        {AF_UNIX, 0, sa(&nowhere), nowhere.len, NULL, 0},
+    };
+    size_t chosen = 99;
+    CHECK_ERR(tapio_datagram_socket(candidates, 2, NULL, &chosen), -EADDRINUSE);
+    CHECK_EQ_INT(chosen, 99);
+    CHECK_EQ_INT(count_open_fds(), before);
+    CHECK_ERR(tapio_datagram_socket(candidates + 1, 1, NULL, NULL), -ENOENT);
+}
+
+/* Options reach the socket: SO_BROADCAST, and with it no connect. */
+TEST(datagram_socket_with_broadcast_does_not_connect)
+{
+    addr any = loopback(AF_INET, 0);
+    addr dest = loopback(AF_INET, closed_udp_port());
+    tapio_datagram_candidate c = {AF_INET, 0, sa(&any), any.len, sa(&dest),
+                                  dest.len};
+    tapio_datagram_options opts = {.allow_broadcast = true, .reuse_port = true};
+    int fd = tapio_datagram_socket(&c, 1, &opts, NULL);
+    CHECK(fd >= 0);
+    at_cleanup(close_fd, (void *)(intptr_t)fd);
+    CHECK(sockopt(fd, SO_BROADCAST) != 0);
+    CHECK(sockopt(fd, SO_REUSEPORT) != 0);
+    addr peer = {.len = sizeof peer.ss};
+    CHECK(getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) != 0 &&
+          errno == ENOTCONN);
+}

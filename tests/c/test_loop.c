@@ -2,8 +2,11 @@
 #define _GNU_SOURCE /* pipe2 */
 #include "harness.h"
 
+#include <math.h>
+
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,6 +259,27 @@ TEST(timers_fire_in_deadline_order)
     CHECK(t[5].when >= t[4].when && t[5].when < t[1].when);
     RUN_UNTIL(loop, log_n == 6, 5);
     check_log((int[]){4, 5, 1, 3, 2, 0}, 6);
+}
+
+/* A NaN delay or deadline is due at once (as asyncio runs it); it must
+ * neither stall the loop nor hold back the timers after it. */
+TEST(nan_deadline_runs_at_once_and_blocks_no_other_timer)
+{
+    tapio_loop *loop = test_loop();
+    struct timed t[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
+    t[0].h = tapio_call_later(loop, 0.02, timed_fired, &t[0]);
+    t[1].h = tapio_call_later(loop, NAN, timed_fired, &t[1]);
+    t[2].h = tapio_call_at(loop, NAN, timed_fired, &t[2]);
+    t[3].h = tapio_call_later(loop, 0.01, timed_fired, &t[3]);
+    for (int i = 0; i < 4; i++)
+        CHECK(t[i].h != NULL);
+    CHECK(isnan(tapio_handle_when(t[1].h)));
+    double start = monotonic_now();
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK(monotonic_now() - start < 0.01); /* did not wait for the others */
+    check_log((int[]){1, 2}, 2);
+    RUN_UNTIL(loop, log_n == 4, 5);
+    check_log((int[]){1, 2, 3, 0}, 4);
 }
 
 TEST(equal_deadlines_run_in_scheduling_order)
@@ -546,6 +570,56 @@ TEST(call_soon_threadsafe_keeps_fifo_order_with_call_soon)
     CHECK(tapio_call_soon(loop, log_id, ID(2)) != NULL);
     RUN_UNTIL(loop, log_n == 2, 5);
     check_log((int[]){1, 2}, 2);
+}
+
+/* A thread calling through a tapio_waker while the loop closes gets
+ * -ESHUTDOWN from then on, never touches the freed loop (ASan would see it),
+ * and the closed loop holds no fd even though the waker lives on. */
+struct hammer {
+    tapio_waker *waker;
+    atomic_int accepted, ran;
+    atomic_bool refused;
+};
+
+static void count_ran(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    atomic_fetch_add(&((struct hammer *)arg)->ran, 1);
+}
+
+static void *hammer_calls(void *arg)
+{
+    struct hammer *h = arg;
+    for (;;) {
+        int err = tapio_waker_call(h->waker, count_ran, h);
+        if (err == -ESHUTDOWN)
+            break;
+        CHECK_OK(err);
+        atomic_fetch_add(&h->accepted, 1);
+    }
+    atomic_store(&h->refused, true);
+    CHECK_ERR(tapio_waker_call(h->waker, count_ran, h), -ESHUTDOWN);
+    tapio_waker_free(h->waker); /* from another thread, after the loop */
+    return NULL;
+}
+
+TEST(waker_calls_racing_loop_close_are_refused_not_crashing)
+{
+    int fds_before = count_open_fds();
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    struct hammer h = {.waker = tapio_waker_new(loop)};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, hammer_calls, &h) == 0);
+    double until = monotonic_now() + 5;
+    while (atomic_load(&h.ran) < 100 && monotonic_now() < until)
+        CHECK_OK(tapio_loop_run_once(loop));
+    CHECK(atomic_load(&h.ran) >= 100);
+    CHECK_OK(tapio_loop_close(loop)); /* while the thread keeps calling */
+    CHECK_EQ_INT(count_open_fds(), fds_before);
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(atomic_load(&h.refused));
+    CHECK(atomic_load(&h.ran) <= atomic_load(&h.accepted));
 }
 
 /* --------------------------------------------------------- fd watchers */

@@ -310,6 +310,124 @@ TEST(server_from_fds_serves_a_bound_socket)
     check_round_trip(loop, client);
 }
 
+/* ------------------------------------------- binding given addresses */
+
+static tapio_server_address loopback_address(struct sockaddr_in *a, int port)
+{
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return (tapio_server_address){AF_INET, SOCK_STREAM, IPPROTO_TCP,
+                                  (struct sockaddr *)a, sizeof *a};
+}
+
+static int sockopt(int fd, int level, int name)
+{
+    int value = -1;
+    socklen_t len = sizeof value;
+    CHECK(getsockopt(fd, level, name, &value, &len) == 0);
+    return value;
+}
+
+/* Each address gets its own socket, bound exactly where asked: two
+ * addresses of port 0 get two ports, as asyncio's create_server does. */
+TEST(server_bind_listens_on_each_address_as_given)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    acc->echo = true;
+    struct sockaddr_in a4, b4;
+    tapio_server_address addrs[2] = {loopback_address(&a4, 0),
+                                     loopback_address(&b4, 0)};
+    tapio_server_options opts = {.keep_alive = true};
+    tapio_server *s = NULL;
+    size_t failed = 99;
+    CHECK_OK(tapio_server_bind(loop, addrs, 2, &opts, acceptor_factory, acc,
+                               &s, &failed));
+    CHECK_EQ_INT(failed, 99); /* untouched on success */
+    int fds[2];
+    CHECK_EQ_INT(tapio_server_sockets(s, fds, 2), 2);
+    struct sockaddr_storage first = local_address(fds[0]);
+    struct sockaddr_storage second = local_address(fds[1]);
+    CHECK(address_port(&first) != address_port(&second));
+    for (int i = 0; i < 2; i++) {
+        CHECK(sockopt(fds[i], SOL_SOCKET, SO_REUSEADDR) != 0);
+        CHECK(sockopt(fds[i], SOL_SOCKET, SO_KEEPALIVE) != 0);
+    }
+    conn *client, *served;
+    connect_pair(loop, s, acc, &client, &served);
+    check_round_trip(loop, client);
+    CHECK(sockopt(tapio_transport_fd(served->t), SOL_SOCKET, SO_KEEPALIVE) != 0);
+}
+
+/* A bind that fails names its address and leaves nothing open. */
+TEST(server_bind_reports_the_address_that_failed)
+{
+    tapio_loop *loop = test_loop();
+    int busy = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(busy, (struct sockaddr *)&a, sizeof a) == 0);
+    CHECK(listen(busy, 1) == 0);
+    struct sockaddr_storage taken = local_address(busy);
+    int fds_before = count_open_fds();
+
+    struct sockaddr_in free4, used4;
+    tapio_server_address addrs[2] = {
+        loopback_address(&free4, 0),
+        loopback_address(&used4, address_port(&taken))};
+    tapio_server_options opts = {.no_reuse_address = true};
+    tapio_server *s = NULL;
+    size_t failed = 99;
+    CHECK_ERR(tapio_server_bind(loop, addrs, 2, &opts, acceptor_factory,
+                                acceptor_new(), &s, &failed),
+              -EADDRINUSE);
+    CHECK_EQ_INT(failed, 1);
+    CHECK(s == NULL);
+    CHECK_EQ_INT(count_open_fds(), fds_before);
+    close(busy);
+}
+
+/* asyncio before 3.13 leaves a Unix server's socket file at close. */
+TEST(unix_server_can_keep_its_socket_file)
+{
+    tapio_loop *loop = test_loop();
+    char path[108];
+    unix_path(path, sizeof path, "kept");
+    tapio_server_options opts = {.keep_unix_socket_file = true};
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_listen_unix(loop, path, 0, &opts, acceptor_factory,
+                                      acceptor_new(), &s));
+    int closed = 0;
+    tapio_server_close(s, count_call, &closed);
+    RUN_UNTIL(loop, closed == 1, 5);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode));
+    unlink(path);
+}
+
+/* A Unix socket the caller bound is cleaned up like one the server bound
+ * (asyncio 3.13's create_unix_server(sock=..., cleanup_socket=True)). */
+TEST(server_from_fds_removes_a_unix_socket_file_at_close)
+{
+    tapio_loop *loop = test_loop();
+    char path[108];
+    unix_path(path, sizeof path, "given");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_from_fds(loop, &fd, 1, NULL, acceptor_factory,
+                                   acceptor_new(), &s));
+    int closed = 0;
+    tapio_server_close(s, count_call, &closed);
+    RUN_UNTIL(loop, closed == 1, 5);
+    struct stat st;
+    CHECK(stat(path, &st) != 0 && errno == ENOENT);
+}
+
 /* ------------------------------------------------- EMFILE on accept */
 
 #define WAITING_CLIENTS 3

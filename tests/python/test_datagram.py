@@ -261,6 +261,24 @@ class DatagramEndpointTests(DatagramCases):
             self.assertEqual(await self.recvfrom(client), (b"ping", address))
         self.run_coro(test())
 
+    def test_a_connect_that_fails_raises_and_leaves_no_socket(self):
+        # Connecting a UDP socket to a broadcast address without
+        # allow_broadcast is refused by the kernel (EACCES).
+        fds = len(os.listdir("/proc/self/fd"))
+
+        async def test():
+            with self.assertRaises(PermissionError) as caught:
+                await self.loop.create_datagram_endpoint(
+                    DatagramRecorder, remote_addr=("255.255.255.255", 9))
+            self.assertEqual(caught.exception.errno, errno.EACCES)
+            transport, _ = await self.loop.create_datagram_endpoint(
+                DatagramRecorder, local_addr=("127.0.0.1", 0),
+                remote_addr=("255.255.255.255", 9), allow_broadcast=True)
+            self.assertIsNone(transport.get_extra_info("peername"))
+            transport.close()
+        self.run_coro(test())
+        self.assertEqual(len(os.listdir("/proc/self/fd")), fds)
+
     def test_connection_made_runs_before_the_endpoint_is_returned(self):
         async def test():
             transport, protocol = await self.endpoint(local_addr=("127.0.0.1", 0))
@@ -465,6 +483,26 @@ class DatagramEndpointTests(DatagramCases):
             _, protocol = await self.endpoint(family=socket.AF_UNIX, local_addr=path)
             unbound.sendto(b"anonymous", path)
             self.assertEqual(await protocol.received(1), [(b"anonymous", expected)])
+        self.run_coro(test())
+
+    def test_unix_endpoint_answers_autobound_and_abstract_senders(self):
+        # An autobound socket's address is an abstract name (bytes with a
+        # leading NUL): the endpoint must be able to reply to it, and to an
+        # abstract name given as str.
+        directory = self.temp_dir()
+        path = os.path.join(directory, "endpoint.sock")
+        autobound = self.plain_socket(socket.AF_UNIX, "")
+        abstract = self.plain_socket(socket.AF_UNIX, f"\0tapio-test-{os.getpid()}-{id(self)}")
+
+        async def test():
+            transport, protocol = await self.endpoint(family=socket.AF_UNIX, local_addr=path)
+            autobound.sendto(b"who", path)
+            [(_, sender)] = await protocol.received(1)
+            self.assertEqual(sender, autobound.getsockname())
+            transport.sendto(b"you", sender)
+            self.assertEqual((await self.recvfrom(autobound))[0], b"you")
+            transport.sendto(b"named", abstract.getsockname().decode())
+            self.assertEqual((await self.recvfrom(abstract))[0], b"named")
         self.run_coro(test())
 
     def test_unix_connected_endpoint(self):

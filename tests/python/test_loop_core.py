@@ -5,6 +5,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import gc
+import math
 import os
 import re
 import sys
@@ -199,6 +200,32 @@ class TimerTests:
         self.assertEqual(sorted(ran_at), sorted(handles))
         for delay, handle in handles.items():
             self.assertGreaterEqual(ran_at[delay], handle.when() - resolution, f"call_later({delay})")
+
+    def test_nan_delay_runs_at_once_and_blocks_no_later_timer(self):
+        calls = []
+        handle = self.loop.call_later(float("nan"), calls.append, "nan")
+        self.assertTrue(math.isnan(handle.when()))
+        self.loop.call_later(0.01, calls.append, "later")
+        self.run_for(0.05)
+        self.assertEqual(calls, ["nan", "later"])
+
+    def test_sleep_nan(self):
+        # Python 3.13's asyncio.sleep refuses NaN; before, the sleep's timer
+        # is due at once when no other timer is waiting.
+        if sys.version_info >= (3, 13):
+            with self.assertRaisesRegex(ValueError, "NaN"):
+                self.loop.run_until_complete(asyncio.sleep(float("nan")))
+            return
+        # A watchdog off the loop's timer heap, so the check can fail
+        # without hanging.
+        watchdog = threading.Timer(5, self.loop.call_soon_threadsafe, (self.loop.stop,))
+        watchdog.start()
+        try:
+            start = time.monotonic()
+            self.loop.run_until_complete(asyncio.sleep(float("nan")))
+            self.assertLess(time.monotonic() - start, 1.0)
+        finally:
+            watchdog.cancel()
 
     def test_call_at_fires_at_loop_time(self):
         fired = self.loop.create_future()

@@ -11,7 +11,8 @@ import time
 
 from .loops import loop_tests, open_fds
 from .stream_transport_cases import StreamTransportCases
-from .support import (EchoProtocol, ExhaustedFds, RecordingProtocol, TcpEndpoints,
+from .support import (EchoProtocol, ExhaustedFds, RecordingBufferedProtocol,
+                      RecordingProtocol, TcpEndpoints,
                       closed_tcp_port, tcp_socket_pair, wait_until)
 
 LOOPS = ("asyncio", "tapio")
@@ -34,6 +35,55 @@ class TcpTests(TcpEndpoints):
                 sock = t.get_extra_info("socket")
                 self.assertTrue(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self.run_coro(test())
+
+    def test_loop_made_objects_cannot_be_made_bare(self):
+        # A transport, server or handle type called with no arguments is a
+        # TypeError on both loops (it once crashed tapio on first use).
+        async def test():
+            server, _ = await self.start_server()
+            transport, _ = await self.connect(server)
+            endpoint, _ = await self.loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+            self.addCleanup(endpoint.close)
+            handle = self.loop.call_soon(print)
+            handle.cancel()
+            for obj in (transport, server, endpoint, handle, self.loop.call_later(9, print)):
+                with self.subTest(type(obj).__name__), self.assertRaises(TypeError):
+                    type(obj)()
+        self.run_coro(test())
+
+    def test_failed_get_buffer_reads_nothing_and_ends_the_connection(self):
+        # When get_buffer() raises or returns something unusable, asyncio
+        # reports it and closes the transport with that error: no byte is
+        # read, and buffer_updated() is never called.
+        def raising(hint):
+            raise ZeroDivisionError("no buffer")
+
+        makers = {"raises": raising, "none": lambda hint: None,
+                  "str": lambda hint: "text", "read-only": lambda hint: b"x" * 64}
+
+        async def test(make_buffer):
+            errors = []
+            self.loop.set_exception_handler(lambda loop, context: errors.append(context))
+            updates = []
+
+            class Buffered(RecordingBufferedProtocol):
+                def buffer_updated(self, nbytes):
+                    updates.append(nbytes)
+
+            server, _ = await self.start_server(EchoProtocol)
+            transport, protocol = await self.create_connection(
+                lambda: Buffered(make_buffer), server)
+            transport.write(b"ping")
+            exc = await asyncio.wait_for(protocol.lost, 5)
+            self.assertIsInstance(exc, Exception)
+            self.assertEqual(updates, [])
+            self.assertTrue(transport.is_closing())
+            self.assertTrue(errors)
+
+        for name, make_buffer in makers.items():
+            with self.subTest(name):
+                self.run_coro(test(make_buffer))
 
     def test_peername_is_the_servers_address(self):
         async def test():

@@ -81,7 +81,6 @@ typedef struct Transport {
     bool in_context;         /* context is entered (binding_enter) */
     bool lost;               /* connection_lost has run */
     bool dropped_open;       /* the loop closed under it: warn when freed */
-    char scratch;            /* target of a read after get_buffer failed */
 } Transport;
 
 /* The C half of a tapio Server: a libtapio server accepting on sockets
@@ -94,7 +93,7 @@ struct ServerCore {
     PyObject *make_extra;      /* make_extra(fd) -> (socket, extra dict) */
     PyObject *on_closed;       /* called once closed with no connections left */
     PyObject *owner;           /* the Python Server, kept alive while open */
-    PyObject *context;         /* copied when serving started; each
+    PyObject *context;         /* copied when serving starts; each
                                 * connection runs in a copy of it */
 };
 
@@ -262,10 +261,11 @@ extern PyType_Spec datagram_transport_spec;
 PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
                         Py_ssize_t nargs);
 void datagram_release_all(LoopCore *loop);
+PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* server.c */
 extern PyType_Spec server_core_spec;
-PyObject *server_core_new(LoopCore *loop, PyObject *args);
+PyObject *server_core_new(LoopCore *loop, PyObject *args, PyObject *kwargs);
 void server_core_forget_all(LoopCore *loop);
 
 /* loop.c */

@@ -4,6 +4,7 @@
 #include "binding.h"
 
 #include <structmember.h>
+#include <unistd.h>
 
 struct DatagramTransport {
     PyObject_HEAD
@@ -556,6 +557,78 @@ static PyType_Slot datagram_slots[] = {
 PyType_Spec datagram_transport_spec = {
     .name = "tapio._tapio.DatagramTransport",
     .basicsize = sizeof(DatagramTransport),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = datagram_slots,
 };
+
+/* One (family, proto, local, remote) candidate as libtapio's; the
+ * addresses are Python's (None for none). */
+static int candidate_from_py(PyObject *item, tapio_datagram_candidate *c,
+                             struct sockaddr_storage ss[2])
+{
+    PyObject *local, *remote;
+    if (!PyArg_ParseTuple(item, "iiOO;datagram candidate", &c->family,
+                          &c->protocol, &local, &remote))
+        return -1;
+    if (local != Py_None) {
+        if (binding_py_to_sockaddr(local, c->family, &ss[0], &c->local_len) < 0)
+            return -1;
+        c->local = (struct sockaddr *)&ss[0];
+    }
+    if (remote != Py_None) {
+        if (binding_py_to_sockaddr(remote, c->family, &ss[1], &c->remote_len) < 0)
+            return -1;
+        c->remote = (struct sockaddr *)&ss[1];
+    }
+    return 0;
+}
+
+/* _tapio.datagram_socket(candidates, *, reuse_port=False,
+ * allow_broadcast=False) -> (fd, index of the candidate used): libtapio
+ * makes, binds and connects the endpoint's socket, or raises the first
+ * candidate's OSError, as asyncio's create_datagram_endpoint. */
+PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    (void)module;
+    static char *kwlist[] = {"candidates", "reuse_port", "allow_broadcast",
+                             NULL};
+    PyObject *seq;
+    int reuse_port = 0, allow_broadcast = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$pp", kwlist, &seq,
+                                     &reuse_port, &allow_broadcast))
+        return NULL;
+    Py_ssize_t n = PySequence_Size(seq);
+    if (n < 0)
+        return NULL;
+    tapio_datagram_candidate *cs = PyMem_Calloc((size_t)n + 1, sizeof(*cs));
+    struct sockaddr_storage *ss = PyMem_Calloc(2 * (size_t)n + 2, sizeof(*ss));
+    PyObject *result = NULL;
+    if (!cs || !ss) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_GetItem(seq, i);
+        int rc = item ? candidate_from_py(item, &cs[i], &ss[2 * i]) : -1;
+        Py_XDECREF(item);
+        if (rc < 0)
+            goto done;
+    }
+    tapio_datagram_options opts = {.reuse_port = reuse_port,
+                                   .allow_broadcast = allow_broadcast};
+    size_t chosen = 0;
+    int fd = tapio_datagram_socket(cs, (size_t)n, &opts, &chosen);
+    if (fd < 0) {
+        errno = -fd;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = Py_BuildValue("in", fd, (Py_ssize_t)chosen);
+    if (!result)
+        close(fd);
+done:
+    PyMem_Free(cs);
+    PyMem_Free(ss);
+    return result;
+}

@@ -290,7 +290,8 @@ static PyObject *handle_no_new(PyTypeObject *type, PyObject *a, PyObject *k)
 {
     (void)a;
     (void)k;
-    PyErr_Format(PyExc_TypeError, "cannot create '%N' instances", type);
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances",
+                 type->tp_name);
     return NULL;
 }
 

@@ -567,11 +567,11 @@ static PyObject *loop_wrap_datagram(LoopCore *self, PyObject *const *args,
     return datagram_wrap(self, args, nargs);
 }
 
-static PyObject *loop_serve(LoopCore *self, PyObject *args)
+static PyObject *loop_serve(LoopCore *self, PyObject *args, PyObject *kwargs)
 {
     if (!check_open(self))
         return NULL;
-    return server_core_new(self, args);
+    return server_core_new(self, args, kwargs);
 }
 
 static PyObject *loop_close_core(LoopCore *self, PyObject *unused)
@@ -732,7 +732,8 @@ static PyMethodDef loop_core_methods[] = {
     {"_backend", (PyCFunction)loop_backend, METH_NOARGS, NULL},
     {"_wrap_socket", (PyCFunction)(void (*)(void))loop_wrap_socket,
      METH_FASTCALL, NULL},
-    {"_serve", (PyCFunction)loop_serve, METH_VARARGS, NULL},
+    {"_serve", (PyCFunction)(void (*)(void))loop_serve,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {"_wrap_pipe", (PyCFunction)(void (*)(void))loop_wrap_pipe, METH_FASTCALL,
      NULL},
     {"_wrap_datagram", (PyCFunction)(void (*)(void))loop_wrap_datagram,

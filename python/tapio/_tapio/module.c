@@ -181,6 +181,8 @@ static void module_free(void *module) { module_clear(module); }
 static PyMethodDef module_methods[] = {
     {"_set_helpers", (PyCFunction)(void (*)(void))set_helpers, METH_FASTCALL,
      NULL},
+    {"datagram_socket", (PyCFunction)(void (*)(void))datagram_socket,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -46,60 +46,168 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
     return table;
 }
 
-PyObject *server_core_new(LoopCore *loop, PyObject *args)
+/* What a server listens on: the getaddrinfo entries asyncio resolved, a Unix
+ * path, or sockets the user made (fds). */
+typedef struct {
+    PyObject *addresses, *path, *fds;
+    tapio_server_options opts;
+} listen_spec;
+
+static int fds_from_py(PyObject *seq, int **fdv, size_t *n)
 {
-    PyObject *owner, *fds, *factory, *make_extra;
-    int backlog, start;
-    if (!PyArg_ParseTuple(args, "OOOOip", &owner, &fds, &factory, &make_extra,
-                          &backlog, &start))
-        return NULL;
-    Py_ssize_t n = PySequence_Size(fds);
-    if (n <= 0)
-        return n < 0 ? NULL
-                     : PyErr_Format(PyExc_ValueError, "no sockets to serve");
-    int *fdv = PyMem_Calloc((size_t)n, sizeof(int));
-    if (!fdv)
-        return PyErr_NoMemory();
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_GetItem(fds, i);
-        fdv[i] = item ? PyLong_AsLong(item) : -1;
+    Py_ssize_t len = PySequence_Size(seq);
+    if (len < 0)
+        return -1;
+    *fdv = PyMem_Calloc((size_t)len + 1, sizeof(int));
+    if (!*fdv) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *item = PySequence_GetItem(seq, i);
+        long fd = item ? PyLong_AsLong(item) : -1;
+        (*fdv)[i] = (int)fd;
         Py_XDECREF(item);
-        if (PyErr_Occurred()) {
-            PyMem_Free(fdv);
-            return NULL;
+        if (PyErr_Occurred())
+            return -1;
+        if (fd < 0 || fd > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "invalid file descriptor");
+            return -1;
         }
     }
-    /* asyncio's accept loop runs in a copy of the context current when
-     * serving starts, which is now. */
-    PyObject *context = PyContext_CopyCurrent();
-    ServerCore *self = context ? PyObject_GC_New(ServerCore,
-                                                 loop->state->ServerCoreType)
-                               : NULL;
-    if (!self) {
-        Py_XDECREF(context);
-        PyMem_Free(fdv);
-        return NULL;
+    *n = (size_t)len;
+    return 0;
+}
+
+/* getaddrinfo's (family, type, proto, canonname, address) tuples as
+ * libtapio's addresses; storage holds the sockaddrs they point to. */
+static int addresses_from_py(PyObject *seq, tapio_server_address **addrs,
+                             struct sockaddr_storage **storage, size_t *n)
+{
+    Py_ssize_t len = PySequence_Size(seq);
+    if (len < 0)
+        return -1;
+    *addrs = PyMem_Calloc((size_t)len + 1, sizeof(**addrs));
+    *storage = PyMem_Calloc((size_t)len + 1, sizeof(**storage));
+    if (!*addrs || !*storage) {
+        PyErr_NoMemory();
+        return -1;
     }
-    self->context = context;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        PyObject *info = PySequence_GetItem(seq, i);
+        tapio_server_address *a = &(*addrs)[i];
+        PyObject *address;
+        int ok = info && PyArg_ParseTuple(info, "iiiOO;address info",
+                                          &a->family, &a->socktype,
+                                          &a->protocol, &address, &address) &&
+                 binding_py_to_sockaddr(address, a->family, &(*storage)[i],
+                                        &a->addrlen) == 0;
+        Py_XDECREF(info);
+        if (!ok)
+            return -1;
+        a->addr = (const struct sockaddr *)&(*storage)[i];
+    }
+    *n = (size_t)len;
+    return 0;
+}
+
+/* A bind failure names the address it failed on: the caller words the
+ * error as asyncio does. */
+static void set_bind_error(int err, size_t failed)
+{
+    PyObject *exc = binding_errno_exception(err);
+    PyObject *index = exc ? PyLong_FromSize_t(failed) : NULL;
+    if (index && PyObject_SetAttrString(exc, "address_index", index) == 0)
+        binding_restore_exception(Py_NewRef(exc));
+    Py_XDECREF(index);
+    Py_XDECREF(exc);
+}
+
+static int listen_on(ServerCore *self, listen_spec *spec)
+{
+    tapio_loop *loop = self->loop->loop;
+    tapio_server **out = &self->server;
+    int err;
+    if (spec->path) {
+        Py_ssize_t len;
+        const char *path = PyBytes_AsString(spec->path);
+        if (!path || (len = PyBytes_Size(spec->path)) < 0)
+            return -1;
+        err = tapio_server_listen_unix(loop, path, (size_t)len, &spec->opts,
+                                       accept_factory, self, out);
+    } else if (spec->fds) {
+        int *fdv = NULL;
+        size_t n = 0;
+        err = fds_from_py(spec->fds, &fdv, &n) < 0 ? 1
+              : tapio_server_from_fds(loop, fdv, n, &spec->opts,
+                                      accept_factory, self, out);
+        PyMem_Free(fdv);
+    } else {
+        tapio_server_address *addrs = NULL;
+        struct sockaddr_storage *storage = NULL;
+        size_t n = 0, failed = 0;
+        err = addresses_from_py(spec->addresses, &addrs, &storage, &n) < 0
+                  ? 1
+                  : tapio_server_bind(loop, addrs, n, &spec->opts,
+                                      accept_factory, self, out, &failed);
+        PyMem_Free(addrs);
+        PyMem_Free(storage);
+        if (err < 0 && err != -ENOMEM) {
+            set_bind_error(err, failed);
+            return -1;
+        }
+    }
+    if (err < 0) {
+        errno = -err;
+        PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return err ? -1 : 0;
+}
+
+/* loop._serve(owner, protocol_factory, make_extra, *, addresses=None,
+ * path=None, fds=None, backlog=100, reuse_address=True, reuse_port=False,
+ * keep_alive=False, keep_socket_file=True): a bound server, not yet
+ * serving. */
+PyObject *server_core_new(LoopCore *loop, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"owner", "protocol_factory", "make_extra",
+                             "addresses", "path", "fds", "backlog",
+                             "reuse_address", "reuse_port", "keep_alive",
+                             "keep_socket_file", NULL};
+    PyObject *owner, *factory, *make_extra;
+    listen_spec spec = {.opts = {.backlog = 100, .no_start_serving = true}};
+    int reuse_address = 1, reuse_port = 0, keep_alive = 0, keep_file = 1;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OOO|$OOOipppp", kwlist, &owner, &factory,
+            &make_extra, &spec.addresses, &spec.path, &spec.fds,
+            &spec.opts.backlog, &reuse_address, &reuse_port, &keep_alive,
+            &keep_file))
+        return NULL;
+    if (!!spec.addresses + !!spec.path + !!spec.fds != 1)
+        return PyErr_Format(PyExc_TypeError,
+                            "one of addresses, path or fds is needed");
+    if (spec.opts.backlog <= 0) /* listen() takes a non-positive backlog as 0 */
+        spec.opts.backlog = 1;
+    spec.opts.no_reuse_address = !reuse_address;
+    spec.opts.reuse_port = reuse_port;
+    spec.opts.keep_alive = keep_alive;
+    spec.opts.keep_unix_socket_file = keep_file;
+    ServerCore *self = PyObject_GC_New(ServerCore, loop->state->ServerCoreType);
+    if (!self)
+        return NULL;
+    self->context = NULL; /* copied when serving starts */
     self->loop = (LoopCore *)Py_NewRef((PyObject *)loop);
     self->server = NULL;
     self->protocol_factory = Py_NewRef(factory);
     self->make_extra = Py_NewRef(make_extra);
     self->on_closed = NULL;
-    /* Like asyncio's, a serving server lives on without user references. */
+    /* Like asyncio's, a server lives on without user references until
+     * closed. */
     self->owner = Py_NewRef(owner);
     PyObject_GC_Track(self);
-    tapio_server_options opts = {.backlog = backlog,
-                                 .no_start_serving = !start};
-    int err = tapio_server_from_fds(loop->loop, fdv, (size_t)n, &opts,
-                                    accept_factory, self, &self->server);
-    PyMem_Free(fdv);
-    if (err || PySet_Add(loop->servers, (PyObject *)self) < 0) {
+    if (listen_on(self, &spec) < 0 ||
+        PySet_Add(loop->servers, (PyObject *)self) < 0) {
         Py_DECREF(self);
-        if (err) {
-            errno = -err;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
         return NULL;
     }
     return (PyObject *)self;
@@ -118,12 +226,37 @@ static PyObject *server_start_serving(ServerCore *self, PyObject *unused)
     (void)unused;
     if (!check_server(self))
         return NULL;
+    /* asyncio's accept loop runs in a copy of the context current when
+     * serving starts. */
+    if (!self->context && !(self->context = PyContext_CopyCurrent()))
+        return NULL;
     int err = tapio_server_start_serving(self->server);
     if (err) {
         errno = -err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     Py_RETURN_NONE;
+}
+
+/* The listening sockets' fds (for Server.sockets). */
+static PyObject *server_fds(ServerCore *self, PyObject *unused)
+{
+    (void)unused;
+    if (!check_server(self))
+        return NULL;
+    size_t n = tapio_server_sockets(self->server, NULL, 0);
+    int *fds = PyMem_Calloc(n + 1, sizeof(int));
+    PyObject *list = fds ? PyList_New((Py_ssize_t)n) : PyErr_NoMemory();
+    tapio_server_sockets(self->server, fds, n);
+    for (size_t i = 0; list && i < n; i++) {
+        PyObject *fd = PyLong_FromLong(fds[i]);
+        if (!fd)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, (Py_ssize_t)i, fd);
+    }
+    PyMem_Free(fds);
+    return list;
 }
 
 static PyObject *server_is_serving(ServerCore *self, PyObject *unused)
@@ -230,6 +363,7 @@ static void server_dealloc(ServerCore *self)
 static PyMethodDef server_methods[] = {
     {"clients", (PyCFunction)server_clients, METH_NOARGS, NULL},
     {"start_serving", (PyCFunction)server_start_serving, METH_NOARGS, NULL},
+    {"fds", (PyCFunction)server_fds, METH_NOARGS, NULL},
     {"is_serving", (PyCFunction)server_is_serving, METH_NOARGS, NULL},
     {"close", (PyCFunction)server_close, METH_O, NULL},
     {NULL, NULL, 0, NULL},
@@ -246,6 +380,7 @@ static PyType_Slot server_slots[] = {
 PyType_Spec server_core_spec = {
     .name = "tapio._tapio.ServerCore",
     .basicsize = sizeof(ServerCore),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = server_slots,
 };

@@ -124,11 +124,26 @@ static int inet_from_py(PyObject *addr, int family, struct sockaddr_storage *ss,
                ? 0 : resolve(addr, family, ss, len);
 }
 
+/* A Unix address as the socket module takes it: str (file-system encoded),
+ * a bytes-like object or a path-like one; an abstract name (leading NUL)
+ * keeps its NULs. */
+static PyObject *unix_address_bytes(PyObject *addr)
+{
+    if (PyUnicode_Check(addr))
+        return PyUnicode_EncodeFSDefault(addr);
+    if (PyObject_CheckBuffer(addr))
+        return PyBytes_FromObject(addr);
+    PyObject *path = PyOS_FSPath(addr);
+    PyObject *bytes = path ? unix_address_bytes(path) : NULL;
+    Py_XDECREF(path);
+    return bytes;
+}
+
 static int unix_from_py(PyObject *addr, struct sockaddr_storage *ss,
                         socklen_t *len)
 {
-    PyObject *path = NULL;
-    if (!PyUnicode_FSConverter(addr, &path))
+    PyObject *path = unix_address_bytes(addr);
+    if (!path)
         return -1;
     const char *bytes = PyBytes_AS_STRING(path);
     Py_ssize_t n = PyBytes_GET_SIZE(path);

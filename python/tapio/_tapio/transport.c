@@ -310,9 +310,9 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
     }
     protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.",
                     true);
-    *len = 1; /* the transport is failing already: read nothing into this */
+    *len = 0; /* nothing is read: the transport is failing already */
     leave(self, ctx);
-    return &self->scratch;
+    return NULL;
 }
 
 static void release_view(Transport *self)
@@ -790,6 +790,7 @@ static PyType_Slot transport_slots[] = {
 PyType_Spec transport_spec = {
     .name = "tapio._tapio.Transport",
     .basicsize = sizeof(Transport),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
+              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
     .slots = transport_slots,
 };
