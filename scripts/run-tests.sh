@@ -95,6 +95,7 @@ done
 if python_build "$PYTHON" "$PY_BUILD" >"$LOGS/build.out" 2>&1; then
     run soak "$PYTHON" tests/python/soak_connections.py
     run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
+    run leaks "$PYTHON" tests/python/leak_loops.py --cycles 10000
     # aiohttp and websockets are Debian packages, importable by Debian's python.
     python_build /usr/bin/python3 "$PY_BUILD-debian" >"$LOGS/build.out" 2>&1 &&
         run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
