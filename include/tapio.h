@@ -11,8 +11,8 @@
  *     (-ECONNREFUSED, ...). tapio_strerror() names it. A call that fails never
  *     runs its callback later.
  *   - Callbacks take the object first and the user's `void *` last.
- *   - Everything except tapio_call_soon_threadsafe() is called on the loop's
- *     thread.
+ *   - Everything except tapio_call_soon_threadsafe() and the tapio_waker
+ *     calls is called on the loop's thread.
  *   - An error of 0 passed to connection_lost means "no error" (asyncio's
  *     `None`).
  */
