@@ -36,6 +36,7 @@ bench: build
 	$(PYTHON) bench/run.py --build-dir $(BUILD) $(BENCH_ARGS)
 	$(PYTHON) bench/udp_run.py --build-dir $(BUILD) $(BENCH_ARGS)
 	$(PYTHON) bench/tls_run.py --build-dir $(BUILD) $(BENCH_ARGS)
+	$(PYTHON) bench/http_run.py --build-dir $(BUILD) $(BENCH_ARGS)
 
 test: deps
 	PYTHON=$(PYTHON) BUILD=$(BUILD) ./scripts/run-tests.sh
