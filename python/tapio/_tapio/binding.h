@@ -109,6 +109,7 @@ struct LoopCore {
     Transport open_transports;   /* sentinel: transports libtapio holds */
     PyObject *servers;           /* set of open ServerCores */
     PyObject *datagrams;         /* set of DatagramTransports libtapio holds */
+    PyObject *connects;          /* connect.c: key -> request in flight */
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
@@ -267,6 +268,10 @@ void datagram_release_all(LoopCore *loop);
 extern PyType_Spec server_core_spec;
 PyObject *server_core_new(LoopCore *loop, PyObject *args);
 void server_core_forget_all(LoopCore *loop);
+
+/* connect.c: ipaddr_info, connect_socket, connect_cancel */
+int connect_module_add(PyObject *module);
+void connect_release_all(LoopCore *loop);
 
 /* loop.c */
 extern PyType_Spec loop_core_spec;

@@ -89,7 +89,15 @@ static int inet_from_py(PyObject *addr, int family, struct sockaddr_storage *ss,
                      family == AF_INET ? "" : "[, flowinfo[, scope_id]]", addr);
         return -1;
     }
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(addr, 0));
+    Py_ssize_t host_len;
+    const char *host = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(addr, 0),
+                                               &host_len);
+    if (host && strlen(host) != (size_t)host_len) {
+        /* Refused, not truncated, as Python's socket module refuses it. */
+        PyErr_SetString(PyExc_TypeError,
+                        "host name must not contain null character");
+        return -1;
+    }
     uint16_t port;
     if (!host || port_of(PyTuple_GET_ITEM(addr, 1), &port) < 0)
         return -1;
@@ -127,9 +135,18 @@ static int inet_from_py(PyObject *addr, int family, struct sockaddr_storage *ss,
 static int unix_from_py(PyObject *addr, struct sockaddr_storage *ss,
                         socklen_t *len)
 {
-    PyObject *path = NULL;
-    if (!PyUnicode_FSConverter(addr, &path))
+    /* As Python's socket module: str in the file system encoding (a NUL
+     * is allowed: '\0name' is an abstract name), bytes as they are. */
+    PyObject *path = PyUnicode_Check(addr) ? PyUnicode_EncodeFSDefault(addr)
+                     : PyBytes_Check(addr) ? Py_NewRef(addr)
+                                           : NULL;
+    if (!path) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError,
+                         "a bytes-like object is required, not '%.100s'",
+                         Py_TYPE(addr)->tp_name);
         return -1;
+    }
     const char *bytes = PyBytes_AS_STRING(path);
     Py_ssize_t n = PyBytes_GET_SIZE(path);
     struct sockaddr_un *un = (struct sockaddr_un *)ss;
