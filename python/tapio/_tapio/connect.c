@@ -250,18 +250,25 @@ static tapio_address *addresses_of(PyObject *infos, size_t *n)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *info = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) != 5) {
-            PyErr_Format(PyExc_TypeError, "not an address info: %R", info);
-            goto fail;
+        /* (family, type, proto, canonname, address), as asyncio unpacks it */
+        PyObject *info = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, i),
+                                         "not an address info");
+        if (info && PySequence_Fast_GET_SIZE(info) != 5) {
+            PyErr_SetString(PyExc_ValueError, "not an address info");
+            Py_CLEAR(info);
         }
+        if (!info)
+            goto fail;
+        PyObject **item = PySequence_Fast_ITEMS(info);
         tapio_address *a = &out[i];
-        a->family = (int)PyLong_AsLong(PyTuple_GET_ITEM(info, 0));
-        a->socktype = (int)PyLong_AsLong(PyTuple_GET_ITEM(info, 1));
-        a->protocol = (int)PyLong_AsLong(PyTuple_GET_ITEM(info, 2));
-        if (PyErr_Occurred() ||
-            binding_py_to_sockaddr(PyTuple_GET_ITEM(info, 4), a->family,
-                                   &a->addr, &a->len) < 0)
+        a->family = (int)PyLong_AsLong(item[0]);
+        a->socktype = (int)PyLong_AsLong(item[1]);
+        a->protocol = (int)PyLong_AsLong(item[2]);
+        int rc = PyErr_Occurred() ? -1
+                                  : binding_py_to_sockaddr(item[4], a->family,
+                                                           &a->addr, &a->len);
+        Py_DECREF(info);
+        if (rc < 0)
             goto fail;
     }
     *n = (size_t)count;
