@@ -38,7 +38,8 @@ static int listener(int family, int backlog)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
-    tapio_address a = inet_address(family, family == AF_INET ? "127.0.0.1" : "::1", 0);
+    const char *host = family == AF_INET ? "127.0.0.1" : "::1";
+    tapio_address a = inet_address(family, host, 0);
     CHECK(bind(fd, (struct sockaddr *)&a.addr, a.len) == 0);
     CHECK(listen(fd, backlog) == 0);
     return fd;
@@ -64,7 +65,8 @@ static int blackhole(int family, int fds[2])
     fds[0] = listener(family, 0);
     int port = port_of_fd(fds[0], false);
     fds[1] = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    tapio_address a = inet_address(family, family == AF_INET ? "127.0.0.1" : "::1", port);
+    const char *host = family == AF_INET ? "127.0.0.1" : "::1";
+    tapio_address a = inet_address(family, host, port);
     CHECK(connect(fds[1], (struct sockaddr *)&a.addr, a.len) == 0);
     return port;
 }
@@ -75,7 +77,7 @@ static void close_pair(int fds[2])
     close(fds[1]);
 }
 
-/* ---- recording the outcome ------------------------------------------------ */
+/* ---- recording the outcome ---------------------------------------------- */
 
 typedef struct outcome {
     bool done;
@@ -97,7 +99,7 @@ static void on_result(const tapio_connect_result *r, void *arg)
     o->address = r->address;
     o->nerrors = r->nerrors < 16 ? r->nerrors : 16;
     if (o->nerrors)
-        memcpy(o->errors, r->errors, o->nerrors * sizeof(*r->errors));
+        memcpy(o->errors, r->errors, o->nerrors * sizeof(*o->errors));
     o->at = monotonic_now();
 }
 
@@ -113,7 +115,7 @@ static void run_request(tapio_loop *loop, const tapio_address *addrs, size_t n,
     CHECK_EQ_INT(o->calls, 1);
 }
 
-/* ---- tests ---------------------------------------------------------------- */
+/* ---- tests --------------------------------------------------------------- */
 
 /* Four refused addresses, two per family: the errors name the addresses in
  * the order they were tried, which interleaving changes as asyncio's. */
@@ -128,7 +130,10 @@ TEST(connect_socket_tries_addresses_in_interleaved_order)
         inet_address(AF_INET6, "::1", free_tcp_port()),
         inet_address(AF_INET6, "::1", free_tcp_port()),
     };
-    struct { int interleave; size_t order[4]; } cases[] = {
+    struct {
+        int interleave;
+        size_t order[4];
+    } cases[] = {
         {0, {0, 1, 2, 3}},
         {TAPIO_CONNECT_NO_INTERLEAVE, {0, 1, 2, 3}},
         {1, {0, 2, 1, 3}},
@@ -194,7 +199,8 @@ TEST(connect_socket_happy_eyeballs_starts_the_next_after_the_delay)
     /* Without happy eyeballs the first attempt is still waiting. */
     tapio_connect_req *req;
     outcome slow = {.fd = -1};
-    CHECK_OK(tapio_connect_socket(loop, addrs, 2, NULL, on_result, &slow, &req));
+    CHECK_OK(
+        tapio_connect_socket(loop, addrs, 2, NULL, on_result, &slow, &req));
     run_for(loop, delay * 2);
     CHECK(!slow.done);
     tapio_connect_cancel(req);
@@ -320,7 +326,8 @@ TEST(connect_socket_cancel_after_success_closes_the_socket)
 {
     tapio_loop *loop = test_loop();
     int good = listener(AF_INET, 16);
-    tapio_address a = inet_address(AF_INET, "127.0.0.1", port_of_fd(good, false));
+    tapio_address a =
+        inet_address(AF_INET, "127.0.0.1", port_of_fd(good, false));
     int fds_before = count_open_fds();
     tapio_connect_req *req;
     outcome o = {.fd = -1};
@@ -398,7 +405,8 @@ TEST(connect_with_happy_eyeballs_options)
     RUN_UNTIL(loop, c->made == 1, 5);
 
     /* Local addresses given resolved, as bindings pass them. */
-    tapio_address local = inet_address(AF_INET, "127.0.0.1", free_tcp_port());
+    tapio_address local =
+        inet_address(AF_INET, "127.0.0.1", free_tcp_port());
     tapio_connect_options bound = {.local_addrs = &local, .nlocal_addrs = 1};
     conn *c2 = conn_new();
     conn_connect(loop, c2, "127.0.0.1", tapio_server_port(s), &bound);
