@@ -724,12 +724,42 @@ TAPIO_API void tapio_process_unref(tapio_process *p);
  * Connections (loop.create_connection / create_unix_connection)
  * ====================================================================== */
 
+/** One resolved address to connect to (or to bind to, as a local address). */
+typedef struct tapio_address {
+    int family;                   /* AF_INET, AF_INET6 or AF_UNIX */
+    int socktype;                 /* 0 means SOCK_STREAM */
+    int protocol;                 /* 0: the family's default */
+    socklen_t len;                /* of addr */
+    struct sockaddr_storage addr;
+} tapio_address;
+
+/* tapio_connect_options.interleave: keep the addresses in the given order. */
+#define TAPIO_CONNECT_NO_INTERLEAVE (-1)
+
 typedef struct tapio_connect_options {
     int family;              /* AF_UNSPEC (default), AF_INET or AF_INET6 */
-    const char *local_host;  /* bind here before connecting (NULL: no bind) */
+    const char *local_host;  /* tapio_connect: resolve and bind here before
+                                connecting (NULL: no bind) */
     const char *local_port;  /* with local_host; NULL means port 0 */
-    /* TLS: the callback gets the TLS transport once the handshake is done
-     * (NULL: plain TCP). Copied; the context is referenced. */
+    /* Local addresses already resolved (when local_host is NULL): each
+     * attempt binds to the first of its family that binds. Copied. */
+    const tapio_address *local_addrs;
+    size_t nlocal_addrs;
+    /* Happy eyeballs (RFC 8305, asyncio's happy_eyeballs_delay): the next
+     * address is tried after `happy_eyeballs_delay` seconds or as soon as
+     * the previous attempt fails, whichever comes first; the first to
+     * connect wins and the others are closed. Without it each address is
+     * tried only after the previous one failed. */
+    bool happy_eyeballs;
+    double happy_eyeballs_delay;
+    /* Address families alternate (asyncio's interleave): this many of the
+     * first family's addresses first, then one of each family in turn.
+     * 0: asyncio's default (1 with happy eyeballs, else the given order);
+     * TAPIO_CONNECT_NO_INTERLEAVE: the given order. */
+    int interleave;
+    /* TLS (tapio_connect only): the callback gets the TLS transport once
+     * the handshake is done (NULL: plain TCP). Copied; the context is
+     * referenced. */
     const tapio_tls_options *tls;
 } tapio_connect_options;
 
@@ -742,9 +772,11 @@ typedef void (*tapio_connect_callback)(tapio_transport *t, int err, void *arg);
 
 /**
  * Connect to host:port. The name is resolved on a worker thread (numeric
- * addresses without one); each resolved address is tried in turn until one
- * connects. `opts` may be NULL. If `req` is not NULL it receives a request
- * pointer valid until the callback runs, usable with tapio_connect_cancel.
+ * addresses without one); the resolved addresses are tried as
+ * tapio_connect_socket tries them (local addresses, happy eyeballs,
+ * interleaving from `opts`). `opts` may be NULL. If `req` is not NULL it
+ * receives a request pointer valid until the callback runs, usable with
+ * tapio_connect_cancel.
  */
 TAPIO_API int tapio_connect(tapio_loop *loop, const char *host,
                             const char *port,
@@ -762,7 +794,58 @@ TAPIO_API int tapio_connect_unix(tapio_loop *loop, const char *path,
                                  void *user, tapio_connect_callback cb,
                                  void *arg, tapio_connect_req **req);
 
-/** Abandon a pending connect; its callback runs with -ECANCELED. */
+/* Which step of one attempt failed (asyncio words each differently). */
+typedef enum tapio_connect_step {
+    TAPIO_CONNECT_STEP_SOCKET,     /* socket() */
+    TAPIO_CONNECT_STEP_BIND,       /* bind() to local address `local` */
+    TAPIO_CONNECT_STEP_NO_LOCAL,   /* no local address of the family */
+    TAPIO_CONNECT_STEP_CONNECT,    /* connect() failed at once */
+    TAPIO_CONNECT_STEP_CONNECTING, /* the connection failed later (SO_ERROR) */
+} tapio_connect_step;
+
+/** One failed step of a connection attempt. */
+typedef struct tapio_connect_error {
+    size_t address;          /* index in the caller's address list */
+    size_t local;            /* STEP_BIND: index in the local address list */
+    tapio_connect_step step;
+    int err;                 /* negative errno (-EADDRNOTAVAIL for NO_LOCAL) */
+} tapio_connect_error;
+
+/** The outcome of tapio_connect_socket, valid during the callback. */
+typedef struct tapio_connect_result {
+    int fd;         /* the connected non-blocking socket, now the callee's;
+                       -1 on failure */
+    int err;        /* 0, -ECANCELED, or the last failed step's error */
+    size_t address; /* index of the address that connected */
+    /* Every failed step, grouped by attempt in the order the attempts
+     * started, each attempt's steps in the order they failed. */
+    const tapio_connect_error *errors;
+    size_t nerrors;
+} tapio_connect_result;
+
+typedef void (*tapio_connect_socket_callback)(const tapio_connect_result *r,
+                                              void *arg);
+
+/**
+ * Connect a new socket to one of `n` resolved addresses and hand over the
+ * connected fd without making a transport (bindings make their own). The
+ * addresses are tried as asyncio's create_connection tries them, with
+ * opts->local_addrs, happy_eyeballs and interleave (opts may be NULL;
+ * local_host and tls must be NULL). The callback runs once, from the loop,
+ * never inside this call; after tapio_connect_cancel it runs with
+ * -ECANCELED and no fd. Every socket of a failed or cancelled request is
+ * closed.
+ */
+TAPIO_API int tapio_connect_socket(tapio_loop *loop, const tapio_address *addrs,
+                                   size_t n, const tapio_connect_options *opts,
+                                   tapio_connect_socket_callback cb, void *arg,
+                                   tapio_connect_req **req);
+
+/**
+ * Abandon a pending connect: its sockets are closed and its callback runs
+ * with -ECANCELED (tapio_connect's callback still gets a transport whose
+ * connection was already reported done).
+ */
 TAPIO_API void tapio_connect_cancel(tapio_connect_req *req);
 
 /* ======================================================================

@@ -1,15 +1,17 @@
-"""Connections and servers: argument checking, name resolution and address
-ordering (happy eyeballs) in Python, as asyncio does them; the transports
-and the accept loop are libtapio's."""
+"""Connections and servers: argument checking, name resolution through the
+loop's getaddrinfo and asyncio's exceptions; connecting (address order, happy
+eyeballs, local addresses), binding, the transports and the accept loop are
+libtapio's."""
 import asyncio
 import collections.abc
 import errno
+import functools
 import itertools
 import os
 import socket
 import sys
-from asyncio import staggered
 
+from . import _tapio
 from ._helpers import connection_made, socket_extra
 from ._server import Server
 from ._tls import TLSSettings, acceptor_factory
@@ -48,45 +50,43 @@ def _check_stream_socket(sock, family=None):
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
 
 
-def _numeric_info(host, port, family, type_, proto):
-    """getaddrinfo's answer for a numeric host and port, without asking it."""
-    if not isinstance(port, int) and not (isinstance(port, (str, bytes)) and port.isdigit()):
-        return None
-    if host is None or not isinstance(host, str):
-        return None
-    families = [family] if family else [socket.AF_INET, socket.AF_INET6]
-    for fam in families:
-        try:
-            socket.inet_pton(fam, host.partition("%")[0])
-        except (OSError, ValueError):
-            continue
-        if "%" in host:
-            return None  # a scope id needs the resolver
-        address = (host, int(port)) if fam == socket.AF_INET else (host, int(port), 0, 0)
-        type_ = type_ or socket.SOCK_STREAM
-        proto = proto or (socket.IPPROTO_UDP if type_ == socket.SOCK_DGRAM
-                          else socket.IPPROTO_TCP)
-        return [(fam, type_, proto, "", address)]
-    return None
+def _bind_error(err, laddr):
+    exc = OSError(err, os.strerror(err))
+    # asyncio words it with the OSError's str() from 3.13 on.
+    reason = str(exc) if sys.version_info >= (3, 13) else exc.strerror
+    return OSError(err, f"error while attempting to bind on address {laddr!r}: "
+                        f"{reason.lower()}")
 
 
-def _interleave(infos, first_family_count=1):
-    """Alternate address families, as RFC 8305 asks (asyncio's interleave)."""
-    by_family = collections.OrderedDict()
-    for info in infos:
-        by_family.setdefault(info[0], []).append(info)
-    lists = list(by_family.values())
-    ordered = []
-    if first_family_count > 1:
-        ordered.extend(lists[0][:first_family_count - 1])
-        lists[0] = lists[0][first_family_count - 1:]
-    ordered.extend(a for a in itertools.chain.from_iterable(itertools.zip_longest(*lists))
-                   if a is not None)
-    return ordered
+def _connect_failed(err, info):
+    family, type_, proto, _, address = info
+    try:  # the address as asyncio's sock_connect prints it
+        numeric = _tapio.ipaddr_info(address[0], address[1], family, type_, proto,
+                                     *address[2:])
+    except (TypeError, ValueError, IndexError):
+        numeric = None
+    if numeric is not None:
+        address = numeric[4]
+    return OSError(err, f"Connect call failed {address}")
+
+
+def _attempt_errors(errors, infos, local_infos):
+    """libtapio's failed steps as the OSErrors asyncio's attempts raise."""
+    exceptions = []
+    for index, local, step, err in errors:
+        info = infos[index]
+        if step == _tapio.CONNECT_STEP_BIND:
+            exceptions.append(_bind_error(err, local_infos[local][4]))
+        elif step == _tapio.CONNECT_STEP_NO_LOCAL:
+            exceptions.append(OSError(f"no matching local address with family={info[0]!r} found"))
+        elif step == _tapio.CONNECT_STEP_CONNECTING:
+            exceptions.append(_connect_failed(err, info))
+        else:  # socket() or connect() refused at once: their own OSError
+            exceptions.append(OSError(err, os.strerror(err)))
+    return exceptions
 
 
 def _raise_connect_errors(exceptions, all_errors):
-    exceptions = [exc for sub in exceptions for exc in sub]
     try:
         if all_errors:
             raise ExceptionGroup("create_connection failed", exceptions)
@@ -100,13 +100,28 @@ def _raise_connect_errors(exceptions, all_errors):
         exceptions = None  # no reference cycle through the traceback
 
 
+def _connect_done(fut, fd, index, errors):
+    if fut.done():  # cancelled: the socket is not wanted
+        if fd >= 0:
+            os.close(fd)
+        return
+    fut.set_result((fd, index, errors))
+
+
 class ConnectionsMixin:
+    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0,
+                               flags=0):
+        host, port = address[:2]
+        info = _tapio.ipaddr_info(host, port, family, type, proto, *address[2:])
+        if info is not None:  # a numeric host needs no resolver
+            return [info]
+        return await self.getaddrinfo(host, port, family=family, type=type, proto=proto,
+                                      flags=flags)
+
     async def _resolve(self, host, port, *, family=0, type=socket.SOCK_STREAM, proto=0,
                        flags=0):
-        infos = _numeric_info(host, port, family, type, proto)
-        if infos is None:
-            infos = await self.getaddrinfo(host, port, family=family, type=type,
-                                           proto=proto, flags=flags)
+        infos = await self._ensure_resolved((host, port), family=family, type=type,
+                                            proto=proto, flags=flags)
         if not infos:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
@@ -121,42 +136,26 @@ class ConnectionsMixin:
         protocol = protocol_factory()
         return await connection_made(self, self._wrap(sock, protocol), protocol)
 
-    async def _connect_one(self, exceptions, addr_info, local_infos):
-        errors = []
-        exceptions.append(errors)
-        family, type_, proto, _, address = addr_info
-        sock = None
+    async def _connect_socket(self, infos, local_infos=None, delay=None, interleave=None,
+                              all_errors=False):
+        """A socket connected by libtapio to one of infos (getaddrinfo tuples),
+        tried in asyncio's order; asyncio's exceptions when none connects."""
+        fut = self.create_future()
+        key = _tapio.connect_socket(self, infos, functools.partial(_connect_done, fut),
+                                    local_addresses=local_infos, delay=delay,
+                                    interleave=interleave)
         try:
-            sock = socket.socket(family=family, type=type_, proto=proto)
-            sock.setblocking(False)
-            if local_infos is not None:
-                self._bind_local(sock, family, local_infos, errors)
-            await self.sock_connect(sock, address)
-            return sock
-        except OSError as exc:
-            errors.append(exc)
-            if sock is not None:
-                sock.close()
-            raise
+            fd, index, errors = await fut
         except BaseException:
-            if sock is not None:
-                sock.close()
+            if not fut.done() or fut.cancelled():
+                _tapio.connect_cancel(self, key)  # closes every attempt
+            elif fut.exception() is None and fut.result()[0] >= 0:
+                os.close(fut.result()[0])  # connected as the task was cancelled
             raise
-
-    @staticmethod
-    def _bind_local(sock, family, local_infos, errors):
-        for lfamily, _, _, _, laddr in local_infos:
-            if lfamily != family:
-                continue
-            try:
-                sock.bind(laddr)
-                return
-            except OSError as exc:
-                errors.append(OSError(exc.errno, f"error while attempting to bind on "
-                                                 f"address {laddr!r}: {exc.strerror.lower()}"))
-        if errors:
-            raise errors.pop()
-        raise OSError(f"no matching local address with family={family} found")
+        if fd < 0:
+            _raise_connect_errors(_attempt_errors(errors, infos, local_infos), all_errors)
+        family, type_, proto, _, _ = infos[index]
+        return socket.socket(family, type_, proto, fileno=fd)
 
     async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None,
                                 family=0, proto=0, flags=0, sock=None, local_addr=None,
@@ -172,33 +171,22 @@ class ConnectionsMixin:
                             ssl_shutdown_timeout)
         if sock is not None:
             _check_ssl_socket(sock)
-        if happy_eyeballs_delay is not None and interleave is None:
-            interleave = 1  # RFC 8305's default
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError("host/port and sock can not be specified at the same time")
-            infos = await self._resolve(host, port, family=family, proto=proto, flags=flags)
+            infos = await self._ensure_resolved((host, port), family=family, proto=proto,
+                                                flags=flags)
+            if not infos:
+                raise OSError("getaddrinfo() returned empty list")
             local_infos = None
             if local_addr is not None:
-                local_infos = await self._resolve(*local_addr, family=family, proto=proto,
-                                                  flags=flags)
-            if interleave:
-                infos = _interleave(infos, interleave)
-            exceptions = []
-            if happy_eyeballs_delay is None:
-                for info in infos:
-                    try:
-                        sock = await self._connect_one(exceptions, info, local_infos)
-                        break
-                    except OSError:
-                        continue
-            else:
-                sock, _, _ = await staggered.staggered_race(
-                    [lambda info=info: self._connect_one(exceptions, info, local_infos)
-                     for info in infos],
-                    happy_eyeballs_delay, loop=self)
-            if sock is None:
-                _raise_connect_errors(exceptions, all_errors)
+                local_infos = await self._ensure_resolved(local_addr, family=family,
+                                                          proto=proto, flags=flags)
+                if not local_infos:
+                    raise OSError("getaddrinfo() returned empty list")
+            # libtapio orders the attempts (interleave, happy eyeballs).
+            sock = await self._connect_socket(infos, local_infos, happy_eyeballs_delay,
+                                              interleave, all_errors)
         else:
             if sock is None:
                 raise ValueError("host and port was not specified and no sock specified")
@@ -217,13 +205,8 @@ class ConnectionsMixin:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
-            try:
-                sock.setblocking(False)
-                await self.sock_connect(sock, path)
-            except BaseException:
-                sock.close()
-                raise
+            sock = await self._connect_socket(
+                [(socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path)])
         else:
             if sock is None:
                 raise ValueError("no path and sock were specified")

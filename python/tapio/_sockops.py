@@ -14,18 +14,6 @@ except ImportError:  # pragma: no cover - Python built without ssl
 _SENDFILE_CHUNK = 256 * 1024
 
 
-def _is_numeric_host(host, family):
-    families = (family,) if family in (socket.AF_INET, socket.AF_INET6) \
-        else (socket.AF_INET, socket.AF_INET6)
-    for fam in families:
-        try:
-            socket.inet_pton(fam, host.partition("%")[0])
-            return True
-        except (OSError, TypeError, ValueError):
-            pass
-    return False
-
-
 def _set_ready(fut, sock):
     if not fut.done():
         fut.set_result(None)
@@ -143,13 +131,10 @@ class SockOpsMixin:
     async def _resolve_for(self, sock, address):
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return address
-        host, port = address[:2]
-        if _is_numeric_host(host, sock.family) and isinstance(port, int):
-            return address
-        infos = await self.getaddrinfo(host, port, family=sock.family, type=sock.type,
-                                       proto=sock.proto)
+        infos = await self._ensure_resolved(address, family=sock.family, type=sock.type,
+                                            proto=sock.proto)
         if not infos:
-            raise OSError(f"getaddrinfo({host!r}) returned empty list")
+            raise OSError(f"getaddrinfo({address[0]!r}) returned empty list")
         return infos[0][4]
 
     async def sock_connect(self, sock, address):

@@ -108,6 +108,7 @@ struct LoopCore {
     Transport open_transports;   /* sentinel: transports libtapio holds */
     PyObject *servers;           /* set of open ServerCores */
     PyObject *datagrams;         /* set of DatagramTransports libtapio holds */
+    PyObject *connects;          /* connect.c: key -> request in flight */
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
@@ -267,6 +268,10 @@ PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs);
 extern PyType_Spec server_core_spec;
 PyObject *server_core_new(LoopCore *loop, PyObject *args, PyObject *kwargs);
 void server_core_forget_all(LoopCore *loop);
+
+/* connect.c: ipaddr_info, connect_socket, connect_cancel */
+int connect_module_add(PyObject *module);
+void connect_release_all(LoopCore *loop);
 
 /* loop.c */
 extern PyType_Spec loop_core_spec;

@@ -482,6 +482,7 @@ static void close_core(LoopCore *self)
     /* libtapio drops its transports and servers without callbacks. */
     transport_release_all(self);
     datagram_release_all(self);
+    connect_release_all(self);
     tapio_loop_close(self->loop);
     self->loop = NULL;
     server_core_forget_all(self);
@@ -649,11 +650,12 @@ static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
         &self->open_transports;
     self->servers = PySet_New(NULL);
     self->datagrams = PySet_New(NULL);
+    self->connects = PyDict_New();
     self->slow_callback_duration = DEFAULT_SLOW_CALLBACK;
     self->readers = PyDict_New();
     self->writers = PyDict_New();
     if (!self->readers || !self->writers || !self->servers ||
-        !self->datagrams) {
+        !self->datagrams || !self->connects) {
         Py_DECREF(self);
         return NULL;
     }
@@ -676,6 +678,7 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->writers);
     Py_VISIT(self->servers);
     Py_VISIT(self->datagrams);
+    Py_VISIT(self->connects);
     /* Queued handles and open transports are not visited: libtapio holds
      * them, so to the collector they are rightly alive from outside. */
     return 0;
@@ -690,6 +693,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->writers);
     Py_CLEAR(self->servers);
     Py_CLEAR(self->datagrams);
+    Py_CLEAR(self->connects);
     return 0;
 }
 

@@ -108,6 +108,8 @@ static int module_exec(PyObject *module)
         add_type(module, &timer_handle_spec, (PyObject *)st->HandleType);
     if (!st->TimerHandleType)
         return -1;
+    if (connect_module_add(module) < 0)
+        return -1;
     if (intern(&st->str_call_exception_handler, "call_exception_handler") ||
         intern(&st->str_message, "message") ||
         intern(&st->str_exception, "exception") ||

@@ -89,7 +89,15 @@ static int inet_from_py(PyObject *addr, int family, struct sockaddr_storage *ss,
                      family == AF_INET ? "" : "[, flowinfo[, scope_id]]", addr);
         return -1;
     }
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(addr, 0));
+    Py_ssize_t host_len;
+    const char *host = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(addr, 0),
+                                               &host_len);
+    if (host && strlen(host) != (size_t)host_len) {
+        /* Refused, not truncated, as Python's socket module refuses it. */
+        PyErr_SetString(PyExc_TypeError,
+                        "host name must not contain null character");
+        return -1;
+    }
     uint16_t port;
     if (!host || port_of(PyTuple_GET_ITEM(addr, 1), &port) < 0)
         return -1;
@@ -124,19 +132,17 @@ static int inet_from_py(PyObject *addr, int family, struct sockaddr_storage *ss,
                ? 0 : resolve(addr, family, ss, len);
 }
 
-/* A Unix address as the socket module takes it: str (file-system encoded),
- * a bytes-like object or a path-like one; an abstract name (leading NUL)
- * keeps its NULs. */
+/* A Unix address as the socket module takes it: str (file-system encoded)
+ * or a bytes-like object; an abstract name (leading NUL) keeps its NULs. */
 static PyObject *unix_address_bytes(PyObject *addr)
 {
     if (PyUnicode_Check(addr))
         return PyUnicode_EncodeFSDefault(addr);
     if (PyObject_CheckBuffer(addr))
         return PyBytes_FromObject(addr);
-    PyObject *path = PyOS_FSPath(addr);
-    PyObject *bytes = path ? unix_address_bytes(path) : NULL;
-    Py_XDECREF(path);
-    return bytes;
+    return PyErr_Format(PyExc_TypeError,
+                        "a bytes-like object is required, not '%.100s'",
+                        Py_TYPE(addr)->tp_name);
 }
 
 static int unix_from_py(PyObject *addr, struct sockaddr_storage *ss,
