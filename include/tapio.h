@@ -663,13 +663,18 @@ typedef struct tapio_process_adopt_options {
      * tapio_process_set_exited; libtapio never waits for this pid, and
      * closing the loop neither kills nor reaps it. */
     bool caller_reaps;
+    /* true: the fds stay the caller's and libtapio works on duplicates of
+     * them (a binding whose file objects keep theirs); a duplicate that
+     * cannot be made (EMFILE) fails the call. */
+    bool dup_fds;
 } tapio_process_adopt_options;
 
 /**
  * Take over a child another part of the program spawned (a binding's own
  * spawner, e.g. Python's subprocess.Popen): connect its pipes and run
- * asyncio's order of events for it, as for a spawned one. The process owns
- * the fds from then on, even when the call fails; a call that fails kills
+ * asyncio's order of events for it, as for a spawned one. Unless dup_fds,
+ * the process owns the fds from then on, even when the call fails; a call
+ * that fails kills
  * the child (and reaps it unless caller_reaps), so that nothing runs that
  * nobody watches.
  */

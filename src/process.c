@@ -362,11 +362,15 @@ int tapio_process_adopt(tapio_loop *loop,
                         const tapio_subprocess_protocol *proto, void *user,
                         tapio_process **out)
 {
-    if (!opts || opts->pid <= 0)
-        return opts ? (close_fds(opts->fds), -EINVAL) : -EINVAL;
+    if (!opts || opts->pid <= 0) {
+        if (opts && !opts->dup_fds)
+            close_fds(opts->fds);
+        return -EINVAL;
+    }
     tapio_process *p = calloc(1, sizeof(*p));
     if (!p) {
-        close_fds(opts->fds);
+        if (!opts->dup_fds)
+            close_fds(opts->fds);
         give_up_child(opts->pid, !opts->caller_reaps);
         return -ENOMEM;
     }
@@ -381,10 +385,14 @@ int tapio_process_adopt(tapio_loop *loop,
     tapio__list_push(&loop->processes, &p->node);
     int err = 0;
     for (int i = 0; i < 3; i++) {
+        int fd = opts->fds[i];
+        if (!err && fd >= 0 && opts->dup_fds &&
+            (fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+            err = -errno;
         if (!err)
-            err = connect_pipe(p, i, opts->fds[i]);
-        else if (opts->fds[i] >= 0)
-            close(opts->fds[i]); /* ours even when the call fails */
+            err = connect_pipe(p, i, fd);
+        else if (fd >= 0 && !opts->dup_fds)
+            close(fd); /* ours even when the call fails */
     }
     /* The pipes' own connection_made calls are queued first, so the
      * process's comes after them, as in asyncio. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1758,5 +1759,74 @@ TEST(process_adopt_failure_kills_and_reaps_the_child)
     CHECK_EQ_INT(r->events, 0);
     CHECK_EQ_INT(count_open_fds(), before);
     check_reaped(pid);
+    check_no_children();
+}
+
+/* dup_fds: the caller keeps its fds (a binding's file objects), libtapio
+ * works on duplicates. */
+TEST(process_adopt_with_duplicated_fds)
+{
+    tapio_loop *loop = test_loop();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sh", "-c", "echo dup; exit 3", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, out[0], -1}, .dup_fds = true};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
+    r->pid = pid;
+    finish(loop, r, 5);
+    CHECK_OUT(r, 1, "dup\n");
+    CHECK_EQ_INT(r->rc, 3);
+    CHECK(fcntl(out[0], F_GETFD) >= 0); /* still ours */
+    close(out[0]);
+}
+
+static void restore_nofile(void *arg)
+{
+    CHECK(setrlimit(RLIMIT_NOFILE, arg) == 0);
+    free(arg);
+}
+
+/* Out of descriptors while duplicating: the call fails with EMFILE, the
+ * child is killed and reaped, nothing is left open. */
+TEST(process_adopt_out_of_fds_kills_and_reaps_the_child)
+{
+    tapio_loop *loop = test_loop();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    int before = count_open_fds();
+    struct rlimit *old = malloc(sizeof *old);
+    CHECK(old && getrlimit(RLIMIT_NOFILE, old) == 0);
+    at_cleanup(restore_nofile, old);
+    struct rlimit low = *old;
+    low.rlim_cur = (rlim_t)highest_open_fd() + 1; /* no fd above ours */
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    /* ... and none in the holes below */
+    int *fillers = calloc(low.rlim_cur, sizeof *fillers), nfill = 0, fd;
+    CHECK(fillers != NULL);
+    while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        fillers[nfill++] = fd;
+    CHECK(errno == EMFILE);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, out[0], -1}, .dup_fds = true};
+    tapio_process *p = NULL;
+    CHECK_ERR(tapio_process_adopt(loop, &ao, &proc_protocol, r, &p), -EMFILE);
+    CHECK(p == NULL);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    free(fillers);
+    CHECK(setrlimit(RLIMIT_NOFILE, old) == 0);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(r->events, 0);
+    CHECK_EQ_INT(count_open_fds(), before);
+    check_reaped(pid);
+    close(out[0]);
     check_no_children();
 }
