@@ -14,16 +14,22 @@ pipes close. The tests assert those rules and nothing the two loops may do
 differently from one run to the next."""
 
 import asyncio
+import contextlib
+import errno
+import gc
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import unittest.mock
+import warnings
 import zlib
 
-from .loops import loop_tests
+from .loops import loop_tests, open_fds
 from .support import wait_until
 
 LOOPS = ("asyncio", "tapio")
@@ -992,3 +998,185 @@ class SubprocessStreamsTests(SubprocessCases):
             self.assertIsNone(proc.stderr)
             self.assertEqual(await proc.communicate(), (b"a\nb\n", None))
         self.run_coro(test())
+
+
+def children():
+    """Pids of this process's children (zombies included), from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+@contextlib.contextmanager
+def threaded_child_watcher():
+    """asyncio before 3.14 learns a child's exit from the policy's child
+    watcher: a ThreadedChildWatcher needs neither a pidfd nor any fd, as
+    asyncio runs where pidfds are missing (tapio leaves that kind to
+    libtapio, which watches its children itself)."""
+    if sys.version_info >= (3, 14):
+        yield
+        return
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = policy.get_child_watcher()
+        policy.set_child_watcher(asyncio.ThreadedChildWatcher())
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy.set_child_watcher(old)
+
+
+@contextlib.contextmanager
+def pidfd_open_failing(err):
+    """pidfd_open fails with err, as on kernels before 5.3 or under seccomp:
+    os.pidfd_open for Python code, and libtapio's through its testing hook."""
+    def fail(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
+    with unittest.mock.patch.dict(os.environ, {"TAPIO_FAULT_PIDFD_OPEN": str(err)}), \
+            unittest.mock.patch.object(os, "pidfd_open", fail, create=True), \
+            threaded_child_watcher():
+        yield
+
+
+@contextlib.contextmanager
+def fd_limit(soft):
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+@loop_tests(LOOPS)
+class SubprocessFailureTests(SubprocessCases):
+    """Where the exit cannot be watched with a pidfd, where the pipes cannot
+    be connected, and where the loop closes under a running child: the call
+    completes or raises, and no child, fd or hang is left."""
+
+    def check_without_pidfd(self, err):
+        async def test():
+            with pidfd_open_failing(err):
+                transport, protocol = await self.spawn(*python(
+                    "import sys; print('out'); sys.exit(4)"), stdin=subprocess.DEVNULL)
+                await self.finished(protocol)
+                self.assertEqual(protocol.output(1), b"out\n")
+                self.assertEqual(transport.get_returncode(), 4)
+                self.assertIn(("process_exited", 4), protocol.events)
+                # kill reaches a child watched without pidfd, too
+                transport, protocol = await self.spawn(*python(SLEEPER))
+                await wait_until(lambda: b"ready" in protocol.output(1), what="the child")
+                transport.kill()
+                await self.finished(protocol)
+                self.assertEqual(transport.get_returncode(), -signal.SIGKILL)
+            proc = await asyncio.create_subprocess_exec(
+                *python("pass"), stdout=subprocess.PIPE)
+            self.assertEqual(await proc.wait(), 0)
+        self.run_coro(test())
+        self.assertEqual(children(), [])
+
+    def test_without_pidfd_enosys(self):
+        self.check_without_pidfd(errno.ENOSYS)
+
+    def test_without_pidfd_eperm(self):
+        self.check_without_pidfd(errno.EPERM)
+
+    def test_without_pidfd_create_subprocess_exec_and_communicate(self):
+        async def test():
+            with pidfd_open_failing(errno.ENOSYS):
+                proc = await asyncio.create_subprocess_exec(
+                    *python(CAT), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                out, _ = await proc.communicate(b"through")
+                self.assertEqual(out, b"through")
+                self.assertEqual(proc.returncode, 0)
+        self.run_coro(test())
+
+    def test_out_of_fds_while_connecting_pipes_raises_without_leaks(self):
+        # Every fd limit from "not even Popen's pipes" to "enough": each
+        # call completes or raises EMFILE, promptly; after each, no fd is
+        # left open and no child is left running or unreaped.
+        true = shutil.which("true")
+        outcomes = []
+
+        async def attempt():
+            try:
+                transport, protocol = await self.loop.subprocess_exec(
+                    SubprocessRecorder, true)
+            except OSError as e:
+                self.assertEqual(e.errno, errno.EMFILE, e)
+                return "EMFILE"
+            return transport, protocol
+
+        async def test():
+            with threaded_child_watcher():
+                gc.collect()
+                before = open_fds()
+                lowest = min(set(range(len(before) + 1)) - set(before))  # no fd free
+                for soft in range(lowest, max(before) + 60):
+                    with fd_limit(soft):
+                        result = await asyncio.wait_for(attempt(), 5)
+                    if result != "EMFILE":
+                        transport, protocol = result
+                        await self.finished(protocol)
+                        transport.close()
+                        result = "ok"
+                    outcomes.append(result)
+                    await wait_until(lambda: not children(), what="no child left")
+                    gc.collect()
+                    self.assertEqual(open_fds(), before, f"fd limit {soft}: fds left")
+                    if outcomes[-3:] == ["ok"] * 3:
+                        break
+        self.run_coro(test(), timeout=60)
+        self.assertIn("EMFILE", outcomes)
+        self.assertEqual(outcomes[-1], "ok")
+
+    def test_loop_closed_with_a_child_running_leaves_no_pidfd(self):
+        def pidfds():
+            return {fd for fd, target in open_fds().items() if "pidfd" in target}
+
+        gc.collect()
+        before = open_fds()
+        with threaded_child_watcher():
+            loop = self.new_loop_factory()
+            try:
+                async def spawn():
+                    return await loop.subprocess_exec(SubprocessRecorder, *python(SLEEPER))
+                transport, protocol = loop.run_until_complete(spawn())
+                pid = transport.get_pid()
+                loop.run_until_complete(asyncio.wait_for(
+                    wait_until(lambda: b"ready" in protocol.output(1)), 5))
+            finally:
+                loop.close()
+            self.assertEqual(pidfds(), {fd for fd in before if fd in pidfds()})
+            # tapio killed and reaped the child at loop close; asyncio leaves
+            # it running (its watcher thread holds the transport): end it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while pid in children() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertNotIn(pid, children())
+            # The transports, collected, close their pipes (and warn).
+            with warnings.catch_warnings(), \
+                    unittest.mock.patch.object(sys, "unraisablehook", lambda u: None):
+                warnings.simplefilter("ignore", ResourceWarning)
+                del transport, protocol
+                for _ in range(50):
+                    gc.collect()
+                    if open_fds() == before:
+                        break
+                    time.sleep(0.01)
+        self.assertEqual(open_fds(), before)
