@@ -24,7 +24,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import unittest
 import unittest.mock
 import warnings
 import zlib
@@ -1184,3 +1186,73 @@ class SubprocessFailureTests(SubprocessCases):
                         break
                     time.sleep(0.01)
         self.assertEqual(open_fds(), before)
+
+
+class ReportingWatcher(getattr(asyncio, "AbstractChildWatcher", object)):
+    """A user's own child watcher (Python < 3.14): it reaps each child given
+    to it in a thread and reports a returncode of its own (42), so that a
+    test can tell that the loop took the exit from it."""
+
+    def __init__(self):
+        self.pids = []
+        self.threads = []
+
+    def add_child_handler(self, pid, callback, *args):
+        self.pids.append(pid)
+
+        def wait():
+            os.waitpid(pid, 0)
+            callback(pid, 42, *args)
+        thread = threading.Thread(target=wait, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def remove_child_handler(self, pid):
+        return True
+
+    def attach_loop(self, loop):
+        pass
+
+    def close(self):
+        pass
+
+    def is_active(self):
+        return True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@loop_tests(LOOPS)
+class UserChildWatcherTests(SubprocessCases):
+
+    @unittest.skipUnless(sys.version_info < (3, 14), "child watchers were removed in 3.14")
+    def test_exit_comes_from_the_policys_watcher(self):
+        watcher = ReportingWatcher()
+        policy = asyncio.get_event_loop_policy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old = policy.get_child_watcher()
+            policy.set_child_watcher(watcher)
+        try:
+            async def test():
+                transport, protocol = await self.spawn(*python(
+                    "import sys; print('hi'); sys.exit(3)"), stdin=subprocess.DEVNULL)
+                await self.finished(protocol)
+                self.assertEqual(watcher.pids, [transport.get_pid()])
+                self.assertEqual(transport.get_returncode(), 42)
+                self.assertIn(("process_exited", 42), protocol.events)
+                self.assertEqual(protocol.output(1), b"hi\n")
+                proc = await asyncio.create_subprocess_exec(*python("pass"))
+                self.assertEqual(await proc.wait(), 42)
+            self.run_coro(test())
+        finally:
+            for thread in watcher.threads:
+                thread.join(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                policy.set_child_watcher(old)
+        self.assertEqual(children(), [])
