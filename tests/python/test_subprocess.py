@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import logging
 import os
 import resource
 import shutil
@@ -1155,6 +1156,11 @@ class SubprocessFailureTests(SubprocessCases):
 
         gc.collect()
         before = open_fds()
+        # asyncio's watcher thread logs that the loop of the killed child
+        # is closed.
+        logger = logging.getLogger("asyncio")
+        self.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(logging.ERROR)
         with threaded_child_watcher():
             loop = self.new_loop_factory()
             try:
