@@ -1262,3 +1262,37 @@ class UserChildWatcherTests(SubprocessCases):
                 warnings.simplefilter("ignore", DeprecationWarning)
                 policy.set_child_watcher(old)
         self.assertEqual(children(), [])
+
+
+@loop_tests(("tapio",))
+class PipeConnectFailureTests(SubprocessCases):
+    """tapio only: on stock asyncio (3.11-3.13) this call hangs for ever,
+    the very defect: after a failure to connect a pipe, asyncio's
+    subprocess_exec kills the child and awaits connection_lost, which waits
+    for the pipe that was never connected (base_subprocess._try_finish)."""
+
+    def test_connecting_a_pipe_failing_raises_and_ends_the_child(self):
+        # asyncio connects a child's pipes through connect_read_pipe (tapio
+        # passes them through it too): EMFILE there fails the call; the
+        # child is killed and reaped, its pipes closed.
+        async def failing_connect_read_pipe(*args, **kwargs):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+        async def test():
+            with threaded_child_watcher():
+                gc.collect()
+                before = open_fds()
+                self.loop.connect_read_pipe = failing_connect_read_pipe
+                try:
+                    with self.assertRaises(OSError) as cm:
+                        await self.loop.subprocess_exec(SubprocessRecorder, *python(SLEEPER))
+                finally:
+                    del self.loop.connect_read_pipe
+                self.assertEqual(cm.exception.errno, errno.EMFILE)
+                await wait_until(lambda: not children(), what="the child reaped")
+                gc.collect()
+                with contextlib.suppress(AssertionError):
+                    await wait_until(lambda: open_fds() == before, timeout=2)
+                self.assertEqual(open_fds(), before)
+        self.run_coro(test())
+
