@@ -188,10 +188,13 @@ def _check_popen_arguments(universal_newlines, bufsize, text, encoding, errors):
 # active, and learns the exit from it.
 _HAS_WATCHERS = sys.version_info < (3, 14)
 
-# Watchers that wait for the pids registered with them only: tapio's pidfd
-# watches its children beside them. Any other kind (FastChildWatcher reaps
-# every child of the process, or the user's own) is given the child and
-# reports its exit, as in asyncio.
+# Watchers that wait for the pids registered with them only: libtapio
+# watches and reaps its children beside them. Any other kind
+# (FastChildWatcher reaps every child of the process, or the user's own) is
+# given the child and reports its exit, as in asyncio; libtapio then neither
+# waits for it nor reaps it (tapio_process_adopt's caller_reaps) and learns
+# the exit through ProcessCore.set_exited (tapio_process_set_exited), so the
+# order of events stays libtapio's.
 _OWN_PID_WATCHERS = tuple(
     getattr(asyncio, name) for name in (
         "ThreadedChildWatcher", "PidfdChildWatcher", "SafeChildWatcher",
