@@ -8,8 +8,8 @@ round so that machine noise hits them alike, and the median round is kept.
 
 Usage: python3 bench/py_process_bench.py [--rounds R] [--quick] [--loops L,...]
 Prints a markdown table; exits 1 if a child fails or bytes go missing.
-Loops: asyncio, uvloop, tapio, and tapio-pipes (tapio with its splice relay
-of output pipes switched off: the pipe transports read the pipes).
+Loops: asyncio, uvloop, tapio (libtapio decides how a child's output pipes
+are read: through its splice relay).
 """
 import argparse
 import asyncio
@@ -170,16 +170,7 @@ def factories(wanted):
     except ImportError:
         print("uvloop not importable: its column is left out", file=sys.stderr)
     import tapio
-    from tapio import _subprocess
-
-    def tapio_loop(relay):
-        def new_event_loop():
-            _subprocess._relay_output = relay
-            return tapio.new_event_loop()
-        return new_event_loop
-
-    found["tapio"] = tapio_loop(True)
-    found["tapio-pipes"] = tapio_loop(False)
+    found["tapio"] = tapio.new_event_loop
     return {name: found[name] for name in wanted if name in found}
 
 

@@ -639,8 +639,13 @@ TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
  * per pipe; process_exited once the child has exited (observed with a pidfd,
  * or a waiting thread where pidfds are missing; the child is always reaped);
  * and connection_lost only after the process exited and every pipe closed.
- * Closing the loop kills and reaps children still running, without
- * callbacks.
+ * The child's output pipes are read through a relay and get room for 1 MiB.
+ * Closing the loop kills and reaps children still running (and closes
+ * their pidfds), without callbacks.
+ *
+ * Testing hook: with TAPIO_FAULT_PIDFD_OPEN=<errno> in the environment,
+ * pidfd_open fails with that errno, as on kernels without pidfds or under
+ * seccomp, so that the fallback can be tested.
  * ====================================================================== */
 
 typedef struct tapio_process tapio_process;
@@ -688,16 +693,47 @@ TAPIO_API int tapio_process_spawn(tapio_loop *loop,
                                   const tapio_subprocess_protocol *proto,
                                   void *user, tapio_process **out);
 
+/** How tapio_process_adopt takes a child over. Every field must be set:
+ * an fd of 0 is the parent's stdin, not "none". */
+typedef struct tapio_process_adopt_options {
+    pid_t pid;     /* a child of this process, running or exited unreaped */
+    int fds[3];    /* the parent's ends of the child's stdin (written to),
+                      stdout and stderr (read) pipes; -1 for none */
+    /* false: libtapio watches for the exit (a pidfd; where pidfd_open
+     * fails, ENOSYS, EPERM, EMFILE..., a thread blocked in waitpid) and
+     * reaps the child. true: the caller does (a binding honouring a child
+     * watcher its user installed) and reports the exit with
+     * tapio_process_set_exited; libtapio never waits for this pid, and
+     * closing the loop neither kills nor reaps it. */
+    bool caller_reaps;
+    /* true: the fds stay the caller's and libtapio works on duplicates of
+     * them (a binding whose file objects keep theirs); a duplicate that
+     * cannot be made (EMFILE) fails the call. */
+    bool dup_fds;
+} tapio_process_adopt_options;
+
 /**
  * Take over a child another part of the program spawned (a binding's own
- * spawner): watch `pid` for its exit and connect the given pipe ends (-1 for
- * none): stdin_fd is written to, stdout_fd and stderr_fd are read. The
- * process owns the fds from then on, even when the call fails.
+ * spawner, e.g. Python's subprocess.Popen): connect its pipes and run
+ * asyncio's order of events for it, as for a spawned one. Unless dup_fds,
+ * the process owns the fds from then on, even when the call fails; a call
+ * that fails kills
+ * the child (and reaps it unless caller_reaps), so that nothing runs that
+ * nobody watches.
  */
-TAPIO_API int tapio_process_adopt(tapio_loop *loop, pid_t pid, int stdin_fd,
-                                  int stdout_fd, int stderr_fd,
+TAPIO_API int tapio_process_adopt(tapio_loop *loop,
+                                  const tapio_process_adopt_options *opts,
                                   const tapio_subprocess_protocol *proto,
                                   void *user, tapio_process **out);
+
+/**
+ * The child of a process adopted with caller_reaps exited with `returncode`
+ * (asyncio's: the exit status, or minus the signal number). The returncode
+ * is known at once; process_exited and the rest follow from the loop.
+ * -EINVAL for a process libtapio watches itself, -EALREADY when the exit
+ * is known already, -ESHUTDOWN once the loop closed.
+ */
+TAPIO_API int tapio_process_set_exited(tapio_process *p, int returncode);
 
 TAPIO_API pid_t tapio_process_pid(const tapio_process *p);
 /** The pipe transport of the child's fd 0, 1 or 2, or NULL. */

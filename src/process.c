@@ -1,7 +1,10 @@
-/* Subprocesses: spawning (posix_spawn, every other fd closed), watching for
- * the exit (a pidfd, or a thread blocked in waitpid where pidfds are
- * missing), the pipes as pipe transports, and asyncio's order of events
- * (base_subprocess.BaseSubprocessTransport). */
+/* Subprocesses: spawning (posix_spawn, every other fd closed), adopting a
+ * child spawned elsewhere (the Python binding's subprocess.Popen), watching
+ * for the exit (a pidfd, or a thread blocked in waitpid where pidfds are
+ * missing) or being told it (a watcher of the caller's), the pipes as pipe
+ * transports, and asyncio's order of events
+ * (base_subprocess.BaseSubprocessTransport). This is the one subprocess
+ * state machine: the Python binding forwards to it. */
 #include "internal.h"
 
 #include <fcntl.h>
@@ -30,6 +33,7 @@ struct tapio_process {
     void *user;
     unsigned refs;
     pid_t pid;
+    bool caller_reaps;    /* adopted: the caller watches, reaps and tells */
     int pidfd;
     tapio__io exit_io;
     pthread_t waiter;     /* the fallback when there is no pidfd */
@@ -38,7 +42,7 @@ struct tapio_process {
     atomic_bool reaped;   /* set by the waiter thread once it reaped */
     pipe_link pipes[3];
     bool made;            /* connection_made has run */
-    bool exited;
+    bool exited;          /* the returncode is known */
     bool exit_pending;    /* exited before connection_made: report after */
     bool closing;
     bool finished;        /* connection_lost is due */
@@ -111,6 +115,36 @@ static void exited(tapio_process *p, int status)
         p->exit_pending = true; /* asyncio holds it until connection_made */
 }
 
+/* A caller's watcher told us: the returncode is known now, the events
+ * follow from the loop (never inside the caller's call). */
+static void told_exit(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_process *p = arg;
+    if (p->made)
+        report_exit(p);
+    else
+        p->exit_pending = true;
+}
+
+int tapio_process_set_exited(tapio_process *p, int returncode)
+{
+    if (!p->caller_reaps)
+        return -EINVAL;
+    if (p->exited)
+        return -EALREADY;
+    if (!p->loop)
+        return -ESHUTDOWN;
+    /* Queued before anything that needs it: the process lives until its
+     * connection_lost, which comes after this, or until the loop closes,
+     * which drops this unrun. */
+    if (!tapio_call_soon(p->loop, told_exit, p))
+        return -ENOMEM;
+    p->exited = true;
+    p->returncode = returncode;
+    return 0;
+}
+
 /* ---- watching for the exit --------------------------------------------- */
 
 static void on_pidfd(tapio_loop *loop, tapio__io *io, unsigned events)
@@ -151,9 +185,22 @@ static void *wait_for_child(void *arg)
     return NULL;
 }
 
+/* pidfd_open, or the failure TAPIO_FAULT_PIDFD_OPEN names (tapio.h). */
+static int open_pidfd(pid_t pid)
+{
+    const char *fault = getenv("TAPIO_FAULT_PIDFD_OPEN");
+    if (fault && *fault) {
+        errno = atoi(fault) > 0 ? atoi(fault) : ENOSYS;
+        return -1;
+    }
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
 static int watch_exit(tapio_process *p)
 {
-    p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (p->caller_reaps)
+        return 0;
+    p->pidfd = open_pidfd(p->pid);
     if (p->pidfd >= 0) {
         fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
         tapio__io_init(&p->exit_io, p->pidfd, on_pidfd);
@@ -165,8 +212,8 @@ static int watch_exit(tapio_process *p)
         close(p->pidfd);
         p->pidfd = -1;
     }
-    /* No pidfd (an old kernel): a thread waits, as asyncio's
-     * ThreadedChildWatcher does. */
+    /* No pidfd (an old kernel, seccomp, out of fds): a thread waits, as
+     * asyncio's ThreadedChildWatcher does. */
     p->refs++;
     int err = -pthread_create(&p->waiter, NULL, wait_for_child, p);
     if (err)
@@ -221,6 +268,18 @@ static const tapio_protocol pipe_protocol = {
     .resume_writing = pipe_resume_writing,
 };
 
+/* Room for 1 MiB instead of the kernel's 64 KiB: fewer wake-ups and larger
+ * reads for a child that writes a lot. Over the system's limit (or not
+ * Linux) the default stays. */
+static void enlarge_pipe(int fd)
+{
+#ifdef F_SETPIPE_SZ
+    (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#else
+    (void)fd;
+#endif
+}
+
 static int connect_pipe(tapio_process *p, int child_fd, int fd)
 {
     pipe_link *link = &p->pipes[child_fd];
@@ -243,8 +302,10 @@ static int connect_pipe(tapio_process *p, int child_fd, int fd)
     /* The child's output is read through a relay (tapio_pipe_read_relayed),
      * so that a child writing a lot and the loop reading it do not take
      * turns under the pipe's lock; without splice, plain reads. */
-    if (child_fd != 0)
+    if (child_fd != 0) {
+        enlarge_pipe(fd);
         tapio__transport_relay(link->t);
+    }
     return 0;
 }
 
@@ -264,55 +325,85 @@ static void call_connection_made(tapio_loop *loop, void *arg)
     try_finish(p); /* pipes may have closed already */
 }
 
-/* Tear down a process whose creation failed part-way: no callback ran. */
-static void abandon(tapio_process *p)
+/* Nobody will watch a child whose adoption failed: do not leave it
+ * running, nor (when it is ours to reap) a zombie. */
+static void give_up_child(pid_t pid, bool reap)
 {
+    kill(pid, SIGKILL);
+    while (reap && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* Tear down a process whose creation failed part-way: no callback ran. */
+static void abandon(tapio_process *p, tapio_handle *made)
+{
+    if (made)
+        tapio_handle_cancel(made);
     for (int i = 0; i < 3; i++) {
         if (p->pipes[i].t) {
             tapio_transport_set_protocol(p->pipes[i].t, NULL, NULL);
             tapio_transport_abort(p->pipes[i].t);
         }
     }
+    give_up_child(p->pid, !p->caller_reaps);
     release(p);
     tapio_process_unref(p);
 }
 
-int tapio_process_adopt(tapio_loop *loop, pid_t pid, int stdin_fd,
-                        int stdout_fd, int stderr_fd,
+static void close_fds(const int fds[3])
+{
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+int tapio_process_adopt(tapio_loop *loop,
+                        const tapio_process_adopt_options *opts,
                         const tapio_subprocess_protocol *proto, void *user,
                         tapio_process **out)
 {
-    int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+    if (!opts || opts->pid <= 0) {
+        if (opts && !opts->dup_fds)
+            close_fds(opts->fds);
+        return -EINVAL;
+    }
     tapio_process *p = calloc(1, sizeof(*p));
     if (!p) {
-        for (int i = 0; i < 3; i++)
-            if (fds[i] >= 0)
-                close(fds[i]);
+        if (!opts->dup_fds)
+            close_fds(opts->fds);
+        give_up_child(opts->pid, !opts->caller_reaps);
         return -ENOMEM;
     }
     p->loop = loop;
     p->proto = proto;
     p->user = user;
     p->refs = 1;
-    p->pid = pid;
+    p->pid = opts->pid;
+    p->caller_reaps = opts->caller_reaps;
     p->pidfd = -1;
     tapio__list_init(&p->node);
     tapio__list_push(&loop->processes, &p->node);
     int err = 0;
     for (int i = 0; i < 3; i++) {
+        int fd = opts->fds[i];
+        if (!err && fd >= 0 && opts->dup_fds &&
+            (fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0)
+            err = -errno;
         if (!err)
-            err = connect_pipe(p, i, fds[i]);
-        else if (fds[i] >= 0)
-            close(fds[i]); /* ours even when the call fails */
+            err = connect_pipe(p, i, fd);
+        else if (fd >= 0 && !opts->dup_fds)
+            close(fd); /* ours even when the call fails */
     }
     /* The pipes' own connection_made calls are queued first, so the
      * process's comes after them, as in asyncio. */
-    if (!err && !tapio_call_soon(loop, call_connection_made, p))
+    tapio_handle *made = err ? NULL
+                             : tapio_call_soon(loop, call_connection_made, p);
+    if (!err && !made)
         err = -ENOMEM;
     if (!err)
         err = watch_exit(p);
     if (err) {
-        abandon(p);
+        abandon(p, made);
         return err;
     }
     if (out)
@@ -472,14 +563,11 @@ int tapio_process_spawn(tapio_loop *loop, const tapio_process_options *opts,
     plan_close(&plan, err != 0);
     if (err)
         return err;
-    err = tapio_process_adopt(loop, pid, plan.parent[0], plan.parent[1],
-                              plan.parent[2], proto, user, out);
-    if (err) { /* nobody watches it: do not leave a zombie */
-        kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-    }
-    return err;
+    tapio_process_adopt_options adopt = {
+        .pid = pid,
+        .fds = {plan.parent[0], plan.parent[1], plan.parent[2]},
+    };
+    return tapio_process_adopt(loop, &adopt, proto, user, out);
 }
 
 /* ---- the SubprocessTransport API ------------------------------------------ */
@@ -531,12 +619,19 @@ void tapio_process_close(tapio_process *p)
 bool tapio_process_is_closing(const tapio_process *p) { return p->closing; }
 
 /* Loop close: children still running are killed and reaped, no callback
- * runs. Pipe transports go with the other transports. */
+ * runs, no pidfd stays open. Pipe transports go with the other transports.
+ * A child the caller reaps is the caller's: left alone. */
 void tapio__processes_destroy_all(tapio_loop *loop)
 {
     while (!tapio__list_empty(&loop->processes)) {
         tapio_process *p =
             tapio__container_of(loop->processes.next, tapio_process, node);
+        if (p->caller_reaps) {
+            p->loop = NULL; /* a reference holder may outlive the loop */
+            release(p);
+            tapio_process_unref(p);
+            continue;
+        }
         if (!p->exited && !p->has_waiter) {
             int status = SIGKILL;
             kill(p->pid, SIGKILL);
@@ -550,7 +645,7 @@ void tapio__processes_destroy_all(tapio_loop *loop)
             p->pidfd = -1;
         }
         if (p->has_waiter) { /* it is blocked in waitpid: end that */
-            if (!p->exited)
+            if (!p->exited && !atomic_load(&p->reaped))
                 kill(p->pid, SIGKILL);
             pthread_join(p->waiter, NULL);
             p->has_waiter = false;
@@ -559,6 +654,7 @@ void tapio__processes_destroy_all(tapio_loop *loop)
         }
         /* Reaped: its pid may be someone else's now, never signal it. */
         p->exited = true;
+        p->loop = NULL; /* a reference holder may outlive the loop */
         release(p);
         tapio_process_unref(p);
     }

@@ -3,6 +3,7 @@ over a pipe, FIFO, socket or terminal given as a file object."""
 import os
 import stat
 
+from . import _tapio
 from ._helpers import connection_made
 
 
@@ -18,33 +19,27 @@ def _pipe_fd(pipe, writing):
     return os.dup(fileno)
 
 
-# How _wrap_pipe opens the fd (libtapio's tapio_pipe_read, _write,
-# _read_relayed).
-_READ, _WRITE, _READ_RELAYED = 0, 1, 2
+class ChildPipe:
+    """A child's pipe that libtapio connected when it adopted the child. A
+    subprocess transport hands it to connect_read_pipe/connect_write_pipe,
+    as asyncio connects a child's pipes through them (so code wrapping those
+    methods sees the pipes), and gets back that same transport."""
 
+    __slots__ = ("transport",)
 
-class RelayedPipe:
-    """A child's output pipe given to connect_read_pipe: read through
-    libtapio's splice relay (tapio_pipe_read_relayed), the transport is
-    otherwise the pipe's own."""
-
-    __slots__ = ("pipe",)
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-
-    def fileno(self):
-        return self.pipe.fileno()
+    def __init__(self, transport):
+        self.transport = transport
 
 
 class PipesMixin:
     async def _connect_pipe(self, protocol_factory, pipe, writing):
-        mode = _WRITE if writing else _READ
-        if isinstance(pipe, RelayedPipe):
-            pipe, mode = pipe.pipe, _READ_RELAYED
+        if type(pipe) is ChildPipe:
+            return pipe.transport, pipe.transport.get_protocol()
         protocol = protocol_factory()
         fd = _pipe_fd(pipe, writing)
-        transport = self._wrap_pipe(fd, pipe, protocol, mode, {"pipe": pipe})
+        transport = self._wrap_pipe(
+            fd=fd, pipe=pipe, protocol=protocol, extra={"pipe": pipe},
+            mode=_tapio.PIPE_WRITE if writing else _tapio.PIPE_READ)
         return await connection_made(self, transport, protocol)
 
     async def connect_read_pipe(self, protocol_factory, pipe):

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1391,8 +1392,8 @@ TEST(process_adopt_a_child_spawned_elsewhere)
 
     proc *r = proc_new();
     r->in_call = true;
-    CHECK_OK(tapio_process_adopt(loop, pid, in[1], out[0], -1, &proc_protocol,
-                                 r, &r->p));
+    tapio_process_adopt_options ao = {.pid = pid, .fds = {in[1], out[0], -1}};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
     r->in_call = false;
     r->pid = pid;
     CHECK_EQ_INT(tapio_process_pid(r->p), pid);
@@ -1417,8 +1418,8 @@ TEST(process_adopt_a_child_that_already_exited)
     siginfo_t si = {0};
     CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0);
     proc *r = proc_new();
-    CHECK_OK(tapio_process_adopt(loop, pid, -1, -1, -1, &proc_protocol, r,
-                                 &r->p));
+    tapio_process_adopt_options ao = {.pid = pid, .fds = {-1, -1, -1}};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
     r->pid = pid;
     finish(loop, r, 5);
     CHECK_EQ_INT(r->rc, 7);
@@ -1545,4 +1546,287 @@ TEST(process_new_session)
     tapio_process_close(s->p);
     finish(loop, r, 5);
     finish(loop, s, 5);
+}
+
+/* ------------------------------------- without pidfds, adopting, closing */
+
+static void unset_pidfd_fault(void *arg)
+{
+    (void)arg;
+    unsetenv("TAPIO_FAULT_PIDFD_OPEN");
+}
+
+/* pidfd_open fails with `err` from now until the test ends. */
+static void fail_pidfd_open(int err)
+{
+    char value[16];
+    snprintf(value, sizeof value, "%d", err);
+    CHECK(setenv("TAPIO_FAULT_PIDFD_OPEN", value, 1) == 0);
+    at_cleanup(unset_pidfd_fault, NULL);
+}
+
+/* Where pidfd_open fails (an old kernel: ENOSYS; seccomp: EPERM; out of
+ * descriptors: EMFILE) the exit is still seen, through a waiting thread:
+ * the events come in order, the child is reaped, no fd is left. */
+static void check_exit_seen_without_pidfd(int err)
+{
+    tapio_loop *loop = test_loop();
+    int before = count_open_fds();
+    fail_pidfd_open(err);
+    proc *r = spawn_piped(loop, "echo out; exit 4");
+    finish(loop, r, 10);
+    CHECK_EQ_INT(r->rc, 4);
+    CHECK_OUT(r, 1, "out\n");
+    CHECK(r->lost_at == r->events);
+    CHECK_EQ_INT(count_open_fds(), before);
+    check_no_children();
+}
+
+TEST(process_exit_seen_without_pidfd_enosys)
+{
+    check_exit_seen_without_pidfd(ENOSYS);
+}
+
+TEST(process_exit_seen_without_pidfd_eperm)
+{
+    check_exit_seen_without_pidfd(EPERM);
+}
+
+TEST(process_exit_seen_without_pidfd_emfile)
+{
+    check_exit_seen_without_pidfd(EMFILE);
+}
+
+/* Without pidfds too, kill and close reach the child and end it all. */
+TEST(process_close_without_pidfd_kills_the_child)
+{
+    tapio_loop *loop = test_loop();
+    fail_pidfd_open(ENOSYS);
+    proc *r = sleeper(loop);
+    tapio_process_close(r->p);
+    finish(loop, r, 5);
+    CHECK_EQ_INT(r->rc, -SIGKILL);
+    check_no_children();
+}
+
+/* The loop closes with running children, watched by pidfd and by a
+ * thread: each is killed and reaped, and every pidfd is closed (counted in
+ * /proc/self/fd: the pipes go too). */
+TEST(process_loop_closed_with_live_children_leaves_no_fd)
+{
+    int before = count_open_fds();
+    tapio_loop *loop = test_loop();
+    proc *a = sleeper(loop); /* pidfd */
+    proc *b = spawn_piped(loop, "exec sleep 30");
+    fail_pidfd_open(ENOSYS);
+    proc *c = sleeper(loop); /* a waiting thread */
+    unset_pidfd_fault(NULL);
+    CHECK(count_open_fds() > before);
+    test_loop_close();
+    CHECK_EQ_INT(count_open_fds(), before);
+    CHECK_EQ_INT(a->lost + b->lost + c->lost, 0);
+    check_reaped(a->pid);
+    check_reaped(b->pid);
+    check_reaped(c->pid);
+    check_no_children();
+}
+
+static pid_t spawn_raw(char *const *argv, int in, int out)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (in >= 0)
+        posix_spawn_file_actions_adddup2(&fa, in, 0);
+    if (out >= 0)
+        posix_spawn_file_actions_adddup2(&fa, out, 1);
+    pid_t pid;
+    CHECK_EQ_INT(posix_spawn(&pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+/* Adopted with caller_reaps: libtapio never waits for the pid; the caller
+ * reaps it and tells the returncode, which is known at once, and the
+ * events follow from the loop in asyncio's order. */
+TEST(process_adopt_with_the_callers_watcher)
+{
+    tapio_loop *loop = test_loop();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sh", "-c", "echo watched; exit 6", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, out[0], -1}, .caller_reaps = true};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
+    r->pid = pid;
+    RUN_UNTIL(loop, r->made && r->pipe_lost[1], 5);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(r->exited, 0); /* nobody told it yet */
+    siginfo_t si = {0};
+    CHECK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == 0);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(r->exited, 0); /* libtapio did not wait for it */
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid); /* the caller reaps */
+    r->in_call = true;
+    CHECK_OK(tapio_process_set_exited(r->p, WEXITSTATUS(status)));
+    r->in_call = false;
+    int code = 0;
+    CHECK(tapio_process_returncode(r->p, &code));
+    CHECK_EQ_INT(code, 6);
+    CHECK_ERR(tapio_process_set_exited(r->p, 6), -EALREADY);
+    CHECK_EQ_INT(r->exited, 0); /* not inside the call */
+    finish(loop, r, 5);
+    CHECK_OUT(r, 1, "watched\n");
+    CHECK_EQ_INT(r->rc, 6);
+    CHECK(r->exited_at > r->pipe_lost_at[1]);
+    check_no_children();
+}
+
+/* A process libtapio watches itself cannot be told its exit. */
+TEST(process_set_exited_refused_when_libtapio_watches)
+{
+    tapio_loop *loop = test_loop();
+    proc *r = spawn_piped(loop, "exit 0");
+    CHECK_ERR(tapio_process_set_exited(r->p, 0), -EINVAL);
+    finish(loop, r, 5);
+}
+
+/* Told the exit before connection_made ran: it is held until then. */
+TEST(process_adopt_told_exit_before_connection_made)
+{
+    tapio_loop *loop = test_loop();
+    char *argv[] = {"/bin/sh", "-c", "exit 2", NULL};
+    pid_t pid = spawn_raw(argv, -1, -1);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, -1, -1}, .caller_reaps = true};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
+    r->pid = pid;
+    CHECK_OK(tapio_process_set_exited(r->p, WEXITSTATUS(status)));
+    finish(loop, r, 5);
+    CHECK_EQ_INT(r->rc, 2);
+    CHECK_EQ_INT(r->made_at, 1);
+    CHECK_EQ_INT(r->exited_at, 2);
+    CHECK_EQ_INT(r->events, 3);
+}
+
+/* The loop closes with a child whose caller reaps it: left alone (not
+ * killed, not reaped), as a user's child watcher still owns it. */
+TEST(process_loop_closed_leaves_the_callers_child_alone)
+{
+    int before = count_open_fds();
+    tapio_loop *loop = test_loop();
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    pid_t pid = spawn_raw(argv, -1, -1);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, -1, -1}, .caller_reaps = true};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
+    r->pid = pid;
+    RUN_UNTIL(loop, r->made, 5);
+    test_loop_close();
+    CHECK_EQ_INT(count_open_fds(), before);
+    CHECK(waitpid(pid, NULL, WNOHANG) == 0); /* still running */
+    kill(pid, SIGKILL);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    check_no_children();
+}
+
+/* An adoption that fails (a pipe fd that is not open) closes the fds it
+ * was given, kills and reaps the child, and runs no callback. */
+TEST(process_adopt_failure_kills_and_reaps_the_child)
+{
+    tapio_loop *loop = test_loop();
+    int before = count_open_fds();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    int not_open = highest_open_fd() + 10;
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {.pid = pid,
+                                      .fds = {not_open, out[0], -1}};
+    tapio_process *p = NULL;
+    CHECK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &p) < 0);
+    CHECK(p == NULL);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(r->events, 0);
+    CHECK_EQ_INT(count_open_fds(), before);
+    check_reaped(pid);
+    check_no_children();
+}
+
+/* dup_fds: the caller keeps its fds (a binding's file objects), libtapio
+ * works on duplicates. */
+TEST(process_adopt_with_duplicated_fds)
+{
+    tapio_loop *loop = test_loop();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sh", "-c", "echo dup; exit 3", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, out[0], -1}, .dup_fds = true};
+    CHECK_OK(tapio_process_adopt(loop, &ao, &proc_protocol, r, &r->p));
+    r->pid = pid;
+    finish(loop, r, 5);
+    CHECK_OUT(r, 1, "dup\n");
+    CHECK_EQ_INT(r->rc, 3);
+    CHECK(fcntl(out[0], F_GETFD) >= 0); /* still ours */
+    close(out[0]);
+}
+
+static void restore_nofile(void *arg)
+{
+    CHECK(setrlimit(RLIMIT_NOFILE, arg) == 0);
+    free(arg);
+}
+
+/* Out of descriptors while duplicating: the call fails with EMFILE, the
+ * child is killed and reaped, nothing is left open. */
+TEST(process_adopt_out_of_fds_kills_and_reaps_the_child)
+{
+    tapio_loop *loop = test_loop();
+    int out[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0);
+    char *argv[] = {"/bin/sleep", "30", NULL};
+    pid_t pid = spawn_raw(argv, -1, out[1]);
+    close(out[1]);
+    int before = count_open_fds();
+    struct rlimit *old = malloc(sizeof *old);
+    CHECK(old && getrlimit(RLIMIT_NOFILE, old) == 0);
+    at_cleanup(restore_nofile, old);
+    struct rlimit low = *old;
+    low.rlim_cur = (rlim_t)highest_open_fd() + 1; /* no fd above ours */
+    CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+    /* ... and none in the holes below */
+    int *fillers = calloc(low.rlim_cur, sizeof *fillers), nfill = 0, fd;
+    CHECK(fillers != NULL);
+    while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+        fillers[nfill++] = fd;
+    CHECK(errno == EMFILE);
+    proc *r = proc_new();
+    tapio_process_adopt_options ao = {
+        .pid = pid, .fds = {-1, out[0], -1}, .dup_fds = true};
+    tapio_process *p = NULL;
+    CHECK_ERR(tapio_process_adopt(loop, &ao, &proc_protocol, r, &p), -EMFILE);
+    CHECK(p == NULL);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
+    free(fillers);
+    CHECK(setrlimit(RLIMIT_NOFILE, old) == 0);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(r->events, 0);
+    CHECK_EQ_INT(count_open_fds(), before);
+    check_reaped(pid);
+    close(out[0]);
+    check_no_children();
 }

@@ -14,16 +14,25 @@ pipes close. The tests assert those rules and nothing the two loops may do
 differently from one run to the next."""
 
 import asyncio
+import contextlib
+import errno
+import gc
+import logging
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import unittest
+import unittest.mock
+import warnings
 import zlib
 
-from .loops import loop_tests
+from .loops import loop_tests, open_fds
 from .support import wait_until
 
 LOOPS = ("asyncio", "tapio")
@@ -992,3 +1001,298 @@ class SubprocessStreamsTests(SubprocessCases):
             self.assertIsNone(proc.stderr)
             self.assertEqual(await proc.communicate(), (b"a\nb\n", None))
         self.run_coro(test())
+
+
+def children():
+    """Pids of this process's children (zombies included), from /proc."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+@contextlib.contextmanager
+def threaded_child_watcher():
+    """asyncio before 3.14 learns a child's exit from the policy's child
+    watcher: a ThreadedChildWatcher needs neither a pidfd nor any fd, as
+    asyncio runs where pidfds are missing (tapio leaves that kind to
+    libtapio, which watches its children itself)."""
+    if sys.version_info >= (3, 14):
+        yield
+        return
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = policy.get_child_watcher()
+        policy.set_child_watcher(asyncio.ThreadedChildWatcher())
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy.set_child_watcher(old)
+
+
+@contextlib.contextmanager
+def pidfd_open_failing(err):
+    """pidfd_open fails with err, as on kernels before 5.3 or under seccomp:
+    os.pidfd_open for Python code, and libtapio's through its testing hook."""
+    def fail(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
+    with unittest.mock.patch.dict(os.environ, {"TAPIO_FAULT_PIDFD_OPEN": str(err)}), \
+            unittest.mock.patch.object(os, "pidfd_open", fail, create=True), \
+            threaded_child_watcher():
+        yield
+
+
+@contextlib.contextmanager
+def fd_limit(soft):
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+@loop_tests(LOOPS)
+class SubprocessFailureTests(SubprocessCases):
+    """Where the exit cannot be watched with a pidfd, where the pipes cannot
+    be connected, and where the loop closes under a running child: the call
+    completes or raises, and no child, fd or hang is left."""
+
+    def check_without_pidfd(self, err):
+        async def test():
+            with pidfd_open_failing(err):
+                transport, protocol = await self.spawn(*python(
+                    "import sys; print('out'); sys.exit(4)"), stdin=subprocess.DEVNULL)
+                await self.finished(protocol)
+                self.assertEqual(protocol.output(1), b"out\n")
+                self.assertEqual(transport.get_returncode(), 4)
+                self.assertIn(("process_exited", 4), protocol.events)
+                # kill reaches a child watched without pidfd, too
+                transport, protocol = await self.spawn(*python(SLEEPER))
+                await wait_until(lambda: b"ready" in protocol.output(1), what="the child")
+                transport.kill()
+                await self.finished(protocol)
+                self.assertEqual(transport.get_returncode(), -signal.SIGKILL)
+            proc = await asyncio.create_subprocess_exec(
+                *python("pass"), stdout=subprocess.PIPE)
+            self.assertEqual(await proc.wait(), 0)
+        self.run_coro(test())
+        self.assertEqual(children(), [])
+
+    def test_without_pidfd_enosys(self):
+        self.check_without_pidfd(errno.ENOSYS)
+
+    def test_without_pidfd_eperm(self):
+        self.check_without_pidfd(errno.EPERM)
+
+    def test_without_pidfd_create_subprocess_exec_and_communicate(self):
+        async def test():
+            with pidfd_open_failing(errno.ENOSYS):
+                proc = await asyncio.create_subprocess_exec(
+                    *python(CAT), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                out, _ = await proc.communicate(b"through")
+                self.assertEqual(out, b"through")
+                self.assertEqual(proc.returncode, 0)
+        self.run_coro(test())
+
+    def test_out_of_fds_while_connecting_pipes_raises_without_leaks(self):
+        # Every fd limit from "not even Popen's pipes" to "enough": each
+        # call completes or raises EMFILE, promptly; after each, no fd is
+        # left open and no child is left running or unreaped.
+        true = shutil.which("true")
+        outcomes = []
+
+        async def attempt():
+            try:
+                transport, protocol = await self.loop.subprocess_exec(
+                    SubprocessRecorder, true)
+            except OSError as e:
+                self.assertEqual(e.errno, errno.EMFILE, e)
+                return "EMFILE"
+            return transport, protocol
+
+        async def test():
+            with threaded_child_watcher():
+                gc.collect()
+                before = open_fds()
+                lowest = min(set(range(len(before) + 1)) - set(before))  # no fd free
+                for soft in range(lowest, max(before) + 60):
+                    with fd_limit(soft):
+                        result = await asyncio.wait_for(attempt(), 5)
+                    if result != "EMFILE":
+                        transport, protocol = result
+                        await self.finished(protocol)
+                        transport.close()
+                        result = "ok"
+                    outcomes.append(result)
+                    await wait_until(lambda: not children(), what="no child left")
+                    gc.collect()
+                    # Transports close on the loop's next iterations, as
+                    # asyncio's: the fds go then.
+                    with contextlib.suppress(AssertionError):
+                        await wait_until(lambda: open_fds() == before, timeout=2)
+                    self.assertEqual(open_fds(), before, f"fd limit {soft}: fds left")
+                    if outcomes[-3:] == ["ok"] * 3:
+                        break
+        self.run_coro(test(), timeout=60)
+        self.assertIn("EMFILE", outcomes)
+        self.assertEqual(outcomes[-1], "ok")
+
+    def test_loop_closed_with_a_child_running_leaves_no_pidfd(self):
+        def pidfds():
+            return {fd for fd, target in open_fds().items() if "pidfd" in target}
+
+        gc.collect()
+        before = open_fds()
+        # asyncio's watcher thread logs that the loop of the killed child
+        # is closed.
+        logger = logging.getLogger("asyncio")
+        self.addCleanup(logger.setLevel, logger.level)
+        logger.setLevel(logging.ERROR)
+        with threaded_child_watcher():
+            loop = self.new_loop_factory()
+            try:
+                async def spawn():
+                    return await loop.subprocess_exec(SubprocessRecorder, *python(SLEEPER))
+                transport, protocol = loop.run_until_complete(spawn())
+                pid = transport.get_pid()
+                loop.run_until_complete(asyncio.wait_for(
+                    wait_until(lambda: b"ready" in protocol.output(1)), 5))
+            finally:
+                loop.close()
+            self.assertEqual(pidfds(), {fd for fd in before if fd in pidfds()})
+            # tapio killed and reaped the child at loop close; asyncio leaves
+            # it running (its watcher thread holds the transport): end it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while pid in children() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertNotIn(pid, children())
+            # The transports, collected, close their pipes (and warn).
+            with warnings.catch_warnings(), \
+                    unittest.mock.patch.object(sys, "unraisablehook", lambda u: None):
+                warnings.simplefilter("ignore", ResourceWarning)
+                del transport, protocol
+                for _ in range(50):
+                    gc.collect()
+                    if open_fds() == before:
+                        break
+                    time.sleep(0.01)
+        self.assertEqual(open_fds(), before)
+
+
+class ReportingWatcher(getattr(asyncio, "AbstractChildWatcher", object)):
+    """A user's own child watcher (Python < 3.14): it reaps each child given
+    to it in a thread and reports a returncode of its own (42), so that a
+    test can tell that the loop took the exit from it."""
+
+    def __init__(self):
+        self.pids = []
+        self.threads = []
+
+    def add_child_handler(self, pid, callback, *args):
+        self.pids.append(pid)
+
+        def wait():
+            os.waitpid(pid, 0)
+            callback(pid, 42, *args)
+        thread = threading.Thread(target=wait, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def remove_child_handler(self, pid):
+        return True
+
+    def attach_loop(self, loop):
+        pass
+
+    def close(self):
+        pass
+
+    def is_active(self):
+        return True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+@loop_tests(LOOPS)
+class UserChildWatcherTests(SubprocessCases):
+
+    @unittest.skipUnless(sys.version_info < (3, 14), "child watchers were removed in 3.14")
+    def test_exit_comes_from_the_policys_watcher(self):
+        watcher = ReportingWatcher()
+        policy = asyncio.get_event_loop_policy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old = policy.get_child_watcher()
+            policy.set_child_watcher(watcher)
+        try:
+            async def test():
+                transport, protocol = await self.spawn(*python(
+                    "import sys; print('hi'); sys.exit(3)"), stdin=subprocess.DEVNULL)
+                await self.finished(protocol)
+                self.assertEqual(watcher.pids, [transport.get_pid()])
+                self.assertEqual(transport.get_returncode(), 42)
+                self.assertIn(("process_exited", 42), protocol.events)
+                self.assertEqual(protocol.output(1), b"hi\n")
+                proc = await asyncio.create_subprocess_exec(*python("pass"))
+                self.assertEqual(await proc.wait(), 42)
+            self.run_coro(test())
+        finally:
+            for thread in watcher.threads:
+                thread.join(5)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                policy.set_child_watcher(old)
+        self.assertEqual(children(), [])
+
+
+@loop_tests(("tapio",))
+class PipeConnectFailureTests(SubprocessCases):
+    """tapio only: on stock asyncio (3.11-3.13) this call hangs for ever,
+    the very defect: after a failure to connect a pipe, asyncio's
+    subprocess_exec kills the child and awaits connection_lost, which waits
+    for the pipe that was never connected (base_subprocess._try_finish)."""
+
+    def test_connecting_a_pipe_failing_raises_and_ends_the_child(self):
+        # asyncio connects a child's pipes through connect_read_pipe (tapio
+        # passes them through it too): EMFILE there fails the call; the
+        # child is killed and reaped, its pipes closed.
+        async def failing_connect_read_pipe(*args, **kwargs):
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+        async def test():
+            with threaded_child_watcher():
+                gc.collect()
+                before = open_fds()
+                self.loop.connect_read_pipe = failing_connect_read_pipe
+                try:
+                    with self.assertRaises(OSError) as cm:
+                        await self.loop.subprocess_exec(SubprocessRecorder, *python(SLEEPER))
+                finally:
+                    del self.loop.connect_read_pipe
+                self.assertEqual(cm.exception.errno, errno.EMFILE)
+                await wait_until(lambda: not children(), what="the child reaped")
+                gc.collect()
+                with contextlib.suppress(AssertionError):
+                    await wait_until(lambda: open_fds() == before, timeout=2)
+                self.assertEqual(open_fds(), before)
+        self.run_coro(test())
+

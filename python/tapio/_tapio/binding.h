@@ -12,6 +12,7 @@
 typedef struct LoopCore LoopCore;
 typedef struct ServerCore ServerCore;
 typedef struct DatagramTransport DatagramTransport;
+typedef struct ProcessCore ProcessCore;
 
 /* Per-module state: the heap types and the Python helpers C calls into. */
 typedef struct {
@@ -21,6 +22,7 @@ typedef struct {
     PyTypeObject *TransportType;
     PyTypeObject *ServerCoreType;
     PyTypeObject *DatagramTransportType;
+    PyTypeObject *ProcessCoreType;
     PyObject *BufferedProtocolType; /* asyncio.BufferedProtocol */
     PyObject *str_connection_made;
     PyObject *str_data_received;
@@ -81,6 +83,8 @@ typedef struct Transport {
     bool in_context;         /* context is entered (binding_enter) */
     bool lost;               /* connection_lost has run */
     bool dropped_open;       /* the loop closed under it: warn when freed */
+    bool borrowed;           /* a child's pipe: its libtapio protocol is the
+                              * process's (process.c), never replaced */
 } Transport;
 
 /* The C half of a tapio Server: a libtapio server accepting on sockets
@@ -109,6 +113,7 @@ struct LoopCore {
     PyObject *servers;           /* set of open ServerCores */
     PyObject *datagrams;         /* set of DatagramTransports libtapio holds */
     PyObject *connects;          /* connect.c: key -> request in flight */
+    PyObject *processes;         /* set of ProcessCores libtapio holds */
     PyObject *readers;           /* fd -> Handle */
     PyObject *writers;
     double slow_callback_duration;
@@ -241,6 +246,9 @@ void transport_release_all(LoopCore *loop);
 void transport_end(Transport *self);
 /* Another transport (TLS) took its libtapio transport and socket over. */
 void transport_taken_over(Transport *self);
+/* A borrowed pipe (a child's) ended: its file object is closed, or, when
+ * the loop closed under it, left open for the finalizer's warning. */
+void transport_borrowed_end(Transport *self, bool loop_closed);
 
 /* tls.c */
 PyObject *transport_start_tls(Transport *raw, PyObject *args,
@@ -263,6 +271,14 @@ PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
                         Py_ssize_t nargs);
 void datagram_release_all(LoopCore *loop);
 PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs);
+
+/* process.c */
+extern PyType_Spec process_core_spec;
+PyObject *process_core_adopt(LoopCore *loop, PyObject *args, PyObject *kw);
+void process_core_release_all(LoopCore *loop);
+
+/* loop.c's _wrap_pipe modes, exported as _tapio.PIPE_* (module.c). */
+enum { BINDING_PIPE_READ, BINDING_PIPE_WRITE, BINDING_PIPE_READ_RELAYED };
 
 /* server.c */
 extern PyType_Spec server_core_spec;

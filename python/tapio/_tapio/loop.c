@@ -480,6 +480,7 @@ static void close_core(LoopCore *self)
     release_watchers(self);
     handle_release_all(self);
     /* libtapio drops its transports and servers without callbacks. */
+    process_core_release_all(self);
     transport_release_all(self);
     datagram_release_all(self);
     connect_release_all(self);
@@ -524,30 +525,28 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
     return (PyObject *)t;
 }
 
-/* _wrap_pipe's modes, as python/tapio/_pipes.py names them. */
-enum { PIPE_READ, PIPE_WRITE, PIPE_READ_RELAYED };
-
-/* _wrap_pipe(fd, pipe, protocol, mode, extra): a pipe transport on `fd`
- * (libtapio's, a dup of pipe's); the pipe object is closed at the end. */
-
-static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *const *args,
-                                Py_ssize_t nargs)
+/* _wrap_pipe(*, fd, pipe, protocol, extra, mode): a pipe transport on
+ * `fd` (libtapio's, a dup of pipe's); the pipe object is closed at the end.
+ * mode is one of the module's PIPE_* constants. */
+static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *args, PyObject *kw)
 {
-    if (nargs != 5)
-        return PyErr_Format(PyExc_TypeError, "_wrap_pipe() takes 5 arguments");
-    int fd = PyLong_AsLong(args[0]);
-    long mode = PyLong_AsLong(args[3]);
-    if (PyErr_Occurred() || !check_open(self))
+    static char *names[] = {"fd", "pipe", "protocol", "extra", "mode", NULL};
+    int fd, mode;
+    PyObject *pipe, *protocol, *extra;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "$iOOO!i", names, &fd, &pipe,
+                                     &protocol, &PyDict_Type, &extra, &mode) ||
+        !check_open(self))
         return NULL;
-    Transport *t = transport_new(self, args[2], args[1], args[4], NULL);
+    Transport *t = transport_new(self, protocol, pipe, extra, NULL);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
         Py_XDECREF(t);
         return NULL;
     }
     t->close_view = true;
-    int err = mode == PIPE_WRITE ? tapio_pipe_write(self->loop, fd, table, t, &t->t)
-              : mode == PIPE_READ_RELAYED
+    int err = mode == BINDING_PIPE_WRITE
+                  ? tapio_pipe_write(self->loop, fd, table, t, &t->t)
+              : mode == BINDING_PIPE_READ_RELAYED
                   ? tapio_pipe_read_relayed(self->loop, fd, table, t, &t->t)
                   : tapio_pipe_read(self->loop, fd, table, t, &t->t);
     if (err) {
@@ -566,6 +565,14 @@ static PyObject *loop_wrap_datagram(LoopCore *self, PyObject *const *args,
     if (!check_open(self))
         return NULL;
     return datagram_wrap(self, args, nargs);
+}
+
+static PyObject *loop_adopt_process(LoopCore *self, PyObject *args,
+                                    PyObject *kw)
+{
+    if (!check_open(self))
+        return NULL;
+    return process_core_adopt(self, args, kw);
 }
 
 static PyObject *loop_serve(LoopCore *self, PyObject *args, PyObject *kwargs)
@@ -651,11 +658,12 @@ static PyObject *loop_core_new(PyTypeObject *type, PyObject *args,
     self->servers = PySet_New(NULL);
     self->datagrams = PySet_New(NULL);
     self->connects = PyDict_New();
+    self->processes = PySet_New(NULL);
     self->slow_callback_duration = DEFAULT_SLOW_CALLBACK;
     self->readers = PyDict_New();
     self->writers = PyDict_New();
     if (!self->readers || !self->writers || !self->servers ||
-        !self->datagrams || !self->connects) {
+        !self->datagrams || !self->connects || !self->processes) {
         Py_DECREF(self);
         return NULL;
     }
@@ -679,6 +687,7 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->servers);
     Py_VISIT(self->datagrams);
     Py_VISIT(self->connects);
+    Py_VISIT(self->processes);
     /* Queued handles and open transports are not visited: libtapio holds
      * them, so to the collector they are rightly alive from outside. */
     return 0;
@@ -694,6 +703,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->servers);
     Py_CLEAR(self->datagrams);
     Py_CLEAR(self->connects);
+    Py_CLEAR(self->processes);
     return 0;
 }
 
@@ -738,10 +748,12 @@ static PyMethodDef loop_core_methods[] = {
      METH_FASTCALL, NULL},
     {"_serve", (PyCFunction)(void (*)(void))loop_serve,
      METH_VARARGS | METH_KEYWORDS, NULL},
-    {"_wrap_pipe", (PyCFunction)(void (*)(void))loop_wrap_pipe, METH_FASTCALL,
-     NULL},
+    {"_wrap_pipe", (PyCFunction)(void (*)(void))loop_wrap_pipe,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {"_wrap_datagram", (PyCFunction)(void (*)(void))loop_wrap_datagram,
      METH_FASTCALL, NULL},
+    {"_adopt_process", (PyCFunction)(void (*)(void))loop_adopt_process,
+     METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -98,7 +98,8 @@ static int module_exec(PyObject *module)
     if (add_transport_types(module, st) < 0)
         return -1;
     st->ServerCoreType = add_type(module, &server_core_spec, NULL);
-    if (!st->ServerCoreType)
+    st->ProcessCoreType = add_type(module, &process_core_spec, NULL);
+    if (!st->ServerCoreType || !st->ProcessCoreType)
         return -1;
     st->LoopCoreType = add_type(module, &loop_core_spec, NULL);
     st->HandleType = add_type(module, &handle_spec, NULL);
@@ -126,6 +127,11 @@ static int module_exec(PyObject *module)
         intern(&st->str_datagram_received, "datagram_received") ||
         intern(&st->str_error_received, "error_received"))
         return -1;
+    if (PyModule_AddIntConstant(module, "PIPE_READ", BINDING_PIPE_READ) ||
+        PyModule_AddIntConstant(module, "PIPE_WRITE", BINDING_PIPE_WRITE) ||
+        PyModule_AddIntConstant(module, "PIPE_READ_RELAYED",
+                                BINDING_PIPE_READ_RELAYED))
+        return -1;
     return PyModule_AddStringConstant(module, "LIBTAPIO_VERSION", TAPIO_VERSION);
 }
 
@@ -138,6 +144,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TransportType);
     Py_VISIT(st->ServerCoreType);
     Py_VISIT(st->DatagramTransportType);
+    Py_VISIT(st->ProcessCoreType);
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->format_callback);
     Py_VISIT(st->handle_repr);
@@ -155,6 +162,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->TransportType);
     Py_CLEAR(st->ServerCoreType);
     Py_CLEAR(st->DatagramTransportType);
+    Py_CLEAR(st->ProcessCoreType);
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->str_connection_made);

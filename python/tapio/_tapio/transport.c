@@ -247,6 +247,17 @@ void transport_end(Transport *self)
     transport_detach(self);
 }
 
+void transport_borrowed_end(Transport *self, bool loop_closed)
+{
+    if (self->lost)
+        return;
+    self->lost = true;
+    if (loop_closed)
+        self->dropped_open = self->t && !tapio_transport_is_closing(self->t);
+    else
+        detach_socket(self);
+}
+
 void transport_taken_over(Transport *self)
 {
     Py_CLEAR(self->sock); /* the new transport holds it now */
@@ -407,6 +418,7 @@ Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
     self->view_held = false;
     self->lost = false;
     self->dropped_open = false;
+    self->borrowed = false;
     PyObject_GC_Track(self);
     return self;
 }
@@ -600,7 +612,7 @@ static PyObject *transport_set_protocol(Transport *self, PyObject *protocol)
     if (!table)
         return NULL;
     Py_XSETREF(self->protocol, Py_NewRef(protocol));
-    if (usable(self))
+    if (usable(self) && !self->borrowed)
         tapio_transport_set_protocol(self->t, table, self);
     Py_RETURN_NONE;
 }
