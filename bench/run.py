@@ -31,6 +31,9 @@ C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
     ("floor", "floor_echo", []),
     ("tapio", "echo_server", ["protocol"]),
     ("tapio-buffered", "echo_server", ["buffered"]),
+    ("tapio-streams", "streams_echo", ["read"]),
+    # readexactly(1 KiB) records: one per request at 1 KiB, 64 at 64 KiB
+    ("tapio-streams-exactly", "streams_echo", ["exactly", "1024"]),
     ("libuv", "uv_echo", []),
 ]
 PY_LOOPS = ["tapio", "uvloop", "asyncio"]

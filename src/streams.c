@@ -239,11 +239,11 @@ static bool eval_until(request *r, const unsigned char *p, size_t n, bool eof,
             return true;
         }
         r->scan = n + 1 > r->max_sep ? n + 1 - r->max_sep : 0;
-        if (r->scan > limit) {
-            o->err = TAPIO_ELIMIT;
-            o->len = r->scan;
-            return true;
-        }
+    }
+    if (r->scan > limit) { /* (evaluating again gives the same answer) */
+        o->err = TAPIO_ELIMIT;
+        o->len = r->scan;
+        return true;
     }
     if (!eof)
         return false;
@@ -414,15 +414,28 @@ static int schedule(tapio_stream *s)
 
 /* ------------------------------------------------------------- reading */
 
+/* Whether the pending request can complete from what is buffered. */
+static bool ready_now(tapio_stream *s)
+{
+    outcome o;
+    return evaluate(s, s->buf + s->start, buffered(s), &o);
+}
+
+/* A request that cannot complete yet needs no wake-up: data_received,
+ * eof_received or connection_lost completes it. */
 static int submit(tapio_stream *s, const request *r)
 {
     if (s->req.kind)
         return -EBUSY;
+    s->req = *r;
+    if (!ready_now(s)) {
+        update_reading(s); /* a read that waits lets reading go on */
+        return 0;
+    }
     int err = schedule(s);
     if (err)
-        return err;
-    s->req = *r;
-    return 0;
+        memset(&s->req, 0, sizeof s->req);
+    return err;
 }
 
 int tapio_stream_read(tapio_stream *s, ssize_t n,
@@ -539,12 +552,12 @@ static int add_waiter(tapio_stream *s, bool closed, tapio_stream_callback cb,
     waiter *w = malloc(sizeof *w);
     if (!w)
         return -ENOMEM;
-    int err = schedule(s);
+    *w = (waiter){NULL, closed, cb, arg};
+    int err = waiter_ready(s, w) ? schedule(s) : 0;
     if (err) {
         free(w);
         return err;
     }
-    *w = (waiter){NULL, closed, cb, arg};
     waiter **pp = &s->waiters;
     while (*pp)
         pp = &(*pp)->next;
