@@ -674,8 +674,9 @@ static void connection_ended(tapio_stream *s, int err)
     s->lost = true;
     s->lost_err = err;
     if (err && !s->err)
-        s->err = err;
-    s->eof = true;
+        s->err = err; /* the reader's exception, as set_exception */
+    else if (!err)
+        s->eof = true;
     s->paused_reading = false;
     process(s);
     if (s->attached) {

@@ -407,6 +407,7 @@ TEST(streams_connection_error_reaches_reads_and_drain)
     CHECK_OK(tapio_stream_write(s, "x", 1)); /* notices the reset */
     RUN_UNTIL(loop, tapio_stream_exception(s) != 0, 10);
     CHECK_ERR(tapio_stream_exception(s), -ECONNRESET);
+    CHECK(!tapio_stream_at_eof(s)); /* an exception is not EOF */
     rd r = {0};
     READ_RUN(loop, tapio_stream_read(s, 10, on_read, &r), &r);
     check_rd(&r, -ECONNRESET, "");
