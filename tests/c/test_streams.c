@@ -974,3 +974,149 @@ TEST(streams_100mib_of_lines)
     free(ls);
     free(lr);
 }
+
+/* ------------------------------------------------------ more of the API */
+
+/* open_unix_connection with TLS: start_tls runs before the callback. */
+TEST(streams_unix_connection_over_tls)
+{
+    tapio_loop *loop = test_loop();
+    int finished = 0;
+    tapio_stream_handler h = {echo_connected, &finished, 0};
+    tapio_tls_context *sctx = server_ctx(), *cctx = client_ctx();
+    tapio_tls_options stls = {.context = sctx, .server_side = true};
+    tapio_server_options sopts = {.tls = &stls};
+    char path[108];
+    unix_path(path, sizeof path, "streams-tls");
+    tapio_server *server;
+    CHECK_OK(tapio_start_unix_server(loop, path, 0, &sopts, &h, &server));
+    char hostname[] = "localhost";
+    tapio_tls_options ctls = {.context = cctx, .server_hostname = hostname};
+    done d = {0};
+    CHECK_OK(tapio_open_unix_connection(loop, path, 0, &ctls, 0, open_done,
+                                        &d));
+    hostname[0] = 'X'; /* the options were copied */
+    tapio_tls_context_unref(cctx); /* and the context referenced */
+    RUN_UNTIL(loop, d.calls, 10);
+    CHECK_OK(d.err);
+    CHECK(tapio_transport_is_tls(tapio_stream_transport(d.s)));
+    rd r = {0};
+    CHECK_OK(tapio_stream_write(d.s, "over unix\n", 10));
+    READ_RUN(loop, tapio_stream_readline(d.s, on_read, &r), &r);
+    check_rd(&r, 0, "echo: over unix\n");
+    stream_done(loop, d.s);
+    RUN_UNTIL(loop, finished == 1, 10);
+    tapio_server_close(server, NULL, NULL);
+    run_briefly(loop, 3);
+    tapio_tls_context_unref(sctx);
+}
+
+/* A certificate the client does not trust: start_tls reports the error
+ * and the stream's connection is lost with it. */
+TEST(streams_start_tls_failure_ends_the_connection)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    tapio_stream *a, *b;
+    CHECK_OK(tapio_stream_from_fd(loop, fds[0], 0, &a));
+    CHECK_OK(tapio_stream_from_fd(loop, fds[1], 0, &b));
+    run_briefly(loop, 2);
+    tapio_tls_context *sctx = server_ctx(), *cctx;
+    tapio_tls_context_options o = {.ca_file = certs()->other_ca};
+    CHECK_OK(tapio_tls_context_new(&o, &cctx));
+    tapio_tls_options so = {.context = sctx, .server_side = true};
+    tapio_tls_options co = {.context = cctx, .server_hostname = "localhost"};
+    done da = {0}, db = {0}, closed = {0};
+    CHECK_OK(tapio_stream_start_tls(a, &so, on_done, &da));
+    CHECK_OK(tapio_stream_start_tls(b, &co, on_done, &db));
+    CHECK_ERR(tapio_stream_start_tls(b, &co, on_done, &db), -EBUSY);
+    CHECK_OK(tapio_stream_wait_closed(b, on_done, &closed));
+    RUN_UNTIL(loop, da.calls && db.calls && closed.calls, 10);
+    CHECK_ERR(db.err, TAPIO_ETLS_VERIFY);
+    CHECK(da.err != 0);
+    CHECK_ERR(closed.err, TAPIO_ETLS_VERIFY);
+    CHECK_ERR(tapio_stream_exception(b), TAPIO_ETLS_VERIFY);
+    rd r = {0};
+    READ_RUN(loop, tapio_stream_read(b, 10, on_read, &r), &r);
+    check_rd(&r, TAPIO_ETLS_VERIFY, "");
+    tapio_stream_free(a);
+    tapio_stream_free(b);
+    run_briefly(loop, 3);
+    tapio_tls_context_unref(sctx);
+    tapio_tls_context_unref(cctx);
+}
+
+static const tapio_protocol nothing_protocol = {0};
+
+/* A live transport taken over by a stream (StreamReaderProtocol around a
+ * transport made with another protocol). */
+TEST(streams_attach_to_a_live_transport)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    tapio_transport *t;
+    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &nothing_protocol, NULL,
+                                     &t));
+    run_briefly(loop, 2);
+    tapio_stream *s;
+    CHECK_OK(tapio_stream_new(loop, 0, &s));
+    CHECK_ERR(tapio_stream_write(s, "x", 1), -ENOTCONN);
+    CHECK(tapio_stream_transport(s) == NULL);
+    CHECK_OK(tapio_stream_attach(s, t));
+    CHECK_ERR(tapio_stream_attach(s, t), -EBUSY);
+    CHECK(tapio_stream_transport(s) == t);
+    CHECK(tapio_stream_loop(s) == loop);
+    send_str(fds[1], "attached\n");
+    rd r = {0};
+    READ_RUN(loop, tapio_stream_readline(s, on_read, &r), &r);
+    check_rd(&r, 0, "attached\n");
+    CHECK_OK(tapio_stream_write(s, "ok", 2));
+    char buf[2];
+    recv_exactly(loop, fds[1], buf, 2);
+    CHECK_MEM_EQ(buf, "ok", 2);
+    close(fds[1]);
+    stream_done(loop, s);
+}
+
+/* Several drains wait together and complete together, in order. */
+static int drain_order[3], drains_done;
+
+static void on_drain_n(tapio_stream *s, int err, void *arg)
+{
+    (void)s;
+    CHECK_OK(err);
+    drain_order[drains_done++] = (int)(intptr_t)arg;
+}
+
+TEST(streams_several_drains_wait_together)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    tapio_stream *s = stream_with_peer(loop, AF_UNIX, 0, &peer);
+    run_briefly(loop, 2);
+    const size_t n = 4 * 1024 * 1024;
+    unsigned char *data = pattern_new(n);
+    CHECK_OK(tapio_stream_write(s, data, n));
+    drains_done = 0;
+    for (intptr_t i = 0; i < 3; i++)
+        CHECK_OK(tapio_stream_drain(s, on_drain_n, (void *)i));
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(drains_done, 0);
+    sink k;
+    sink_start(loop, &k, peer);
+    RUN_UNTIL(loop, drains_done == 3, 20);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(drain_order[i], i);
+    size_t low, high;
+    tapio_transport_get_write_buffer_limits(tapio_stream_transport(s), &low,
+                                            &high);
+    CHECK(tapio_transport_get_write_buffer_size(tapio_stream_transport(s)) <=
+          low);
+    RUN_UNTIL(loop, k.total == n, 20);
+    sink_stop(&k);
+    free(data);
+    close(peer);
+    stream_done(loop, s);
+}
