@@ -53,6 +53,8 @@ struct tapio_stream {
     size_t cap, start, end;
     request req;
     waiter *waiters;
+    waiter spare;          /* one waiter without malloc: drain per write */
+    bool spare_used;
     tapio_handle *kick;    /* referenced; runs process() */
     tapio_stream_callback tls_cb;
     void *tls_arg;
@@ -107,12 +109,28 @@ static void request_clear(request *r)
     memset(r, 0, sizeof *r);
 }
 
+static waiter *waiter_alloc(tapio_stream *s)
+{
+    if (s->spare_used)
+        return malloc(sizeof(waiter));
+    s->spare_used = true;
+    return &s->spare;
+}
+
+static void waiter_free(tapio_stream *s, waiter *w)
+{
+    if (w == &s->spare)
+        s->spare_used = false;
+    else
+        free(w);
+}
+
 static void waiters_clear(tapio_stream *s)
 {
     while (s->waiters) {
         waiter *w = s->waiters;
         s->waiters = w->next;
-        free(w);
+        waiter_free(s, w);
     }
 }
 
@@ -369,11 +387,11 @@ static void fire_waiters(tapio_stream *s)
         tail = &w->next;
     }
     while (ready) {
-        waiter *w = ready;
-        ready = w->next;
+        waiter w = *ready;
+        waiter_free(s, ready); /* first, so the callback may reuse it */
+        ready = w.next;
         if (s->owned)
-            w->cb(s, w->closed ? s->lost_err : drain_error(s), w->arg);
-        free(w);
+            w.cb(s, w.closed ? s->lost_err : drain_error(s), w.arg);
     }
 }
 
@@ -549,13 +567,13 @@ int tapio_stream_writelines(tapio_stream *s, const struct iovec *iov,
 static int add_waiter(tapio_stream *s, bool closed, tapio_stream_callback cb,
                       void *arg)
 {
-    waiter *w = malloc(sizeof *w);
+    waiter *w = waiter_alloc(s);
     if (!w)
         return -ENOMEM;
     *w = (waiter){NULL, closed, cb, arg};
     int err = waiter_ready(s, w) ? schedule(s) : 0;
     if (err) {
-        free(w);
+        waiter_free(s, w);
         return err;
     }
     waiter **pp = &s->waiters;
