@@ -1120,3 +1120,78 @@ TEST(streams_several_drains_wait_together)
     close(peer);
     stream_done(loop, s);
 }
+
+/* ------------------------------------------------------- edges, copies */
+
+TEST(streams_readuntil_incomplete_keeps_a_partial_separator)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    tapio_stream *s = stream_with_peer(loop, AF_UNIX, 0, &peer);
+    rd r = {0};
+    send_str(peer, "data\r");
+    shutdown(peer, SHUT_WR);
+    READ_RUN(loop, tapio_stream_readuntil(s, "\r\n", 2, on_read, &r), &r);
+    check_rd(&r, TAPIO_EINCOMPLETE, "data\r");
+    CHECK_EQ_INT(tapio_stream_buffered(s), 0);
+    READ_RUN(loop, tapio_stream_read(s, -1, on_read, &r), &r);
+    check_rd(&r, 0, ""); /* read(-1) at EOF: nothing */
+    close(peer);
+    stream_done(loop, s);
+}
+
+/* A line that the bytes just received complete is handed out of the
+ * transport's own buffer: nothing was copied into the stream's yet. */
+static size_t buffered_in_callback;
+
+static void on_line_check_copy(tapio_stream *s, const void *data, size_t len,
+                               int err, void *arg)
+{
+    buffered_in_callback = tapio_stream_buffered(s);
+    on_read(s, data, len, err, arg);
+}
+
+TEST(streams_line_from_the_transport_buffer_is_not_copied)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    tapio_stream *s = stream_with_peer(loop, AF_UNIX, 0, &peer);
+    rd r = {0};
+    CHECK_OK(tapio_stream_readline(s, on_line_check_copy, &r));
+    send_str(peer, "first\nsecond\n");
+    RUN_UNTIL(loop, r.calls, 10);
+    check_rd(&r, 0, "first\n");
+    CHECK_EQ_INT(buffered_in_callback, 0); /* "second\n" not copied yet */
+    CHECK_EQ_INT(tapio_stream_buffered(s), 7); /* the rest is, afterwards */
+    READ_RUN(loop, tapio_stream_readline(s, on_line_check_copy, &r), &r);
+    check_rd(&r, 0, "second\n");
+    close(peer);
+    stream_done(loop, s);
+}
+
+/* A writing stream over a pipe: write, drain, write_eof closes it. */
+TEST(streams_writing_to_a_pipe)
+{
+    tapio_loop *loop = test_loop();
+    int p[2];
+    CHECK(pipe(p) == 0);
+    tapio_stream *s;
+    CHECK_OK(tapio_stream_new(loop, 0, &s));
+    CHECK_OK(tapio_pipe_write(loop, p[1], tapio_stream_protocol(), s, NULL));
+    run_briefly(loop, 2);
+    CHECK_OK(tapio_stream_write(s, "to the pipe\n", 12));
+    done d = {0}, closed = {0};
+    CHECK_OK(tapio_stream_drain(s, on_done, &d));
+    CHECK_OK(tapio_stream_wait_closed(s, on_done, &closed));
+    RUN_UNTIL(loop, d.calls, 10);
+    CHECK_OK(d.err);
+    CHECK_OK(tapio_stream_write_eof(s));
+    RUN_UNTIL(loop, closed.calls, 10);
+    CHECK_OK(closed.err);
+    char buf[32];
+    CHECK(read(p[0], buf, sizeof buf) == 12);
+    CHECK_MEM_EQ(buf, "to the pipe\n", 12);
+    CHECK(read(p[0], buf, sizeof buf) == 0);
+    close(p[0]);
+    tapio_stream_free(s);
+}
