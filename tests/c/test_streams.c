@@ -1195,3 +1195,23 @@ TEST(streams_writing_to_a_pipe)
     close(p[0]);
     tapio_stream_free(s);
 }
+
+/* Freed while its TLS handshake runs: the callback never runs, nothing
+ * leaks. */
+TEST(streams_free_during_start_tls)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    tapio_stream *s = stream_with_peer(loop, AF_UNIX, 0, &peer);
+    run_briefly(loop, 2);
+    tapio_tls_context *cctx = client_ctx();
+    tapio_tls_options co = {.context = cctx, .server_hostname = "localhost"};
+    done d = {0};
+    CHECK_OK(tapio_stream_start_tls(s, &co, on_done, &d));
+    run_briefly(loop, 2); /* the ClientHello goes out; no answer comes */
+    tapio_stream_free(s);
+    close(peer);
+    run_for(loop, 0.1);
+    CHECK_EQ_INT(d.calls, 0);
+    tapio_tls_context_unref(cctx);
+}
