@@ -31,8 +31,14 @@ C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
     ("floor", "floor_echo", []),
     ("tapio", "echo_server", ["protocol"]),
     ("tapio-buffered", "echo_server", ["buffered"]),
+    ("tapio-streams", "streams_echo", ["read"]),
+    # readexactly(1 KiB) records: one per request at 1 KiB, 64 at 64 KiB
+    ("tapio-streams-exactly", "streams_echo", ["exactly", "1024"]),
     ("libuv", "uv_echo", []),
 ]
+# Rows measured at some message sizes only: readexactly(1 KiB) records are one
+# per request at 1 KiB, but 64 (each its own write and drain) at 64 KiB.
+ONLY_AT_SIZES = {"tapio-streams-exactly": [1024]}
 PY_LOOPS = ["tapio", "uvloop", "asyncio"]
 PY_MODES = ["protocol", "buffered", "streams"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +179,9 @@ def table(title, names, results, reference=reference_for, unit="request"):
              "|---|---:|---:|---:|---|---:|---:|"]
     for name in names:
         if name not in results:
-            lines.append(f"| {name} | missing | | | | | |")
+            sizes = ONLY_AT_SIZES.get(name)
+            note = ("only at " + ", ".join(map(size_label, sizes))) if sizes else "missing"
+            lines.append(f"| {name} | {note} | | | | | |")
             continue
         rps, cpu, user = results[name]
         ref = reference(name)
@@ -189,6 +197,7 @@ def size_label(size):
 
 def run_configuration(client, servers, connections, size, args):
     """Every server in turn, `args.rounds` times; the median of each server's runs."""
+    servers = [s for s in servers if size in ONLY_AT_SIZES.get(s.name, [size])]
     runs = {s.name: [] for s in servers}
     for _ in range(args.rounds):
         for server in servers:

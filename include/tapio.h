@@ -1145,6 +1145,217 @@ TAPIO_API int tapio_datagram_peername(const tapio_datagram *d,
 TAPIO_API void tapio_datagram_ref(tapio_datagram *d);
 TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
 
+/* ======================================================================
+ * Streams (asyncio's StreamReader and StreamWriter, open_connection and
+ * start_server)
+ *
+ * A tapio_stream is asyncio's (reader, writer) pair over one stream
+ * transport of any kind (TCP, Unix, TLS, a pipe, an adopted fd): the
+ * stream is the transport's protocol (asyncio's StreamReaderProtocol) and
+ * keeps what arrives in a buffer that the read calls take from.
+ *
+ * Each awaitable of asyncio is a request with a callback that runs once,
+ * from the loop, never inside the call that made the request (data that is
+ * already buffered is delivered on the next iteration). A request that
+ * cannot be made returns a negative errno and its callback never runs.
+ *
+ * Reads: at most one read request is pending per stream; a second one
+ * returns -EBUSY (asyncio's RuntimeError). The callback gets
+ *   err 0: `data`, `len` are the bytes read (len 0: EOF);
+ *   TAPIO_EINCOMPLETE: EOF came first (asyncio's IncompleteReadError);
+ *       `data`, `len` are the partial bytes, consumed;
+ *   TAPIO_ELIMIT: the limit was overrun (asyncio's LimitOverrunError):
+ *       nothing was consumed, `data` is the start of the buffer and `len`
+ *       the error's `consumed` count;
+ *   another negative errno: the connection failed with it (asyncio's
+ *       exception set on the reader; reported before any buffered data).
+ * `data` is a view of the stream's buffer (or of the transport's read
+ * buffer, so that a line read as it arrives is never copied): it is valid
+ * only until the callback returns. Copy what must live longer.
+ *
+ * Flow control: when more than 2 * limit bytes are buffered and no read
+ * waits for more, the stream pauses the transport's reading; it resumes
+ * once at most `limit` bytes remain (asyncio's rule). A read that needs
+ * more data always lets reading go on.
+ *
+ * Lifetime: a stream lives while its owner holds it (from the call that
+ * made it until tapio_stream_free) and while its transport is connected
+ * (until connection_lost). Free every stream before closing its loop, after
+ * its connection is lost (wait_closed), or its memory stays.
+ * ====================================================================== */
+
+/** asyncio's default buffer limit, 64 KiB. */
+#define TAPIO_STREAM_DEFAULT_LIMIT (64 * 1024)
+/** EOF before the request was met (IncompleteReadError). */
+#define TAPIO_EINCOMPLETE (-3600)
+/** The buffer limit was overrun (LimitOverrunError; readline: ValueError). */
+#define TAPIO_ELIMIT (-3601)
+
+typedef struct tapio_stream tapio_stream;
+
+/** A read request's result; see above for `data`, `len` and `err`. */
+typedef void (*tapio_stream_read_callback)(tapio_stream *s, const void *data,
+                                           size_t len, int err, void *arg);
+/** Completion of open_connection, drain, wait_closed and start_tls: err 0
+ * or a negative errno. open_connection's gives s NULL on failure. */
+typedef void (*tapio_stream_callback)(tapio_stream *s, int err, void *arg);
+
+/**
+ * Make an unconnected stream with buffer limit `limit` (0: the default):
+ * give it to a transport as its protocol (tapio_stream_protocol(), user =
+ * the stream), e.g. tapio_pipe_read(loop, fd, tapio_stream_protocol(), s,
+ * NULL). Writes return -ENOTCONN until connection_made. A stream given
+ * to a transport this way is freed only after its connection_made ran.
+ */
+TAPIO_API int tapio_stream_new(tapio_loop *loop, size_t limit,
+                               tapio_stream **out);
+/** The protocol table of streams (asyncio's StreamReaderProtocol). */
+TAPIO_API const tapio_protocol *tapio_stream_protocol(void);
+/**
+ * Wrap a live transport (its connection_made already ran): the stream
+ * becomes its protocol. -EBUSY if the stream has a transport already.
+ */
+TAPIO_API int tapio_stream_attach(tapio_stream *s, tapio_transport *t);
+/**
+ * Wrap a connected stream socket (asyncio's open_connection(sock=...)).
+ * The stream owns `fd` from then on, even when the call fails.
+ */
+TAPIO_API int tapio_stream_from_fd(tapio_loop *loop, int fd, size_t limit,
+                                   tapio_stream **out);
+
+/**
+ * Connect to host:port (asyncio's open_connection); `opts` may be NULL and
+ * carries the TLS options. cb gets the stream (owned by the caller from
+ * then on) or NULL and the error.
+ */
+TAPIO_API int tapio_open_connection(tapio_loop *loop, const char *host,
+                                    const char *port,
+                                    const tapio_connect_options *opts,
+                                    size_t limit, tapio_stream_callback cb,
+                                    void *arg);
+/** The same over a Unix socket; `tls` (may be NULL) starts TLS on it. */
+TAPIO_API int tapio_open_unix_connection(tapio_loop *loop, const char *path,
+                                         size_t path_len,
+                                         const tapio_tls_options *tls,
+                                         size_t limit,
+                                         tapio_stream_callback cb, void *arg);
+
+/**
+ * What a streams server calls for each connection (asyncio's
+ * client_connected_cb): the stream is the callback's to free. The table
+ * must stay valid until the server has closed.
+ */
+typedef struct tapio_stream_handler {
+    void (*client_connected)(tapio_stream *s, void *arg);
+    void *arg;
+    size_t limit; /* each stream's limit; 0: the default */
+} tapio_stream_handler;
+
+/** asyncio's start_server: tapio_server_listen with streams (TLS in opts). */
+TAPIO_API int tapio_start_server(tapio_loop *loop, const char *const *hosts,
+                                 const char *port,
+                                 const tapio_server_options *opts,
+                                 const tapio_stream_handler *handler,
+                                 tapio_server **out);
+/** asyncio's start_unix_server. */
+TAPIO_API int tapio_start_unix_server(tapio_loop *loop, const char *path,
+                                      size_t path_len,
+                                      const tapio_server_options *opts,
+                                      const tapio_stream_handler *handler,
+                                      tapio_server **out);
+
+/* ---- reading (StreamReader) ---- */
+
+/**
+ * read(n): up to n bytes, once at least one is buffered (len 0 at EOF);
+ * n < 0 reads until EOF and delivers everything at once (the limit does
+ * not pause reading meanwhile); n 0 delivers nothing at once.
+ */
+TAPIO_API int tapio_stream_read(tapio_stream *s, ssize_t n,
+                                tapio_stream_read_callback cb, void *arg);
+/**
+ * readline(): a line with its "\n"; at EOF the partial line (err 0);
+ * past the limit, err TAPIO_ELIMIT with the line dropped from the buffer
+ * (as asyncio's ValueError: the separator too when it was there, else the
+ * whole buffer).
+ */
+TAPIO_API int tapio_stream_readline(tapio_stream *s,
+                                    tapio_stream_read_callback cb, void *arg);
+/**
+ * readuntil(separator): the bytes up to and including `sep` (copied;
+ * -EINVAL when empty).
+ */
+TAPIO_API int tapio_stream_readuntil(tapio_stream *s, const void *sep,
+                                     size_t seplen,
+                                     tapio_stream_read_callback cb, void *arg);
+/**
+ * readuntil((sep1, sep2, ...)), Python 3.13's form: the shortest chunk that
+ * ends with any of the `n` separators (copied; -EINVAL when n is 0 or one
+ * is empty). An overrun counts with the shortest separator.
+ */
+TAPIO_API int tapio_stream_readuntil_any(tapio_stream *s,
+                                         const struct iovec *seps, int n,
+                                         tapio_stream_read_callback cb,
+                                         void *arg);
+/** readexactly(n): exactly n bytes, or TAPIO_EINCOMPLETE with fewer. */
+TAPIO_API int tapio_stream_readexactly(tapio_stream *s, size_t n,
+                                       tapio_stream_read_callback cb,
+                                       void *arg);
+/** at_eof(): EOF was received and the buffer is empty. */
+TAPIO_API bool tapio_stream_at_eof(const tapio_stream *s);
+/** Bytes buffered and not read yet. */
+TAPIO_API size_t tapio_stream_buffered(const tapio_stream *s);
+/** The reader's exception (the connection's error), or 0. */
+TAPIO_API int tapio_stream_exception(const tapio_stream *s);
+/** The buffer limit. */
+TAPIO_API size_t tapio_stream_limit(const tapio_stream *s);
+
+/* ---- writing (StreamWriter) ---- */
+
+/** write(): as tapio_transport_write; -ENOTCONN before connection_made. */
+TAPIO_API int tapio_stream_write(tapio_stream *s, const void *data,
+                                 size_t len);
+/** writelines(): the buffers with one writev. */
+TAPIO_API int tapio_stream_writelines(tapio_stream *s,
+                                      const struct iovec *iov, int iovcnt);
+/**
+ * drain(): cb runs once the write buffer is at or below the low-water mark
+ * (on the next iteration when it already is); with the reader's exception,
+ * or the connection's error (-ECONNRESET when it was lost without one,
+ * asyncio's 'Connection lost'). Any number of drains may wait.
+ */
+TAPIO_API int tapio_stream_drain(tapio_stream *s, tapio_stream_callback cb,
+                                 void *arg);
+TAPIO_API int tapio_stream_write_eof(tapio_stream *s);
+TAPIO_API bool tapio_stream_can_write_eof(const tapio_stream *s);
+/** close(): close the transport (it flushes first). Idempotent. */
+TAPIO_API void tapio_stream_close(tapio_stream *s);
+TAPIO_API bool tapio_stream_is_closing(const tapio_stream *s);
+/** wait_closed(): cb runs once connection_lost has run, with its error. */
+TAPIO_API int tapio_stream_wait_closed(tapio_stream *s,
+                                       tapio_stream_callback cb, void *arg);
+/**
+ * The transport (get_extra_info: tapio_transport_peername, ... on it),
+ * NULL before connection_made; after start_tls, the TLS transport.
+ */
+TAPIO_API tapio_transport *tapio_stream_transport(const tapio_stream *s);
+TAPIO_API tapio_loop *tapio_stream_loop(const tapio_stream *s);
+/**
+ * start_tls(): upgrade the connection to TLS (opts as for tapio_tls_start;
+ * skip_connection_made is implied). Bytes already buffered stay buffered.
+ * cb runs once the handshake ended; after a failure the stream's
+ * connection is lost with that error. -EBUSY while a read is pending.
+ */
+TAPIO_API int tapio_stream_start_tls(tapio_stream *s,
+                                     const tapio_tls_options *opts,
+                                     tapio_stream_callback cb, void *arg);
+/**
+ * The owner is done with the stream: pending callbacks are dropped (they
+ * never run), the transport is closed if it is open, and the memory goes
+ * once connection_lost has run. `s` must not be used afterwards.
+ */
+TAPIO_API void tapio_stream_free(tapio_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

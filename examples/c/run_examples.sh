@@ -15,7 +15,10 @@ bin=$1/examples/c
 [ -x "$bin/tcp_echo_server" ] || bin=$1
 for prog in tcp_echo_server tcp_echo_client connect_existing_socket \
             tutorial_echo_server udp_echo_server udp_echo_client \
-            subprocess_date tls_echo_server tls_echo_client; do
+            subprocess_date tls_echo_server tls_echo_client \
+            streams_tcp_echo_server streams_tcp_echo_client \
+            streams_wait_for_data print_http_headers \
+            tutorial_streams_echo_server tutorial_streams_echo_client; do
     if [ ! -x "$bin/$prog" ]; then
         echo "run_examples.sh: $bin/$prog not found; build first" >&2
         exit 2
@@ -302,6 +305,138 @@ elif start_server tlsserver tls_echo_server --cert "$tmp/tls/server.pem" \
         "Close the client socket"
 else
     not_listening tlsserver
+fi
+
+echo "== Streams: TCP echo server and client using streams"
+echo
+if start_server sserver streams_tcp_echo_server; then
+    run sclient1 "$bin/streams_tcp_echo_client" 127.0.0.1 "$port"
+    report sclient1 $? 0 \
+        "Send: 'Hello World!'" \
+        "Received: 'Hello World!'" \
+        "Close the connection"
+
+    run sclient2 "$bin/streams_tcp_echo_client" 127.0.0.1 "$port" "Don't panic"
+    report sclient2 $? 0 \
+        "Send: \"Don't panic\"" \
+        "Received: \"Don't panic\"" \
+        "Close the connection"
+
+    kill -TERM "$server_pid"
+    wait_server
+    cmdline[sserver]+="   (stopped with SIGTERM)"
+    report sserver $status 0 \
+        "Serving on ('127.0.0.1', $port)" \
+        "Received 'Hello World!' from ('127.0.0.1', [0-9]*)" \
+        "Send: 'Hello World!'" \
+        "Close the connection" \
+        "Received \"Don't panic\" from ('127.0.0.1', [0-9]*)" \
+        "Send: \"Don't panic\"" \
+        "Close the connection"
+
+    run srefused "$bin/streams_tcp_echo_client" 127.0.0.1 "$port"
+    status=$?
+    cmdline[srefused]+="   (server gone: must fail)"
+    report srefused $status nonzero
+else
+    not_listening sserver
+fi
+
+echo "== Streams: register an open socket to wait for data using streams"
+echo
+run waitdata "$bin/streams_wait_for_data"
+report waitdata $? 0 "Received: abc"
+
+echo "== Streams: the tutorial's streams echo server and client"
+echo
+if start_server tserver tutorial_streams_echo_server; then
+    run tclient "$bin/tutorial_streams_echo_client" 127.0.0.1 "$port"
+    report tclient $? 0 \
+        "Lines received" \
+        "b'First line.\\\\n'" \
+        "b'Second line.\\\\n'" \
+        "b'Third line.\\\\n'" \
+        "b'Last line.\\\\n'"
+
+    kill -TERM "$server_pid"
+    wait_server
+    cmdline[tserver]+="   (stopped with SIGTERM)"
+    # The four lines usually arrive as one chunk, but may come in several.
+    mapfile -t got <"$tmp/tserver.out"
+    chunks=$(printf '%s' "${got[*]:1}" | sed "s/^b'//; s/'$//; s/' b'//g")
+    [ "$chunks" = 'First line.\nSecond line.\nThird line.\nLast line.\n' ] ||
+        preset_problem="the chunks printed do not make up the four lines"
+    chunk_lines=("${got[@]:1}")
+    chunk_lines=("${chunk_lines[@]//\\/\\\\}") # the report's patterns are globs
+    report tserver $status 0 "Connection received!" "${chunk_lines[@]}"
+else
+    not_listening tserver
+fi
+
+echo "== Streams: get HTTP headers (http and https, from a local server)"
+echo
+# A local HTTP server (Python's http.server over an empty directory), and
+# the same over TLS with the certificates made for the TLS examples.
+cat >"$tmp/httpd.py" <<'PY'
+import http.server, ssl, sys
+srv = http.server.HTTPServer(('127.0.0.1', 0),
+                             http.server.SimpleHTTPRequestHandler)
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(f"listening on 127.0.0.1:{srv.server_address[1]}", file=sys.stderr,
+      flush=True)
+srv.serve_forever()
+PY
+mkdir -p "$tmp/www"
+# start_httpd NAME [CERT KEY]: like start_server, for the Python server.
+start_httpd() {
+    local name=$1 tries=0
+    cmdline[$name]="python3 httpd.py ${2:+(TLS)}"
+    (cd "$tmp/www" && exec "${PYTHON:-python3}" "$tmp/httpd.py" "${@:2}") \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" &
+    server_pid=$!
+    port=
+    while [ -z "$port" ] && [ $tries -lt 100 ]; do
+        port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/$name.err")
+        [ -n "$port" ] || { sleep 0.05; tries=$((tries + 1)); }
+    done
+    [ -n "$port" ]
+}
+http_headers=(
+    "HTTP header> HTTP/1.0 200 OK"
+    "HTTP header> Server: SimpleHTTP/* Python/*"
+    "HTTP header> Date: *"
+    "HTTP header> Content-[Tt]ype: text/html*"
+    "HTTP header> Content-Length: [0-9]*")
+if ! command -v "${PYTHON:-python3}" >/dev/null; then
+    echo "python3 not found: no local HTTP server"
+    checks=$((checks + 1))
+    failed=$((failed + 1))
+else
+    if start_httpd httpd; then
+        run http "$bin/print_http_headers" "http://127.0.0.1:$port/"
+        report http $? 0 "${http_headers[@]}"
+        kill -TERM "$server_pid"
+        wait_server
+    else
+        not_listening httpd
+    fi
+    if [ ! -f "$tmp/tls/server.pem" ]; then
+        echo "no test certificates: https not checked"
+        checks=$((checks + 1))
+        failed=$((failed + 1))
+    elif start_httpd httpsd "$tmp/tls/server.pem" "$tmp/tls/server.key"; then
+        run https "$bin/print_http_headers" --ca "$tmp/tls/ca.pem" \
+            "https://localhost:$port/"
+        cmdline[https]=${cmdline[https]//$tmp/\$TMP}
+        report https $? 0 "${http_headers[@]}"
+        kill -TERM "$server_pid"
+        wait_server
+    else
+        not_listening httpsd
+    fi
 fi
 
 if [ $failed -ne 0 ]; then
