@@ -232,10 +232,42 @@ TAPIO__HIDDEN double tapio__clock_now(void);
 
 /* ---- flow control (flow.c) ------------------------------------------ */
 
-/* Resolve set_write_buffer_limits arguments (negative: not given). */
-TAPIO__HIDDEN int tapio__flow_limits(ssize_t high, ssize_t low,
-                                     size_t default_high, size_t *out_high,
-                                     size_t *out_low);
+/* A transport's write limits and whether its protocol is paused. Streams
+ * and datagrams pause when the buffer goes strictly over high (asyncio's
+ * _FlowControlMixin), TLS faces when it reaches high (sslproto's
+ * _control_app_writing); all resume at or below low. */
+typedef struct tapio__flow {
+    size_t high, low;
+    size_t default_high; /* the kind's, for limits not given */
+    bool paused;         /* pause_writing was called, resume_writing not */
+    bool pause_at_high;  /* pause at size >= high, not > high */
+} tapio__flow;
+
+TAPIO__HIDDEN void tapio__flow_init(tapio__flow *f, size_t default_high,
+                                    bool pause_at_high);
+/* set_write_buffer_limits: negative values are not given. 0 or -EINVAL
+ * (the limits then stay as they were). */
+TAPIO__HIDDEN int tapio__flow_set(tapio__flow *f, ssize_t high, ssize_t low);
+
+/* Whether the protocol should be paused now, given the buffered size; the
+ * caller then calls pause_writing. */
+static inline bool tapio__flow_pause(tapio__flow *f, size_t size)
+{
+    if (f->paused || size < f->high || (size == f->high && !f->pause_at_high))
+        return false;
+    f->paused = true;
+    return true;
+}
+
+/* Whether the protocol should be resumed now; the caller then calls
+ * resume_writing. */
+static inline bool tapio__flow_resume(tapio__flow *f, size_t size)
+{
+    if (!f->paused || size > f->low)
+        return false;
+    f->paused = false;
+    return true;
+}
 
 /* ---- datagram transports (datagram.c) -------------------------------- */
 
@@ -284,14 +316,13 @@ struct tapio_transport {
     bool closing;
     bool eof;            /* write_eof() was called */
     bool eof_sent;
-    bool protocol_paused;
     bool made;           /* connection_made was called (or is running) */
     bool dead;           /* fd closed; only the memory remains */
     int lost_error;
 
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
     size_t wstart, wend, wcap;
-    size_t high, low;
+    tapio__flow flow;
 
     struct { /* a sendfile(2) in progress, after the buffered bytes */
         bool active;     /* until its callback has run */

@@ -206,18 +206,16 @@ static size_t buffered(const tapio_transport *t) { return t->wend - t->wstart; }
 
 static void maybe_pause_protocol(tapio_transport *t)
 {
-    if (buffered(t) <= t->high || t->protocol_paused)
+    if (!tapio__flow_pause(&t->flow, buffered(t)))
         return;
-    t->protocol_paused = true;
     if (t->proto && t->proto->pause_writing)
         t->proto->pause_writing(t, t->user);
 }
 
 static void maybe_resume_protocol(tapio_transport *t)
 {
-    if (!t->protocol_paused || buffered(t) > t->low)
+    if (!tapio__flow_resume(&t->flow, buffered(t)))
         return;
-    t->protocol_paused = false;
     if (t->proto && t->proto->resume_writing)
         t->proto->resume_writing(t, t->user);
 }
@@ -591,14 +589,10 @@ size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
                                             ssize_t low)
 {
-    bool tls = t->kind == TAPIO__TLS;
-    int err = tapio__flow_limits(high, low,
-                                 tls ? TAPIO__TLS_HIGH_WATER
-                                     : TAPIO_DEFAULT_HIGH_WATER,
-                                 &t->high, &t->low);
+    int err = tapio__flow_set(&t->flow, high, low);
     if (err)
         return err;
-    if (tls)
+    if (t->kind == TAPIO__TLS)
         tapio__tls_limits_changed(t);
     else if (!t->dead)
         maybe_pause_protocol(t);
@@ -609,9 +603,9 @@ void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
                                              size_t *low, size_t *high)
 {
     if (low)
-        *low = t->low;
+        *low = t->flow.low;
     if (high)
-        *high = t->high;
+        *high = t->flow.high;
 }
 
 void tapio_transport_set_protocol(tapio_transport *t,
@@ -716,8 +710,8 @@ static tapio_transport *transport_alloc(tapio_loop *loop, int fd,
     t->proto = proto;
     t->user = user;
     t->refs = 1;
-    t->high = high;
-    t->low = high / 4;
+    /* asyncio's SSL transports pause at high, the others over it. */
+    tapio__flow_init(&t->flow, high, kind == TAPIO__TLS);
     return t;
 }
 

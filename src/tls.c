@@ -27,7 +27,6 @@ struct tapio__tls {
     bool handshake_ok;             /* the handshake completed */
     bool eof_received;             /* the raw transport saw EOF */
     bool raw_writing_paused;       /* the raw transport asked us to wait */
-    bool app_writing_paused;
     bool app_reading_paused;
     bool raw_reading_paused;
     char *backlog;                 /* plaintext written before WRAPPED */
@@ -119,12 +118,10 @@ static void control_app_writing_held(struct tapio__tls *tls, size_t held)
 {
     tapio_transport *face = tls->face;
     size_t size = held + tls->backlog_len;
-    if (size >= face->high && !tls->app_writing_paused) {
-        tls->app_writing_paused = true;
+    if (tapio__flow_pause(&face->flow, size)) {
         if (face->proto && face->proto->pause_writing)
             face->proto->pause_writing(face, face->user);
-    } else if (size <= face->low && tls->app_writing_paused) {
-        tls->app_writing_paused = false;
+    } else if (tapio__flow_resume(&face->flow, size)) {
         if (face->proto && face->proto->resume_writing)
             face->proto->resume_writing(face, face->user);
     }
