@@ -299,6 +299,23 @@ enum {
                                 watch those either) */
 };
 
+/* Where a transport is in its life; asyncio's is_closing() is true from
+ * CLOSING on. A transport closed before connection_made ran goes straight
+ * to CLOSING (connection_made still runs, as in asyncio). */
+enum tapio__life {
+    TAPIO__CONNECTING, /* connection_made has not run yet */
+    TAPIO__OPEN,
+    TAPIO__CLOSING,    /* close(), abort() or an error: connection_lost to come */
+    TAPIO__CLOSED,     /* connection_lost is scheduled or has run */
+};
+
+/* A transport's other state bits. */
+enum {
+    TAPIO__T_EOF = 1u,      /* write_eof() was called */
+    TAPIO__T_EOF_SENT = 2u, /* and the write side is shut */
+    TAPIO__T_RELEASED = 4u, /* fd closed, loop left: only the memory remains */
+};
+
 /* Shrink an idle write buffer above this size, so memory follows load. */
 #define WBUF_KEEP (256 * 1024)
 
@@ -311,13 +328,9 @@ struct tapio_transport {
     void *user;
     unsigned refs;       /* the loop's (until connection_lost ran) + user's */
     unsigned read_stop;  /* READ_* bits */
-    bool lost_due;       /* connection_lost is scheduled or has run */
     enum tapio__stream_kind kind;
-    bool closing;
-    bool eof;            /* write_eof() was called */
-    bool eof_sent;
-    bool made;           /* connection_made was called (or is running) */
-    bool dead;           /* fd closed; only the memory remains */
+    enum tapio__life life;
+    unsigned flags;      /* TAPIO__T_* bits */
     int lost_error;
 
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
@@ -362,8 +375,32 @@ TAPIO__HIDDEN tapio_transport *tapio__transport_new_face(
 TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
 /* Release without connection_lost and drop the loop's reference. */
 TAPIO__HIDDEN void tapio__transport_drop(tapio_transport *t);
-/* Whether connection_made was called (it may be running now). */
+/* Whether connection_made was called (it may be running now), for a
+ * transport not closing. */
 TAPIO__HIDDEN bool tapio__transport_started(const tapio_transport *t);
+
+static inline bool tapio__transport_closing(const tapio_transport *t)
+{
+    return t->life >= TAPIO__CLOSING;
+}
+
+static inline void tapio__transport_set_closing(tapio_transport *t)
+{
+    if (t->life < TAPIO__CLOSING)
+        t->life = TAPIO__CLOSING;
+}
+
+/* connection_made is being called. */
+static inline void tapio__transport_set_open(tapio_transport *t)
+{
+    if (t->life == TAPIO__CONNECTING)
+        t->life = TAPIO__OPEN;
+}
+
+static inline bool tapio__transport_released(const tapio_transport *t)
+{
+    return t->flags & TAPIO__T_RELEASED;
+}
 
 /* asyncio's write high-water mark for SSL transports (512 KiB) and the
  * records read ahead before the socket stops being read (256 KiB). */

@@ -15,6 +15,16 @@
 
 /* ---- lifetime -------------------------------------------------------- */
 
+static bool is_closing(const tapio_transport *t)
+{
+    return tapio__transport_closing(t);
+}
+
+static void closing_now(tapio_transport *t)
+{
+    tapio__transport_set_closing(t);
+}
+
 static void transport_free(tapio_transport *t)
 {
     if (t->tls)
@@ -51,9 +61,8 @@ static void transport_release(tapio_transport *t, bool from_loop)
             close(t->relay[i]);
             t->relay[i] = -1;
         }
-    t->dead = true;
-    t->closing = true;
-    t->lost_due = true;
+    t->flags |= TAPIO__T_RELEASED;
+    t->life = TAPIO__CLOSED;
     free(t->wbuf);
     t->wbuf = NULL;
     t->wstart = t->wend = t->wcap = 0;
@@ -76,7 +85,7 @@ static void call_connection_lost(tapio_loop *loop, void *arg)
 
 static void schedule_connection_lost(tapio_transport *t, int err)
 {
-    t->lost_due = true;
+    t->life = TAPIO__CLOSED;
     t->lost_error = err;
     if (!tapio_call_soon(t->loop, call_connection_lost, t)) {
         /* Out of memory: still run it exactly once, right away. */
@@ -103,7 +112,7 @@ void tapio__transports_destroy_all(tapio_loop *loop)
 static void update_interest(tapio_transport *t)
 {
     unsigned want = 0;
-    if (!t->read_stop && !t->closing)
+    if (!t->read_stop && !is_closing(t))
         want |= TAPIO__READ;
     if (t->wend > t->wstart || (t->sf.active && !t->sf.done))
         want |= TAPIO__WRITE;
@@ -115,10 +124,10 @@ static void sendfile_finish(tapio_transport *t, int err);
 
 static void force_close(tapio_transport *t, int err)
 {
-    if (t->lost_due)
+    if (t->life == TAPIO__CLOSED)
         return;
     t->wstart = t->wend = 0;
-    t->closing = true;
+    closing_now(t);
     if (t->sf.active && !t->sf.done) /* its report comes before the loss */
         sendfile_finish(t, err ? err : -ECANCELED);
     update_interest(t);
@@ -296,7 +305,7 @@ static ssize_t send_iov(const tapio_transport *t, const struct iovec *iov,
 
 static void shutdown_write(tapio_transport *t)
 {
-    t->eof_sent = true;
+    t->flags |= TAPIO__T_EOF_SENT;
     if (shutdown(t->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
         fatal_error(t, -errno, NULL);
 }
@@ -319,10 +328,10 @@ static void drained(tapio_transport *t)
             sendfile_step(t);
         return; /* its report finishes what waits */
     }
-    if (t->closing) {
-        if (!t->lost_due)
+    if (is_closing(t)) {
+        if (t->life != TAPIO__CLOSED)
             schedule_connection_lost(t, 0);
-    } else if (t->eof && !t->eof_sent) {
+    } else if ((t->flags & (TAPIO__T_EOF | TAPIO__T_EOF_SENT)) == TAPIO__T_EOF) {
         shutdown_write(t);
     }
 }
@@ -347,7 +356,7 @@ static int write_check(tapio_transport *t)
 {
     if (t->kind == TAPIO__READ_PIPE)
         return -ENOTSUP;
-    if (t->eof)
+    if (t->flags & TAPIO__T_EOF)
         return -ESHUTDOWN;
     if (t->sf.active)
         return -EBUSY;
@@ -367,7 +376,7 @@ int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    if (t->lost_due) /* asyncio drops writes once the end is due */
+    if (t->life == TAPIO__CLOSED) /* asyncio drops writes once the end is due */
         return 0;
     size_t sent = 0;
     if (!buffered(t) && iovcnt <= IOV_MAX) {
@@ -404,7 +413,7 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
         flush_buffer(t);
     else if ((events & TAPIO__WRITE) && t->sf.active && !t->sf.done)
         sendfile_step(t);
-    if ((events & TAPIO__READ) && !t->read_stop && !t->closing) {
+    if ((events & TAPIO__READ) && !t->read_stop && !is_closing(t)) {
         if (t->kind == TAPIO__WRITE_PIPE) /* the reader went away */
             force_close(t, buffered(t) ? -EPIPE : 0);
         else
@@ -421,7 +430,7 @@ static void sendfile_report(tapio_loop *loop, void *arg)
     t->sf.active = false;
     if (t->sf.cb)
         t->sf.cb(t, t->sf.sent, t->sf.err, t->sf.arg);
-    if (t->dead || buffered(t))
+    if ((t->flags & TAPIO__T_RELEASED) || buffered(t))
         return;
     drained(t); /* a close or write_eof may have waited for us */
 }
@@ -467,9 +476,9 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
         return -ENOTSUP;
     if (t->sf.active)
         return -EBUSY;
-    if (t->eof)
+    if (t->flags & TAPIO__T_EOF)
         return -ESHUTDOWN;
-    if (t->closing || t->lost_due)
+    if (is_closing(t))
         return -EPIPE;
     if (offset < 0)
         return -EINVAL;
@@ -502,9 +511,9 @@ int tapio_transport_write_eof(tapio_transport *t)
         tapio_transport_close(t);
         return 0;
     }
-    if (t->closing || t->eof)
+    if (is_closing(t) || (t->flags & TAPIO__T_EOF))
         return 0;
-    t->eof = true;
+    t->flags |= TAPIO__T_EOF;
     if (!buffered(t) && !t->sf.active)
         shutdown_write(t);
     return 0;
@@ -517,13 +526,13 @@ bool tapio_transport_can_write_eof(const tapio_transport *t)
 
 void tapio_transport_close(tapio_transport *t)
 {
-    if (t->closing)
+    if (is_closing(t))
         return;
     if (t->kind == TAPIO__TLS) {
         tapio__tls_close(t);
         return;
     }
-    t->closing = true;
+    closing_now(t);
     update_interest(t);
     if (!buffered(t) && !t->sf.active)
         schedule_connection_lost(t, 0);
@@ -536,7 +545,7 @@ void tapio_transport_abort(tapio_transport *t)
 
 void tapio_transport_fail(tapio_transport *t, int err)
 {
-    if (t->dead)
+    if ((t->flags & TAPIO__T_RELEASED))
         return;
     if (t->kind == TAPIO__TLS)
         tapio__tls_abort(t, err);
@@ -544,7 +553,10 @@ void tapio_transport_fail(tapio_transport *t, int err)
         force_close(t, err);
 }
 
-bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }
+bool tapio_transport_is_closing(const tapio_transport *t)
+{
+    return is_closing(t);
+}
 
 void tapio_transport_pause_reading(tapio_transport *t)
 {
@@ -553,7 +565,7 @@ void tapio_transport_pause_reading(tapio_transport *t)
         tapio__tls_pause_reading(t);
         return;
     }
-    if (t->closing || (t->read_stop & READ_PAUSED_USER) ||
+    if (is_closing(t) || (t->read_stop & READ_PAUSED_USER) ||
         t->kind == TAPIO__WRITE_PIPE)
         return;
     t->read_stop |= READ_PAUSED_USER;
@@ -566,7 +578,7 @@ void tapio_transport_resume_reading(tapio_transport *t)
         tapio__tls_resume_reading(t);
         return;
     }
-    if (t->closing || !(t->read_stop & READ_PAUSED_USER))
+    if (is_closing(t) || !(t->read_stop & READ_PAUSED_USER))
         return;
     t->read_stop &= ~READ_PAUSED_USER;
     update_interest(t);
@@ -576,7 +588,7 @@ bool tapio_transport_is_reading(const tapio_transport *t)
 {
     if (t->kind == TAPIO__TLS)
         return tapio__tls_is_reading(t);
-    return !(t->read_stop & READ_PAUSED_USER) && !t->closing;
+    return !(t->read_stop & READ_PAUSED_USER) && !is_closing(t);
 }
 
 size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
@@ -594,7 +606,7 @@ int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
         return err;
     if (t->kind == TAPIO__TLS)
         tapio__tls_limits_changed(t);
-    else if (!t->dead)
+    else if (!(t->flags & TAPIO__T_RELEASED))
         maybe_pause_protocol(t);
     return 0;
 }
@@ -658,7 +670,8 @@ static void call_connection_made(tapio_loop *loop, void *arg)
 {
     (void)loop;
     tapio_transport *t = arg;
-    t->made = true;
+    if (t->life == TAPIO__CONNECTING)
+        t->life = TAPIO__OPEN;
     if (t->proto && t->proto->connection_made)
         t->proto->connection_made(t, t->user);
     t->read_stop &= ~READ_NOT_STARTED;
@@ -763,13 +776,13 @@ tapio_transport *tapio__transport_new_face(tapio_loop *loop,
 
 void tapio__transport_lost(tapio_transport *t, int err)
 {
-    if (!t->lost_due)
+    if (t->life != TAPIO__CLOSED)
         schedule_connection_lost(t, err);
 }
 
 void tapio__transport_drop(tapio_transport *t)
 {
-    if (t->dead)
+    if ((t->flags & TAPIO__T_RELEASED))
         return;
     transport_release(t, false);
     tapio_transport_unref(t);
@@ -821,7 +834,7 @@ int tapio__transport_relay(tapio_transport *t)
 
 bool tapio__transport_started(const tapio_transport *t)
 {
-    return t->made;
+    return t->life != TAPIO__CONNECTING;
 }
 
 int tapio_transport_from_fd(tapio_loop *loop, int fd,

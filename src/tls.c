@@ -219,7 +219,7 @@ int tapio__tls_writev(tapio_transport *face, const struct iovec *iov,
     /* Before the handshake (even before it began: tapio_tls_start gave the
      * face out) the plaintext waits in the backlog. */
     bool not_begun = tls->state == UNWRAPPED && !tls->started &&
-                     !face->closing;
+                     !tapio__transport_closing(face);
     if (tls->state != HANDSHAKE && tls->state != WRAPPED && !not_begun)
         return 0; /* closing or closed: dropped, as asyncio drops it */
     for (int i = 0; i < iovcnt; i++) {
@@ -342,7 +342,7 @@ static void handshake_complete(struct tapio__tls *tls, int err)
     tapio_transport_ref(face);
     if (tls->app == APP_INIT) {
         tls->app = APP_MADE;
-        face->made = true;
+        tapio__transport_set_open(face);
         if (face->proto && face->proto->connection_made)
             face->proto->connection_made(face, face->user);
     }
@@ -373,7 +373,7 @@ static void handshake_timed_out(tapio_loop *loop, void *arg)
 static void start_handshake(struct tapio__tls *tls)
 {
     if (tls->started || tls->state != UNWRAPPED || !tls->raw ||
-        tls->face->closing)
+        tapio__transport_closing(tls->face))
         return;
     tls->started = true;
     tls->state = HANDSHAKE;
@@ -439,7 +439,7 @@ static void start_shutdown(struct tapio__tls *tls)
 {
     if (tls->state == UNWRAPPED && !tls->started && tls->raw) {
         /* Closed before the handshake began: end it as in the handshake. */
-        tls->face->closing = true;
+        tapio__transport_set_closing(tls->face);
         tls->started = true;
         tapio_transport_abort(tls->raw);
         return;
@@ -447,7 +447,7 @@ static void start_shutdown(struct tapio__tls *tls)
     if (tls->state == FLUSHING || tls->state == SHUTDOWN ||
         tls->state == UNWRAPPED)
         return;
-    tls->face->closing = true;
+    tapio__transport_set_closing(tls->face);
     if (tls->state == HANDSHAKE) {
         tls->state = UNWRAPPED;
         tapio_transport_abort(tls->raw);
@@ -525,7 +525,7 @@ static void raw_connection_lost(tapio_transport *raw, int err, void *user)
     tls->engine->consume_out(tls->es, pending);
     cancel_timer(&tls->handshake_timer);
     cancel_timer(&tls->shutdown_timer);
-    face->closing = true;
+    tapio__transport_set_closing(face);
     tls->state = UNWRAPPED;
     /* A transport whose handshake failed ends with its handshake callback;
      * only an established one reports connection_lost. */
@@ -574,14 +574,14 @@ bool tapio__tls_is_raw(const tapio_transport *t)
 
 void tapio__tls_close(tapio_transport *face)
 {
-    face->closing = true;
+    tapio__transport_set_closing(face);
     start_shutdown(layer(face));
 }
 
 void tapio__tls_abort(tapio_transport *face, int err)
 {
     struct tapio__tls *tls = layer(face);
-    face->closing = true;
+    tapio__transport_set_closing(face);
     tls->state = UNWRAPPED;
     if (tls->raw)
         tapio_transport_fail(tls->raw, err);
@@ -592,7 +592,7 @@ static void resume_later(tapio_loop *loop, void *arg)
     (void)loop;
     struct tapio__tls *tls = arg;
     call_done(&tls->resume_call);
-    if (tls->raw && !tls->face->dead) {
+    if (tls->raw && !tapio__transport_released(tls->face)) {
         switch (tls->state) {
         case WRAPPED: do_read(tls); break;
         case FLUSHING: do_flush(tls); break;
@@ -622,7 +622,7 @@ void tapio__tls_resume_reading(tapio_transport *face)
 
 bool tapio__tls_is_reading(const tapio_transport *face)
 {
-    return !face->dead && !layer(face)->app_reading_paused;
+    return !tapio__transport_released(face) && !layer(face)->app_reading_paused;
 }
 
 size_t tapio__tls_buffer_size(const tapio_transport *face)
@@ -632,14 +632,14 @@ size_t tapio__tls_buffer_size(const tapio_transport *face)
 
 void tapio__tls_limits_changed(tapio_transport *face)
 {
-    if (!face->dead)
+    if (!tapio__transport_released(face))
         control_app_writing(layer(face));
 }
 
 int tapio__tls_fd(const tapio_transport *face)
 {
     const struct tapio__tls *tls = layer(face);
-    return tls->raw && !face->dead ? tapio_transport_fd(tls->raw) : -1;
+    return tls->raw && !tapio__transport_released(face) ? tapio_transport_fd(tls->raw) : -1;
 }
 
 void tapio__tls_detach(tapio_transport *face)
@@ -713,7 +713,7 @@ static void start_later(tapio_loop *loop, void *arg)
     struct tapio__tls *tls = arg;
     call_done(&tls->start_call);
     start_handshake(tls);
-    if (tls->raw && !tls->raw_reading_paused && !tls->face->closing)
+    if (tls->raw && !tls->raw_reading_paused && !tapio__transport_closing(tls->face))
         tapio_transport_resume_reading(tls->raw);
 }
 
@@ -756,7 +756,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
         return err;
     }
     struct tapio__tls *tls = NULL;
-    if (raw->closing || (raw->kind != TAPIO__SOCKET && raw->kind != TAPIO__TLS))
+    if (tapio__transport_closing(raw) || (raw->kind != TAPIO__SOCKET && raw->kind != TAPIO__TLS))
         err = -EINVAL;
     else if (!(tls = layer_new(raw, opts, proto, user)))
         err = -ENOMEM;
@@ -770,7 +770,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tls->cb_arg = arg;
     if (opts->skip_connection_made) {
         tls->app = APP_MADE;
-        tls->face->made = true;
+        tapio__transport_set_open(tls->face);
     }
     tapio_transport_ref(raw);
     tls->raw = raw;
