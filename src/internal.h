@@ -319,8 +319,36 @@ enum {
 /* Shrink an idle write buffer above this size, so memory follows load. */
 #define WBUF_KEEP (256 * 1024)
 
+/* What each kind of stream transport does for the tapio_transport_* calls
+ * (stream.c: sockets and pipes; tls.c: the TLS face), as libevent's
+ * bufferevent_ops. The core (stream.c) keeps what all share: lifetime,
+ * connection_lost, flow-control limits, addresses, the protocol. */
+typedef struct tapio__transport_ops {
+    int (*writev)(tapio_transport *t, const struct iovec *iov, int iovcnt);
+    int (*write_eof)(tapio_transport *t); /* NULL: cannot (-ENOTSUP) */
+    int (*sendfile)(tapio_transport *t, int file_fd, off_t offset,
+                    size_t count, tapio_sendfile_callback cb,
+                    void *arg);           /* NULL: -ENOTSUP */
+    void (*close)(tapio_transport *t);    /* not yet closing */
+    void (*fail)(tapio_transport *t, int err); /* not yet released */
+    void (*pause_reading)(tapio_transport *t);
+    void (*resume_reading)(tapio_transport *t);
+    bool (*is_reading)(const tapio_transport *t);
+    size_t (*buffer_size)(const tapio_transport *t);
+    /* The limits changed: pause the protocol if now over them. */
+    void (*limits_changed)(tapio_transport *t);
+    int (*fd)(const tapio_transport *t);
+    /* Let go of the fd, timers and buffers: connection_lost has run or the
+     * loop is closing. The memory stays while references remain. */
+    void (*release)(tapio_transport *t);
+    /* The last reference went: free the kind's whole struct. */
+    void (*free)(tapio_transport *t);
+} tapio__transport_ops;
+
+/* The part every stream transport kind shares, first in each kind's own
+ * struct (stream.c's fd_transport, tls.c's struct tapio__tls). */
 struct tapio_transport {
-    tapio__io io;
+    const tapio__transport_ops *ops;
     tapio__list node; /* in loop->transports while alive */
     tapio_loop *loop;
     tapio_server *server;
@@ -332,45 +360,29 @@ struct tapio_transport {
     enum tapio__life life;
     unsigned flags;      /* TAPIO__T_* bits */
     int lost_error;
-
-    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
-    size_t wstart, wend, wcap;
     tapio__flow flow;
-
-    struct { /* a sendfile(2) in progress, after the buffered bytes */
-        bool active;     /* until its callback has run */
-        bool done;       /* finished; the callback is scheduled */
-        int fd;
-        off_t offset;
-        size_t remaining, sent;
-        int err;
-        tapio_sendfile_callback cb;
-        void *arg;
-    } sf;
-
     struct sockaddr_storage peer, local;
     socklen_t peer_len, local_len;
-
-    struct tapio__tls *tls; /* kind TAPIO__TLS: the layer (tls.c) */
-    int relay[2];           /* a relayed read pipe: the socket pair read
-                               ([0]) and spliced into ([1]); else -1 */
 };
 
+/* Set the common part of a new transport (memory zeroed): one reference
+ * (the loop's), CONNECTING, the kind's default limits. */
+TAPIO__HIDDEN void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
+                                         const tapio__transport_ops *ops,
+                                         enum tapio__stream_kind kind,
+                                         const tapio_protocol *proto,
+                                         void *user, size_t default_high);
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
                                        enum tapio__stream_kind kind,
                                        const tapio_protocol *proto, void *user,
                                        tapio_server *server,
                                        tapio_transport **out);
 /* Read a pipe through a socket pair (tapio_pipe_read_relayed); the
- * transport closes the pair. 0, or -ENOSYS where splice cannot serve. */
+ * transport closes the pair. 0, or -ENOSYS where splice cannot serve
+ * (-EINVAL: not a read pipe). */
 TAPIO__HIDDEN int tapio__transport_relay(tapio_transport *t);
 /* Close every transport without protocol callbacks (tapio_loop_close). */
 TAPIO__HIDDEN void tapio__transports_destroy_all(tapio_loop *loop);
-/* A TLS layer's face: no fd; the loop's reference is dropped by
- * tapio__transport_lost's connection_lost or tapio__transport_release. */
-TAPIO__HIDDEN tapio_transport *tapio__transport_new_face(
-    tapio_loop *loop, struct tapio__tls *tls, const tapio_protocol *proto,
-    void *user);
 /* Schedule connection_lost(err) once, then release the transport. */
 TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
 /* Release without connection_lost and drop the loop's reference. */
@@ -423,25 +435,8 @@ TAPIO__HIDDEN void tapio__tls_config_options(const tapio__tls_config *cfg,
                                              bool server_side,
                                              tapio_tls_options *opts);
 
-/* The TLS face's side of the tapio_transport_* calls. */
-TAPIO__HIDDEN int tapio__tls_writev(tapio_transport *t, const struct iovec *iov,
-                                    int iovcnt);
-TAPIO__HIDDEN void tapio__tls_close(tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_abort(tapio_transport *t, int err);
-TAPIO__HIDDEN void tapio__tls_pause_reading(tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_resume_reading(tapio_transport *t);
-TAPIO__HIDDEN bool tapio__tls_is_reading(const tapio_transport *t);
-TAPIO__HIDDEN size_t tapio__tls_buffer_size(const tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_limits_changed(tapio_transport *t);
-TAPIO__HIDDEN int tapio__tls_fd(const tapio_transport *t);
-/* The face is released from the loop: stop its timers, destroy its engine
- * (its last error stays readable). */
-TAPIO__HIDDEN void tapio__tls_detach(tapio_transport *t);
 /* Whether t is the raw transport under a TLS layer. */
 TAPIO__HIDDEN bool tapio__tls_is_raw(const tapio_transport *t);
-/* The face is freed: free the layer (and its raw transport ref). */
-TAPIO__HIDDEN void tapio__tls_release(tapio_transport *t);
-
 /* The OpenSSL state of a TLS transport on libtapio's engine, or NULL. */
 TAPIO__HIDDEN void *tapio__tls_openssl_state(const tapio_transport *t);
 /* The OpenSSL engine for one connection of a context. */

@@ -15,8 +15,9 @@ enum tls_state { UNWRAPPED, HANDSHAKE, WRAPPED, FLUSHING, SHUTDOWN };
  * eof_received, after connection_lost. */
 enum app_state { APP_INIT, APP_MADE, APP_EOF, APP_LOST };
 
+/* The TLS face: the transport its protocol sees, the common part first. */
 struct tapio__tls {
-    tapio_transport *face;
+    tapio_transport face;
     tapio_transport *raw;          /* referenced until the face is freed */
     tapio_loop *loop;
     const tapio_tls_engine *engine;
@@ -43,7 +44,7 @@ struct tapio__tls {
 
 static struct tapio__tls *layer(const tapio_transport *face)
 {
-    return face->tls;
+    return (struct tapio__tls *)face;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -94,7 +95,7 @@ static void wake_waiter(struct tapio__tls *tls, int err)
     tapio_tls_handshake_callback cb = tls->cb;
     tls->cb = NULL;
     if (cb)
-        cb(tls->face, err, tls->cb_arg);
+        cb(&tls->face, err, tls->cb_arg);
 }
 
 /* asyncio's _fatal_error: the raw transport closes with the error, and its
@@ -116,7 +117,7 @@ static size_t write_buffer_size(const struct tapio__tls *tls)
 /* asyncio's _control_app_writing, given the records still held. */
 static void control_app_writing_held(struct tapio__tls *tls, size_t held)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     size_t size = held + tls->backlog_len;
     if (tapio__flow_pause(&face->flow, size)) {
         if (face->proto && face->proto->pause_writing)
@@ -212,8 +213,8 @@ static void do_write(struct tapio__tls *tls)
     process_outgoing(tls);
 }
 
-int tapio__tls_writev(tapio_transport *face, const struct iovec *iov,
-                      int iovcnt)
+static int face_writev(tapio_transport *face, const struct iovec *iov,
+                       int iovcnt)
 {
     struct tapio__tls *tls = layer(face);
     /* Before the handshake (even before it began: tapio_tls_start gave the
@@ -252,7 +253,7 @@ static void start_shutdown(struct tapio__tls *tls);
 
 static void call_eof_received(struct tapio__tls *tls)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     if (tls->app != APP_MADE)
         return;
     tls->app = APP_EOF;
@@ -265,7 +266,7 @@ static void call_eof_received(struct tapio__tls *tls)
  * protocol pauses, or the peer's close_notify. */
 static void read_plaintext(struct tapio__tls *tls)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     ssize_t n = 1;
     while (!tls->app_reading_paused &&
            (tls->state == WRAPPED || tls->state == FLUSHING) &&
@@ -310,7 +311,7 @@ static void do_read(struct tapio__tls *tls)
 {
     if (tls->state != WRAPPED && tls->state != FLUSHING)
         return;
-    tapio_transport_ref(tls->face);
+    tapio_transport_ref(&tls->face);
     if (!tls->app_reading_paused) {
         read_plaintext(tls);
         if (tls->state == WRAPPED || tls->state == FLUSHING) {
@@ -322,7 +323,7 @@ static void do_read(struct tapio__tls *tls)
     }
     if (tls->raw && tls->state != UNWRAPPED)
         control_raw_reading(tls);
-    tapio_transport_unref(tls->face);
+    tapio_transport_unref(&tls->face);
 }
 
 /* ---- handshake ------------------------------------------------------------ */
@@ -330,7 +331,7 @@ static void do_read(struct tapio__tls *tls)
 static void handshake_complete(struct tapio__tls *tls, int err)
 {
     cancel_timer(&tls->handshake_timer);
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     if (err) {
         tls->state = UNWRAPPED;
         fatal_error(tls, err);
@@ -373,7 +374,7 @@ static void handshake_timed_out(tapio_loop *loop, void *arg)
 static void start_handshake(struct tapio__tls *tls)
 {
     if (tls->started || tls->state != UNWRAPPED || !tls->raw ||
-        tapio__transport_closing(tls->face))
+        tapio__transport_closing(&tls->face))
         return;
     tls->started = true;
     tls->state = HANDSHAKE;
@@ -439,7 +440,7 @@ static void start_shutdown(struct tapio__tls *tls)
 {
     if (tls->state == UNWRAPPED && !tls->started && tls->raw) {
         /* Closed before the handshake began: end it as in the handshake. */
-        tapio__transport_set_closing(tls->face);
+        tapio__transport_set_closing(&tls->face);
         tls->started = true;
         tapio_transport_abort(tls->raw);
         return;
@@ -447,7 +448,7 @@ static void start_shutdown(struct tapio__tls *tls)
     if (tls->state == FLUSHING || tls->state == SHUTDOWN ||
         tls->state == UNWRAPPED)
         return;
-    tapio__transport_set_closing(tls->face);
+    tapio__transport_set_closing(&tls->face);
     if (tls->state == HANDSHAKE) {
         tls->state = UNWRAPPED;
         tapio_transport_abort(tls->raw);
@@ -518,7 +519,7 @@ static void raw_connection_lost(tapio_transport *raw, int err, void *user)
 {
     (void)raw;
     struct tapio__tls *tls = user;
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     tls->backlog_len = 0;
     const void *data;
     size_t pending = tls->engine->peek_out(tls->es, &data);
@@ -572,13 +573,13 @@ bool tapio__tls_is_raw(const tapio_transport *t)
 
 /* ---- the face's calls ------------------------------------------------------ */
 
-void tapio__tls_close(tapio_transport *face)
+static void face_close(tapio_transport *face)
 {
     tapio__transport_set_closing(face);
     start_shutdown(layer(face));
 }
 
-void tapio__tls_abort(tapio_transport *face, int err)
+static void face_fail(tapio_transport *face, int err)
 {
     struct tapio__tls *tls = layer(face);
     tapio__transport_set_closing(face);
@@ -592,7 +593,7 @@ static void resume_later(tapio_loop *loop, void *arg)
     (void)loop;
     struct tapio__tls *tls = arg;
     call_done(&tls->resume_call);
-    if (tls->raw && !tapio__transport_released(tls->face)) {
+    if (tls->raw && !tapio__transport_released(&tls->face)) {
         switch (tls->state) {
         case WRAPPED: do_read(tls); break;
         case FLUSHING: do_flush(tls); break;
@@ -602,12 +603,12 @@ static void resume_later(tapio_loop *loop, void *arg)
     }
 }
 
-void tapio__tls_pause_reading(tapio_transport *face)
+static void face_pause_reading(tapio_transport *face)
 {
     layer(face)->app_reading_paused = true;
 }
 
-void tapio__tls_resume_reading(tapio_transport *face)
+static void face_resume_reading(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
     if (!tls->app_reading_paused)
@@ -620,29 +621,31 @@ void tapio__tls_resume_reading(tapio_transport *face)
         tapio_handle_ref(tls->resume_call);
 }
 
-bool tapio__tls_is_reading(const tapio_transport *face)
+static bool face_is_reading(const tapio_transport *face)
 {
     return !tapio__transport_released(face) && !layer(face)->app_reading_paused;
 }
 
-size_t tapio__tls_buffer_size(const tapio_transport *face)
+static size_t face_buffer_size(const tapio_transport *face)
 {
     return write_buffer_size(layer(face));
 }
 
-void tapio__tls_limits_changed(tapio_transport *face)
+static void face_limits_changed(tapio_transport *face)
 {
     if (!tapio__transport_released(face))
         control_app_writing(layer(face));
 }
 
-int tapio__tls_fd(const tapio_transport *face)
+static int face_fd(const tapio_transport *face)
 {
     const struct tapio__tls *tls = layer(face);
     return tls->raw && !tapio__transport_released(face) ? tapio_transport_fd(tls->raw) : -1;
 }
 
-void tapio__tls_detach(tapio_transport *face)
+/* The face is released from the loop: stop its timers, destroy its engine
+ * (its last error stays readable). */
+static void face_release(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
     cancel_timer(&tls->handshake_timer);
@@ -665,11 +668,12 @@ void tapio__tls_detach(tapio_transport *face)
     }
 }
 
-void tapio__tls_release(tapio_transport *face)
+/* The face's last reference went: the layer goes with it (and its
+ * reference to the raw transport). */
+static void face_free(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
-    tapio__tls_detach(face);
-    face->tls = NULL;
+    face_release(face);
     if (tls->raw) {
         void *user;
         if (tapio_transport_get_protocol(tls->raw, &user) == &raw_protocol &&
@@ -681,6 +685,22 @@ void tapio__tls_release(tapio_transport *face)
     free(tls->last_error);
     free(tls);
 }
+
+static const tapio__transport_ops face_ops = {
+    .writev = face_writev,
+    .write_eof = NULL, /* asyncio's SSL transports cannot write EOF */
+    .sendfile = NULL,  /* nor sendfile: loop.sendfile falls back */
+    .close = face_close,
+    .fail = face_fail,
+    .pause_reading = face_pause_reading,
+    .resume_reading = face_resume_reading,
+    .is_reading = face_is_reading,
+    .buffer_size = face_buffer_size,
+    .limits_changed = face_limits_changed,
+    .fd = face_fd,
+    .release = face_release,
+    .free = face_free,
+};
 
 /* ---- creation ------------------------------------------------------------ */
 
@@ -713,7 +733,7 @@ static void start_later(tapio_loop *loop, void *arg)
     struct tapio__tls *tls = arg;
     call_done(&tls->start_call);
     start_handshake(tls);
-    if (tls->raw && !tls->raw_reading_paused && !tapio__transport_closing(tls->face))
+    if (tls->raw && !tls->raw_reading_paused && !tapio__transport_closing(&tls->face))
         tapio_transport_resume_reading(tls->raw);
 }
 
@@ -724,12 +744,10 @@ static struct tapio__tls *layer_new(tapio_transport *raw,
     struct tapio__tls *tls = calloc(1, sizeof(*tls));
     if (!tls)
         return NULL;
-    tls->face = tapio__transport_new_face(raw->loop, tls, proto, user);
-    if (!tls->face) {
-        free(tls);
-        return NULL;
-    }
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
+    tapio__transport_init(face, raw->loop, &face_ops, TAPIO__TLS, proto, user,
+                          TAPIO__TLS_HIGH_WATER);
+    tapio__list_push(&raw->loop->transports, &face->node);
     face->peer = raw->peer;
     face->local = raw->local;
     face->peer_len = raw->peer_len;
@@ -770,7 +788,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tls->cb_arg = arg;
     if (opts->skip_connection_made) {
         tls->app = APP_MADE;
-        tapio__transport_set_open(tls->face);
+        tapio__transport_set_open(&tls->face);
     }
     tapio_transport_ref(raw);
     tls->raw = raw;
@@ -779,7 +797,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
      * live one (start_tls) starts the handshake on the next iteration. */
     if (tapio__transport_started(raw))
         call_soon_once(tls, &tls->start_call, start_later);
-    *out = tls->face;
+    *out = &tls->face;
     return 0;
 }
 
@@ -792,12 +810,12 @@ bool tapio_transport_is_tls(const tapio_transport *t)
 
 tapio_transport *tapio_tls_raw(const tapio_transport *t)
 {
-    return t->kind == TAPIO__TLS && t->tls ? t->tls->raw : NULL;
+    return t->kind == TAPIO__TLS ? layer(t)->raw : NULL;
 }
 
 const char *tapio_tls_error(const tapio_transport *t)
 {
-    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? t->tls : NULL;
+    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? layer(t) : NULL;
     if (!tls)
         return NULL;
     if (!tls->engine) /* released: what it said last */
@@ -807,13 +825,13 @@ const char *tapio_tls_error(const tapio_transport *t)
 
 void *tapio_tls_engine_state(const tapio_transport *t)
 {
-    return t->kind == TAPIO__TLS && t->tls ? t->tls->es : NULL;
+    return t->kind == TAPIO__TLS ? layer(t)->es : NULL;
 }
 
 /* The OpenSSL state of a TLS transport on libtapio's own engine. */
 void *tapio__tls_openssl_state(const tapio_transport *t)
 {
-    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? t->tls : NULL;
+    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? layer(t) : NULL;
     return tls && tls->engine == &tapio__openssl_engine ? tls->es : NULL;
 }
 
