@@ -345,6 +345,13 @@ typedef struct tapio__transport_ops {
     void (*free)(tapio_transport *t);
 } tapio__transport_ops;
 
+/* A transport's addresses, cached at creation; each kind keeps them at the
+ * end of its struct, away from the fields every event touches. */
+typedef struct tapio__addresses {
+    struct sockaddr_storage peer, local;
+    socklen_t peer_len, local_len;
+} tapio__addresses;
+
 /* The part every stream transport kind shares, first in each kind's own
  * struct (stream.c's fd_transport, tls.c's struct tapio__tls). */
 struct tapio_transport {
@@ -361,17 +368,17 @@ struct tapio_transport {
     unsigned flags;      /* TAPIO__T_* bits */
     int lost_error;
     tapio__flow flow;
-    struct sockaddr_storage peer, local;
-    socklen_t peer_len, local_len;
+    tapio__addresses *addr; /* in the kind's struct */
 };
 
 /* Set the common part of a new transport (memory zeroed): one reference
- * (the loop's), CONNECTING, the kind's default limits. */
+ * (the loop's), CONNECTING, the kind's default limits, its addresses. */
 TAPIO__HIDDEN void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
                                          const tapio__transport_ops *ops,
                                          enum tapio__stream_kind kind,
                                          const tapio_protocol *proto,
-                                         void *user, size_t default_high);
+                                         void *user, size_t default_high,
+                                         tapio__addresses *addr);
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
                                        enum tapio__stream_kind kind,
                                        const tapio_protocol *proto, void *user,

@@ -37,6 +37,8 @@ typedef struct fd_transport {
         tapio_sendfile_callback cb;
         void *arg;
     } sf;
+
+    tapio__addresses addr;
 } fd_transport;
 
 /* A read pipe, which may be read through a socket pair. */
@@ -165,9 +167,10 @@ void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
                            const tapio__transport_ops *ops,
                            enum tapio__stream_kind kind,
                            const tapio_protocol *proto, void *user,
-                           size_t default_high)
+                           size_t default_high, tapio__addresses *addr)
 {
     t->ops = ops;
+    t->addr = addr;
     tapio__list_init(&t->node);
     t->loop = loop;
     t->kind = kind;
@@ -280,7 +283,9 @@ static void read_into_protocol(fd_transport *f)
             return;
         }
     }
-    ssize_t n = kind_ops(f)->read(f, buf, cap);
+    /* Sockets and plain pipes read(2) directly (inlined), relays splice. */
+    ssize_t n = kind_ops(f)->read == fd_read ? read(f->io.fd, buf, cap)
+                                             : kind_ops(f)->read(f, buf, cap);
     if (n > 0) {
         if (proto && proto->get_buffer) {
             if (proto->buffer_updated)
@@ -377,14 +382,19 @@ static int append_iov(fd_transport *f, const struct iovec *iov, int iovcnt,
 static ssize_t socket_send(fd_transport *f, const struct iovec *iov,
                            int iovcnt)
 {
+    int fd = f->io.fd;
+    ssize_t n;
+    if (iovcnt == 1) {
+        do
+            n = send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
     struct msghdr msg = {0};
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = (size_t)iovcnt;
-    int fd = f->io.fd;
-    ssize_t n;
     do
-        n = iovcnt == 1 ? send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
-                        : sendmsg(fd, &msg, MSG_NOSIGNAL);
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n;
 }
@@ -399,6 +409,16 @@ static ssize_t pipe_send(fd_transport *f, const struct iovec *iov, int iovcnt)
                         : writev(fd, iov, iovcnt);
     while (n < 0 && errno == EINTR);
     return n;
+}
+
+/* The kind's send; a socket's is called directly, so that it is inlined
+ * on the path every write takes. */
+static inline ssize_t send_iov(fd_transport *f, const struct iovec *iov,
+                               int iovcnt)
+{
+    if (kind_ops(f)->send == socket_send)
+        return socket_send(f, iov, iovcnt);
+    return kind_ops(f)->send(f, iov, iovcnt);
 }
 
 static void shutdown_write(fd_transport *f)
@@ -439,7 +459,7 @@ static void drained(fd_transport *f)
 static void flush_buffer(fd_transport *f)
 {
     struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
-    ssize_t n = kind_ops(f)->send(f, &iov, 1);
+    ssize_t n = send_iov(f, &iov, 1);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
@@ -468,7 +488,7 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
         return 0;
     size_t sent = 0;
     if (!buffered(f) && iovcnt <= IOV_MAX) {
-        ssize_t n = kind_ops(f)->send(f, iov, iovcnt);
+        ssize_t n = send_iov(f, iov, iovcnt);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             fatal_error(f, -errno, NULL);
             return 0;
@@ -502,8 +522,13 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
         flush_buffer(f);
     else if ((events & TAPIO__WRITE) && f->sf.active && !f->sf.done)
         sendfile_step(f);
-    if ((events & TAPIO__READ) && !f->base.read_stop && !is_closing(&f->base))
-        kind_ops(f)->readable(f);
+    if ((events & TAPIO__READ) && !f->base.read_stop &&
+        !is_closing(&f->base)) {
+        if (kind_ops(f)->readable == read_into_protocol) /* inlined */
+            read_into_protocol(f);
+        else
+            kind_ops(f)->readable(f);
+    }
 }
 
 /* ---- sendfile ----------------------------------------------------------- */
@@ -759,6 +784,8 @@ int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
 int tapio_transport_write(tapio_transport *t, const void *data, size_t len)
 {
     struct iovec iov = {(void *)data, len};
+    if (t->ops->writev == fd_writev) /* the common case, inlined */
+        return fd_writev(t, &iov, 1);
     return t->ops->writev(t, &iov, 1);
 }
 
@@ -873,13 +900,13 @@ static int copy_addr(const struct sockaddr_storage *src, socklen_t src_len,
 int tapio_transport_peername(const tapio_transport *t,
                              struct sockaddr_storage *addr, socklen_t *len)
 {
-    return copy_addr(&t->peer, t->peer_len, addr, len);
+    return copy_addr(&t->addr->peer, t->addr->peer_len, addr, len);
 }
 
 int tapio_transport_sockname(const tapio_transport *t,
                              struct sockaddr_storage *addr, socklen_t *len)
 {
-    return copy_addr(&t->local, t->local_len, addr, len);
+    return copy_addr(&t->addr->local, t->addr->local_len, addr, len);
 }
 
 /* ---- creation --------------------------------------------------------- */
@@ -898,19 +925,19 @@ static void call_connection_made(tapio_loop *loop, void *arg)
 
 static void cache_addresses(fd_transport *f)
 {
-    tapio_transport *t = &f->base;
-    t->local_len = sizeof(t->local);
-    if (getsockname(f->io.fd, (struct sockaddr *)&t->local, &t->local_len) < 0)
-        t->local_len = 0;
-    t->peer_len = sizeof(t->peer);
-    if (getpeername(f->io.fd, (struct sockaddr *)&t->peer, &t->peer_len) < 0)
-        t->peer_len = 0;
+    tapio__addresses *a = &f->addr;
+    a->local_len = sizeof(a->local);
+    if (getsockname(f->io.fd, (struct sockaddr *)&a->local, &a->local_len) < 0)
+        a->local_len = 0;
+    a->peer_len = sizeof(a->peer);
+    if (getpeername(f->io.fd, (struct sockaddr *)&a->peer, &a->peer_len) < 0)
+        a->peer_len = 0;
 }
 
 /* asyncio turns Nagle off on every TCP transport. */
 static void set_nodelay(fd_transport *f)
 {
-    int family = f->base.local.ss_family;
+    int family = f->addr.local.ss_family;
     if (family == AF_INET || family == AF_INET6) {
         int one = 1;
         setsockopt(f->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -940,7 +967,7 @@ static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
     if (!f)
         return NULL;
     tapio__transport_init(&f->base, loop, &ops->ops, kind, proto, user,
-                          TAPIO_DEFAULT_HIGH_WATER);
+                          TAPIO_DEFAULT_HIGH_WATER, &f->addr);
     tapio__io_init(&f->io, fd, on_io);
     if (kind == TAPIO__READ_PIPE)
         ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;

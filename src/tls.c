@@ -40,6 +40,7 @@ struct tapio__tls {
     tapio_tls_handshake_callback cb; /* until the handshake ends */
     void *cb_arg;
     char *last_error;              /* the engine's error(), kept when it goes */
+    tapio__addresses addr;         /* the raw transport's */
 };
 
 static struct tapio__tls *layer(const tapio_transport *face)
@@ -746,12 +747,9 @@ static struct tapio__tls *layer_new(tapio_transport *raw,
         return NULL;
     tapio_transport *face = &tls->face;
     tapio__transport_init(face, raw->loop, &face_ops, TAPIO__TLS, proto, user,
-                          TAPIO__TLS_HIGH_WATER);
+                          TAPIO__TLS_HIGH_WATER, &tls->addr);
     tapio__list_push(&raw->loop->transports, &face->node);
-    face->peer = raw->peer;
-    face->local = raw->local;
-    face->peer_len = raw->peer_len;
-    face->local_len = raw->local_len;
+    tls->addr = *raw->addr;
     tls->loop = raw->loop;
     tls->handshake_timeout =
         or_default(opts->handshake_timeout, TAPIO_TLS_HANDSHAKE_TIMEOUT);
