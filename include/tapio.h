@@ -52,8 +52,13 @@ extern "C" {
     TAPIO__XSTR(TAPIO_VERSION_MAJOR) "." TAPIO__XSTR(TAPIO_VERSION_MINOR) \
     "." TAPIO__XSTR(TAPIO_VERSION_PATCH)
 
-/* asyncio's defaults for write flow control. */
+/* asyncio's defaults for write flow control: a stream, pipe or datagram
+ * transport's high-water mark (a TLS transport's is 512 KiB, as asyncio's
+ * SSL transports); low defaults to high / 4. */
 #define TAPIO_DEFAULT_HIGH_WATER (64 * 1024)
+/* A write-buffer limit not given (None in asyncio): the transport kind's
+ * default. Any negative value means the same. */
+#define TAPIO_LIMIT_DEFAULT ((ssize_t)-1)
 
 typedef struct tapio_loop tapio_loop;
 typedef struct tapio_handle tapio_handle;
@@ -392,9 +397,11 @@ TAPIO_API bool tapio_transport_is_reading(const tapio_transport *t);
 TAPIO_API size_t tapio_transport_get_write_buffer_size(const tapio_transport *t);
 
 /**
- * Set the write watermarks. A negative value means "not given", as None in
- * asyncio: high defaults to 64 KiB (or 4 * low), low to high / 4.
- * Returns -EINVAL unless high >= low >= 0. May call pause/resume_writing.
+ * Set the write watermarks. TAPIO_LIMIT_DEFAULT (any negative value) means
+ * "not given", as None in asyncio: high defaults to the transport's default
+ * (TAPIO_DEFAULT_HIGH_WATER; 512 KiB for TLS) or to 4 * low (saturated),
+ * low to high / 4. Returns -EINVAL unless high >= low >= 0 (the limits then
+ * stay). May call pause_writing.
  */
 TAPIO_API int tapio_transport_set_write_buffer_limits(tapio_transport *t,
                                                       ssize_t high,
@@ -402,6 +409,18 @@ TAPIO_API int tapio_transport_set_write_buffer_limits(tapio_transport *t,
 TAPIO_API void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
                                                        size_t *low,
                                                        size_t *high);
+
+/**
+ * asyncio's check of set_write_buffer_limits(high, low) for values as a
+ * binding received them, negative ones included: has_high/has_low false
+ * means not given (None). Returns 0 when the call would be accepted, else
+ * -EINVAL with *out_high and *out_low (either may be NULL) set to the
+ * values asyncio's ValueError names ("high (%r) must be >= low (%r) must
+ * be >= 0"). With neither given it returns 0 and both are 0.
+ */
+TAPIO_API int tapio_write_limits_check(bool has_high, ssize_t high,
+                                       bool has_low, ssize_t low,
+                                       ssize_t *out_high, ssize_t *out_low);
 
 /** Switch to another protocol; the old one gets no further callbacks. */
 TAPIO_API void tapio_transport_set_protocol(tapio_transport *t,

@@ -34,14 +34,13 @@ struct tapio_datagram {
     bool started;        /* connection_made has run */
     bool closing;
     bool dead;
-    bool protocol_paused;
     bool connected;      /* the kernel socket is connected to `remote` */
     int lost_error;
 
     queued *head, *tail; /* datagrams the socket has not taken yet */
     size_t queued_bytes; /* payloads plus `overhead` per datagram */
     size_t overhead;
-    size_t high, low;
+    tapio__flow flow;
 
     struct sockaddr_storage remote, local, peer;
     socklen_t remote_len, local_len, peer_len;
@@ -127,18 +126,16 @@ static void update_interest(tapio_datagram *d)
 
 static void maybe_pause_protocol(tapio_datagram *d)
 {
-    if (d->queued_bytes <= d->high || d->protocol_paused)
+    if (!tapio__flow_pause(&d->flow, d->queued_bytes))
         return;
-    d->protocol_paused = true;
     if (d->proto && d->proto->pause_writing)
         d->proto->pause_writing(d, d->user);
 }
 
 static void maybe_resume_protocol(tapio_datagram *d)
 {
-    if (!d->protocol_paused || d->queued_bytes > d->low)
+    if (!tapio__flow_resume(&d->flow, d->queued_bytes))
         return;
-    d->protocol_paused = false;
     if (d->proto && d->proto->resume_writing)
         d->proto->resume_writing(d, d->user);
 }
@@ -361,7 +358,7 @@ int tapio_datagram_set_queued_overhead(tapio_datagram *d, size_t bytes)
 int tapio_datagram_set_write_buffer_limits(tapio_datagram *d, ssize_t high,
                                            ssize_t low)
 {
-    int err = tapio__flow_limits(high, low, TAPIO_DEFAULT_HIGH_WATER, &d->high, &d->low);
+    int err = tapio__flow_set(&d->flow, high, low);
     if (!err && !d->dead)
         maybe_pause_protocol(d);
     return err;
@@ -371,9 +368,9 @@ void tapio_datagram_get_write_buffer_limits(const tapio_datagram *d,
                                             size_t *low, size_t *high)
 {
     if (low)
-        *low = d->low;
+        *low = d->flow.low;
     if (high)
-        *high = d->high;
+        *high = d->flow.high;
 }
 
 void tapio_datagram_set_protocol(tapio_datagram *d,
@@ -463,8 +460,7 @@ int tapio_datagram_from_fd(tapio_loop *loop, int fd,
     d->proto = proto;
     d->user = user;
     d->refs = 1;
-    d->high = TAPIO_DEFAULT_HIGH_WATER;
-    d->low = TAPIO_DEFAULT_HIGH_WATER / 4;
+    tapio__flow_init(&d->flow, TAPIO_DEFAULT_HIGH_WATER, false);
     cache_addresses(d);
     if (remote && remote_len) {
         memcpy(&d->remote, remote, remote_len);

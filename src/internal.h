@@ -251,10 +251,42 @@ TAPIO__HIDDEN double tapio__clock_now(void);
 
 /* ---- flow control (flow.c) ------------------------------------------ */
 
-/* Resolve set_write_buffer_limits arguments (negative: not given). */
-TAPIO__HIDDEN int tapio__flow_limits(ssize_t high, ssize_t low,
-                                     size_t default_high, size_t *out_high,
-                                     size_t *out_low);
+/* A transport's write limits and whether its protocol is paused. Streams
+ * and datagrams pause when the buffer goes strictly over high (asyncio's
+ * _FlowControlMixin), TLS faces when it reaches high (sslproto's
+ * _control_app_writing); all resume at or below low. */
+typedef struct tapio__flow {
+    size_t high, low;
+    size_t default_high; /* the kind's, for limits not given */
+    bool paused;         /* pause_writing was called, resume_writing not */
+    bool pause_at_high;  /* pause at size >= high, not > high */
+} tapio__flow;
+
+TAPIO__HIDDEN void tapio__flow_init(tapio__flow *f, size_t default_high,
+                                    bool pause_at_high);
+/* set_write_buffer_limits: negative values are not given. 0 or -EINVAL
+ * (the limits then stay as they were). */
+TAPIO__HIDDEN int tapio__flow_set(tapio__flow *f, ssize_t high, ssize_t low);
+
+/* Whether the protocol should be paused now, given the buffered size; the
+ * caller then calls pause_writing. */
+static inline bool tapio__flow_pause(tapio__flow *f, size_t size)
+{
+    if (f->paused || size < f->high || (size == f->high && !f->pause_at_high))
+        return false;
+    f->paused = true;
+    return true;
+}
+
+/* Whether the protocol should be resumed now; the caller then calls
+ * resume_writing. */
+static inline bool tapio__flow_resume(tapio__flow *f, size_t size)
+{
+    if (!f->paused || size > f->low)
+        return false;
+    f->paused = false;
+    return true;
+}
 
 /* ---- datagram transports (datagram.c) -------------------------------- */
 
@@ -286,11 +318,63 @@ enum {
                                 watch those either) */
 };
 
+/* Where a transport is in its life; asyncio's is_closing() is true from
+ * CLOSING on. A transport closed before connection_made ran goes straight
+ * to CLOSING (connection_made still runs, as in asyncio). */
+enum tapio__life {
+    TAPIO__CONNECTING, /* connection_made has not run yet */
+    TAPIO__OPEN,
+    TAPIO__CLOSING,    /* close(), abort() or an error: connection_lost to come */
+    TAPIO__CLOSED,     /* connection_lost is scheduled or has run */
+};
+
+/* A transport's other state bits. */
+enum {
+    TAPIO__T_EOF = 1u,      /* write_eof() was called */
+    TAPIO__T_EOF_SENT = 2u, /* and the write side is shut */
+    TAPIO__T_RELEASED = 4u, /* fd closed, loop left: only the memory remains */
+};
+
 /* Shrink an idle write buffer above this size, so memory follows load. */
 #define WBUF_KEEP (256 * 1024)
 
+/* What each kind of stream transport does for the tapio_transport_* calls
+ * (stream.c: sockets and pipes; tls.c: the TLS face), as libevent's
+ * bufferevent_ops. The core (stream.c) keeps what all share: lifetime,
+ * connection_lost, flow-control limits, addresses, the protocol. */
+typedef struct tapio__transport_ops {
+    int (*writev)(tapio_transport *t, const struct iovec *iov, int iovcnt);
+    int (*write_eof)(tapio_transport *t); /* NULL: cannot (-ENOTSUP) */
+    int (*sendfile)(tapio_transport *t, int file_fd, off_t offset,
+                    size_t count, tapio_sendfile_callback cb,
+                    void *arg);           /* NULL: -ENOTSUP */
+    void (*close)(tapio_transport *t);    /* not yet closing */
+    void (*fail)(tapio_transport *t, int err); /* not yet released */
+    void (*pause_reading)(tapio_transport *t);
+    void (*resume_reading)(tapio_transport *t);
+    bool (*is_reading)(const tapio_transport *t);
+    size_t (*buffer_size)(const tapio_transport *t);
+    /* The limits changed: pause the protocol if now over them. */
+    void (*limits_changed)(tapio_transport *t);
+    int (*fd)(const tapio_transport *t);
+    /* Let go of the fd, timers and buffers: connection_lost has run or the
+     * loop is closing. The memory stays while references remain. */
+    void (*release)(tapio_transport *t);
+    /* The last reference went: free the kind's whole struct. */
+    void (*free)(tapio_transport *t);
+} tapio__transport_ops;
+
+/* A transport's addresses, cached at creation; each kind keeps them at the
+ * end of its struct, away from the fields every event touches. */
+typedef struct tapio__addresses {
+    struct sockaddr_storage peer, local;
+    socklen_t peer_len, local_len;
+} tapio__addresses;
+
+/* The part every stream transport kind shares, first in each kind's own
+ * struct (stream.c's fd_transport, tls.c's struct tapio__tls). */
 struct tapio_transport {
-    tapio__io io;
+    const tapio__transport_ops *ops;
     tapio__list node; /* in loop->transports while alive */
     tapio_loop *loop;
     tapio_server *server;
@@ -298,60 +382,63 @@ struct tapio_transport {
     void *user;
     unsigned refs;       /* the loop's (until connection_lost ran) + user's */
     unsigned read_stop;  /* READ_* bits */
-    bool lost_due;       /* connection_lost is scheduled or has run */
     enum tapio__stream_kind kind;
-    bool closing;
-    bool eof;            /* write_eof() was called */
-    bool eof_sent;
-    bool protocol_paused;
-    bool made;           /* connection_made was called (or is running) */
-    bool dead;           /* fd closed; only the memory remains */
+    enum tapio__life life;
+    unsigned flags;      /* TAPIO__T_* bits */
     int lost_error;
-
-    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
-    size_t wstart, wend, wcap;
-    size_t high, low;
-
-    struct { /* a sendfile(2) in progress, after the buffered bytes */
-        bool active;     /* until its callback has run */
-        bool done;       /* finished; the callback is scheduled */
-        int fd;
-        off_t offset;
-        size_t remaining, sent;
-        int err;
-        tapio_sendfile_callback cb;
-        void *arg;
-    } sf;
-
-    struct sockaddr_storage peer, local;
-    socklen_t peer_len, local_len;
-
-    struct tapio__tls *tls; /* kind TAPIO__TLS: the layer (tls.c) */
-    int relay[2];           /* a relayed read pipe: the socket pair read
-                               ([0]) and spliced into ([1]); else -1 */
+    tapio__flow flow;
+    tapio__addresses *addr; /* in the kind's struct */
 };
 
+/* Set the common part of a new transport (memory zeroed): one reference
+ * (the loop's), CONNECTING, the kind's default limits, its addresses. */
+TAPIO__HIDDEN void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
+                                         const tapio__transport_ops *ops,
+                                         enum tapio__stream_kind kind,
+                                         const tapio_protocol *proto,
+                                         void *user, size_t default_high,
+                                         tapio__addresses *addr);
 TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
                                        enum tapio__stream_kind kind,
                                        const tapio_protocol *proto, void *user,
                                        tapio_server *server,
                                        tapio_transport **out);
 /* Read a pipe through a socket pair (tapio_pipe_read_relayed); the
- * transport closes the pair. 0, or -ENOSYS where splice cannot serve. */
+ * transport closes the pair. 0, or -ENOSYS where splice cannot serve
+ * (-EINVAL: not a read pipe). */
 TAPIO__HIDDEN int tapio__transport_relay(tapio_transport *t);
 /* Close every transport without protocol callbacks (tapio_loop_close). */
 TAPIO__HIDDEN void tapio__transports_destroy_all(tapio_loop *loop);
-/* A TLS layer's face: no fd; the loop's reference is dropped by
- * tapio__transport_lost's connection_lost or tapio__transport_release. */
-TAPIO__HIDDEN tapio_transport *tapio__transport_new_face(
-    tapio_loop *loop, struct tapio__tls *tls, const tapio_protocol *proto,
-    void *user);
 /* Schedule connection_lost(err) once, then release the transport. */
 TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
 /* Release without connection_lost and drop the loop's reference. */
 TAPIO__HIDDEN void tapio__transport_drop(tapio_transport *t);
-/* Whether connection_made was called (it may be running now). */
+/* Whether connection_made was called (it may be running now), for a
+ * transport not closing. */
 TAPIO__HIDDEN bool tapio__transport_started(const tapio_transport *t);
+
+static inline bool tapio__transport_closing(const tapio_transport *t)
+{
+    return t->life >= TAPIO__CLOSING;
+}
+
+static inline void tapio__transport_set_closing(tapio_transport *t)
+{
+    if (t->life < TAPIO__CLOSING)
+        t->life = TAPIO__CLOSING;
+}
+
+/* connection_made is being called. */
+static inline void tapio__transport_set_open(tapio_transport *t)
+{
+    if (t->life == TAPIO__CONNECTING)
+        t->life = TAPIO__OPEN;
+}
+
+static inline bool tapio__transport_released(const tapio_transport *t)
+{
+    return t->flags & TAPIO__T_RELEASED;
+}
 
 /* asyncio's write high-water mark for SSL transports (512 KiB) and the
  * records read ahead before the socket stops being read (256 KiB). */
@@ -374,25 +461,8 @@ TAPIO__HIDDEN void tapio__tls_config_options(const tapio__tls_config *cfg,
                                              bool server_side,
                                              tapio_tls_options *opts);
 
-/* The TLS face's side of the tapio_transport_* calls. */
-TAPIO__HIDDEN int tapio__tls_writev(tapio_transport *t, const struct iovec *iov,
-                                    int iovcnt);
-TAPIO__HIDDEN void tapio__tls_close(tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_abort(tapio_transport *t, int err);
-TAPIO__HIDDEN void tapio__tls_pause_reading(tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_resume_reading(tapio_transport *t);
-TAPIO__HIDDEN bool tapio__tls_is_reading(const tapio_transport *t);
-TAPIO__HIDDEN size_t tapio__tls_buffer_size(const tapio_transport *t);
-TAPIO__HIDDEN void tapio__tls_limits_changed(tapio_transport *t);
-TAPIO__HIDDEN int tapio__tls_fd(const tapio_transport *t);
-/* The face is released from the loop: stop its timers, destroy its engine
- * (its last error stays readable). */
-TAPIO__HIDDEN void tapio__tls_detach(tapio_transport *t);
 /* Whether t is the raw transport under a TLS layer. */
 TAPIO__HIDDEN bool tapio__tls_is_raw(const tapio_transport *t);
-/* The face is freed: free the layer (and its raw transport ref). */
-TAPIO__HIDDEN void tapio__tls_release(tapio_transport *t);
-
 /* The OpenSSL state of a TLS transport on libtapio's engine, or NULL. */
 TAPIO__HIDDEN void *tapio__tls_openssl_state(const tapio_transport *t);
 /* The OpenSSL engine for one connection of a context. */

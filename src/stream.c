@@ -1,6 +1,10 @@
-/* The stream transport shared by TCP and Unix sockets: reading into the
- * protocol, the write buffer with flow control, close/abort/write_eof and the
- * transport's lifetime. Mirrors asyncio's _SelectorSocketTransport. */
+/* Stream transports: the core every kind shares (lifetime, connection_made
+ * and connection_lost, the tapio_transport_* calls dispatched through the
+ * kind's ops table) and the kinds over an fd: TCP and Unix sockets, read
+ * and write pipes (reading into the protocol, the write buffer with flow
+ * control, sendfile, close/abort/write_eof). Mirrors asyncio's
+ * _SelectorSocketTransport and unix_events' pipe transports. The TLS face
+ * is the third kind, in tls.c. */
 #include "internal.h"
 
 #include <limits.h>
@@ -13,14 +17,70 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* ---- the kinds over an fd ----------------------------------------------- */
+
+/* A socket or pipe transport: the common part first. */
+typedef struct fd_transport {
+    tapio_transport base;
+    tapio__io io;
+
+    char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
+    size_t wstart, wend, wcap;
+
+    struct { /* a sendfile(2) in progress, after the buffered bytes */
+        bool active;     /* until its callback has run */
+        bool done;       /* finished; the callback is scheduled */
+        int fd;
+        off_t offset;
+        size_t remaining, sent;
+        int err;
+        tapio_sendfile_callback cb;
+        void *arg;
+    } sf;
+
+    tapio__addresses addr;
+} fd_transport;
+
+/* A read pipe, which may be read through a socket pair. */
+typedef struct read_pipe {
+    fd_transport fd;
+    int relay[2];        /* the socket pair read ([0]) and spliced into
+                            ([1]); else -1 */
+} read_pipe;
+
+/* What the fd kinds do differently, beside the calls of the ops table. */
+typedef struct fd_ops {
+    tapio__transport_ops ops; /* first: t->ops points here */
+    /* Write iov to the fd (once, EINTR retried). */
+    ssize_t (*send)(fd_transport *f, const struct iovec *iov, int iovcnt);
+    /* Read into buf (-1 with errno, 0 at EOF). */
+    ssize_t (*read)(fd_transport *f, char *buf, size_t len);
+    /* The fd is readable and reading is wanted. */
+    void (*readable)(fd_transport *f);
+    /* read() returned 0. */
+    void (*eof)(fd_transport *f);
+} fd_ops;
+
+static fd_transport *fdt(tapio_transport *t) { return (fd_transport *)t; }
+static const fd_transport *cfdt(const tapio_transport *t)
+{
+    return (const fd_transport *)t;
+}
+static const fd_ops *kind_ops(const fd_transport *f)
+{
+    return (const fd_ops *)f->base.ops;
+}
+
 /* ---- lifetime -------------------------------------------------------- */
 
-static void transport_free(tapio_transport *t)
+static bool is_closing(const tapio_transport *t)
 {
-    if (t->tls)
-        tapio__tls_release(t);
-    free(t->wbuf);
-    free(t);
+    return tapio__transport_closing(t);
+}
+
+static bool released(const tapio_transport *t)
+{
+    return tapio__transport_released(t);
 }
 
 void tapio_transport_ref(tapio_transport *t) { t->refs++; }
@@ -28,35 +88,21 @@ void tapio_transport_ref(tapio_transport *t) { t->refs++; }
 void tapio_transport_unref(tapio_transport *t)
 {
     if (--t->refs == 0)
-        transport_free(t);
+        t->ops->free(t);
 }
 
-/* Release the socket and every tie to the loop; the memory stays while
- * references remain. `from_loop` says a loop callback (connection_lost's)
- * is running, so the server's on_closed may run now, as asyncio wakes
- * wait_closed() from the last connection's connection_lost; under a TLS
- * layer it waits for the layer's connection_lost, queued meanwhile. */
+/* Release the kind's resources and every tie to the loop; the memory stays
+ * while references remain. `from_loop` says a loop callback
+ * (connection_lost's) is running, so the server's on_closed may run now, as
+ * asyncio wakes wait_closed() from the last connection's connection_lost;
+ * under a TLS layer it waits for the layer's connection_lost, queued
+ * meanwhile. */
 static void transport_release(tapio_transport *t, bool from_loop)
 {
     bool layered = tapio__tls_is_raw(t);
-    if (t->tls)
-        tapio__tls_detach(t);
-    if (t->io.fd >= 0) {
-        tapio__io_detach(t->loop, &t->io);
-        close(t->io.fd);
-        t->io.fd = -1;
-    }
-    for (int i = 0; i < 2; i++)
-        if (t->relay[i] >= 0) {
-            close(t->relay[i]);
-            t->relay[i] = -1;
-        }
-    t->dead = true;
-    t->closing = true;
-    t->lost_due = true;
-    free(t->wbuf);
-    t->wbuf = NULL;
-    t->wstart = t->wend = t->wcap = 0;
+    t->ops->release(t);
+    t->flags |= TAPIO__T_RELEASED;
+    t->life = TAPIO__CLOSED;
     tapio__list_remove(&t->node);
     tapio_server *server = t->server;
     t->server = NULL;
@@ -76,7 +122,7 @@ static void call_connection_lost(tapio_loop *loop, void *arg)
 
 static void schedule_connection_lost(tapio_transport *t, int err)
 {
-    t->lost_due = true;
+    t->life = TAPIO__CLOSED;
     t->lost_error = err;
     if (!tapio_call_soon(t->loop, call_connection_lost, t)) {
         /* Out of memory: still run it exactly once, right away. */
@@ -98,59 +144,108 @@ void tapio__transports_destroy_all(tapio_loop *loop)
     }
 }
 
-/* ---- reading ---------------------------------------------------------- */
-
-static void update_interest(tapio_transport *t)
+void tapio__transport_lost(tapio_transport *t, int err)
 {
-    unsigned want = 0;
-    if (!t->read_stop && !t->closing)
-        want |= TAPIO__READ;
-    if (t->wend > t->wstart || (t->sf.active && !t->sf.done))
-        want |= TAPIO__WRITE;
-    if (want != t->io.want)
-        tapio__io_set(t->loop, &t->io, want);
+    if (t->life != TAPIO__CLOSED)
+        schedule_connection_lost(t, err);
 }
 
-static void sendfile_finish(tapio_transport *t, int err);
-
-static void force_close(tapio_transport *t, int err)
+void tapio__transport_drop(tapio_transport *t)
 {
-    if (t->lost_due)
+    if (released(t))
         return;
-    t->wstart = t->wend = 0;
-    t->closing = true;
-    if (t->sf.active && !t->sf.done) /* its report comes before the loss */
-        sendfile_finish(t, err ? err : -ECANCELED);
-    update_interest(t);
+    transport_release(t, false);
+    tapio_transport_unref(t);
+}
+
+bool tapio__transport_started(const tapio_transport *t)
+{
+    return t->life != TAPIO__CONNECTING;
+}
+
+void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
+                           const tapio__transport_ops *ops,
+                           enum tapio__stream_kind kind,
+                           const tapio_protocol *proto, void *user,
+                           size_t default_high, tapio__addresses *addr)
+{
+    t->ops = ops;
+    t->addr = addr;
+    tapio__list_init(&t->node);
+    t->loop = loop;
+    t->kind = kind;
+    t->proto = proto;
+    t->user = user;
+    t->refs = 1;
+    /* asyncio's SSL transports pause at high, the others over it. */
+    tapio__flow_init(&t->flow, default_high, kind == TAPIO__TLS);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static size_t buffered(const fd_transport *f) { return f->wend - f->wstart; }
+
+static void update_interest(fd_transport *f)
+{
+    unsigned want = 0;
+    if (!f->base.read_stop && !is_closing(&f->base))
+        want |= TAPIO__READ;
+    if (f->wend > f->wstart || (f->sf.active && !f->sf.done))
+        want |= TAPIO__WRITE;
+    if (want != f->io.want)
+        tapio__io_set(f->base.loop, &f->io, want);
+}
+
+static void sendfile_finish(fd_transport *f, int err);
+
+static void force_close(fd_transport *f, int err)
+{
+    tapio_transport *t = &f->base;
+    if (t->life == TAPIO__CLOSED)
+        return;
+    f->wstart = f->wend = 0;
+    tapio__transport_set_closing(t);
+    if (f->sf.active && !f->sf.done) /* its report comes before the loss */
+        sendfile_finish(f, err ? err : -ECANCELED);
+    update_interest(f);
     schedule_connection_lost(t, err);
 }
 
 /* asyncio's _fatal_error: OS errors are normal connection endings and
  * reach only connection_lost; anything else is reported as well. */
-static void fatal_error(tapio_transport *t, int err, const char *message)
+static void fatal_error(fd_transport *f, int err, const char *message)
 {
     if (message)
-        tapio__report_error(t->loop, message, err);
-    force_close(t, err);
+        tapio__report_error(f->base.loop, message, err);
+    force_close(f, err);
 }
 
-static void on_eof(tapio_transport *t)
+/* A socket's EOF: the protocol may keep the transport open (half-closed). */
+static void socket_eof(fd_transport *f)
 {
-    if (t->kind == TAPIO__READ_PIPE) { /* a pipe's EOF ends it, whatever the
-                                          protocol answers (asyncio's too) */
-        if (t->proto && t->proto->eof_received)
-            t->proto->eof_received(t, t->user);
-        tapio_transport_close(t);
-        return;
-    }
+    tapio_transport *t = &f->base;
     bool keep_open = t->proto && t->proto->eof_received &&
                      t->proto->eof_received(t, t->user);
     if (keep_open) {
         t->read_stop |= READ_STOPPED_EOF;
-        update_interest(t);
+        update_interest(f);
     } else {
         tapio_transport_close(t);
     }
+}
+
+/* A pipe's EOF ends it, whatever the protocol answers (asyncio's too). */
+static void read_pipe_eof(fd_transport *f)
+{
+    tapio_transport *t = &f->base;
+    if (t->proto && t->proto->eof_received)
+        t->proto->eof_received(t, t->user);
+    tapio_transport_close(t);
+}
+
+static ssize_t fd_read(fd_transport *f, char *buf, size_t len)
+{
+    return read(f->io.fd, buf, len);
 }
 
 /* A relayed pipe: splice moves what the pipe holds into the socket pair
@@ -158,35 +253,40 @@ static void on_eof(tapio_transport *t)
  * goes on writing), then the copy out is read from the socket. At most
  * `len` bytes are moved, so the read takes them all and the socket is
  * empty again. */
-static ssize_t relay_read(tapio_transport *t, char *buf, size_t len)
+static ssize_t read_pipe_read(fd_transport *f, char *buf, size_t len)
 {
-    ssize_t moved = splice(t->io.fd, NULL, t->relay[1], NULL, len,
+    const read_pipe *p = (const read_pipe *)f;
+    if (p->relay[0] < 0)
+        return fd_read(f, buf, len);
+    ssize_t moved = splice(f->io.fd, NULL, p->relay[1], NULL, len,
                            SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     if (moved <= 0)
         return moved;
     ssize_t n;
     do
-        n = read(t->relay[0], buf, len);
+        n = read(p->relay[0], buf, len);
     while (n < 0 && errno == EINTR);
     return n;
 }
 
-static void read_into_protocol(tapio_transport *t)
+static void read_into_protocol(fd_transport *f)
 {
+    tapio_transport *t = &f->base;
     const tapio_protocol *proto = t->proto;
     char *buf = t->loop->read_buf;
     size_t cap = TAPIO__READ_SIZE;
     if (proto && proto->get_buffer) {
         buf = proto->get_buffer(t, 0, &cap, t->user);
         if (!buf || cap == 0) { /* read nothing; failed already, or now */
-            if (!tapio_transport_is_closing(t))
-                fatal_error(t, TAPIO_EPROTOCOL,
+            if (!is_closing(t))
+                fatal_error(f, TAPIO_EPROTOCOL,
                             "get_buffer() returned an empty buffer");
             return;
         }
     }
-    ssize_t n = t->relay[0] >= 0 ? relay_read(t, buf, cap)
-                                  : read(t->io.fd, buf, cap);
+    /* Sockets and plain pipes read(2) directly (inlined), relays splice. */
+    ssize_t n = kind_ops(f)->read == fd_read ? read(f->io.fd, buf, cap)
+                                             : kind_ops(f)->read(f, buf, cap);
     if (n > 0) {
         if (proto && proto->get_buffer) {
             if (proto->buffer_updated)
@@ -195,68 +295,72 @@ static void read_into_protocol(tapio_transport *t)
         else if (proto && proto->data_received)
             proto->data_received(t, buf, (size_t)n, t->user);
     } else if (n == 0) {
-        on_eof(t);
+        kind_ops(f)->eof(f);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        fatal_error(t, -errno, NULL);
+        fatal_error(f, -errno, NULL);
     }
+}
+
+/* A write pipe reads only to learn that its reader went away. */
+static void reader_gone(fd_transport *f)
+{
+    force_close(f, buffered(f) ? -EPIPE : 0);
 }
 
 /* ---- writing ---------------------------------------------------------- */
 
-static size_t buffered(const tapio_transport *t) { return t->wend - t->wstart; }
-
-static void maybe_pause_protocol(tapio_transport *t)
+static void maybe_pause_protocol(fd_transport *f)
 {
-    if (buffered(t) <= t->high || t->protocol_paused)
+    tapio_transport *t = &f->base;
+    if (!tapio__flow_pause(&t->flow, buffered(f)))
         return;
-    t->protocol_paused = true;
     if (t->proto && t->proto->pause_writing)
         t->proto->pause_writing(t, t->user);
 }
 
-static void maybe_resume_protocol(tapio_transport *t)
+static void maybe_resume_protocol(fd_transport *f)
 {
-    if (!t->protocol_paused || buffered(t) > t->low)
+    tapio_transport *t = &f->base;
+    if (!tapio__flow_resume(&t->flow, buffered(f)))
         return;
-    t->protocol_paused = false;
     if (t->proto && t->proto->resume_writing)
         t->proto->resume_writing(t, t->user);
 }
 
-static int reserve(tapio_transport *t, size_t extra)
+static int reserve(fd_transport *f, size_t extra)
 {
-    size_t len = buffered(t);
-    if (t->wcap - t->wend >= extra)
+    size_t len = buffered(f);
+    if (f->wcap - f->wend >= extra)
         return 0;
-    if (t->wstart && t->wcap - len >= extra) { /* compact instead of grow */
-        memmove(t->wbuf, t->wbuf + t->wstart, len);
-        t->wstart = 0;
-        t->wend = len;
+    if (f->wstart && f->wcap - len >= extra) { /* compact instead of grow */
+        memmove(f->wbuf, f->wbuf + f->wstart, len);
+        f->wstart = 0;
+        f->wend = len;
         return 0;
     }
-    size_t cap = t->wcap ? t->wcap : 16 * 1024;
+    size_t cap = f->wcap ? f->wcap : 16 * 1024;
     while (cap - len < extra)
         cap *= 2;
     char *wbuf = malloc(cap);
     if (!wbuf)
         return -ENOMEM;
     if (len)
-        memcpy(wbuf, t->wbuf + t->wstart, len);
-    free(t->wbuf);
-    t->wbuf = wbuf;
-    t->wcap = cap;
-    t->wstart = 0;
-    t->wend = len;
+        memcpy(wbuf, f->wbuf + f->wstart, len);
+    free(f->wbuf);
+    f->wbuf = wbuf;
+    f->wcap = cap;
+    f->wstart = 0;
+    f->wend = len;
     return 0;
 }
 
-static int append_iov(tapio_transport *t, const struct iovec *iov, int iovcnt,
+static int append_iov(fd_transport *f, const struct iovec *iov, int iovcnt,
                       size_t skip)
 {
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
-    int err = reserve(t, total - skip);
+    int err = reserve(f, total - skip);
     if (err)
         return err;
     for (int i = 0; i < iovcnt; i++) {
@@ -265,9 +369,9 @@ static int append_iov(tapio_transport *t, const struct iovec *iov, int iovcnt,
             skip -= len;
             continue;
         }
-        memcpy(t->wbuf + t->wend, (const char *)iov[i].iov_base + skip,
+        memcpy(f->wbuf + f->wend, (const char *)iov[i].iov_base + skip,
                len - skip);
-        t->wend += len - skip;
+        f->wend += len - skip;
         skip = 0;
     }
     return 0;
@@ -275,143 +379,156 @@ static int append_iov(tapio_transport *t, const struct iovec *iov, int iovcnt,
 
 /* Sockets: MSG_NOSIGNAL makes a vanished peer an EPIPE error, not a
  * SIGPIPE, and a single buffer takes send(), cheaper in the kernel than
- * sendmsg(). Pipes take write()/writev(). */
-static ssize_t send_iov(const tapio_transport *t, const struct iovec *iov,
-                        int iovcnt)
+ * sendmsg(). */
+static ssize_t socket_send(fd_transport *f, const struct iovec *iov,
+                           int iovcnt)
 {
+    int fd = f->io.fd;
+    ssize_t n;
+    if (iovcnt == 1) {
+        do
+            n = send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
     struct msghdr msg = {0};
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = (size_t)iovcnt;
-    int fd = t->io.fd;
-    bool socket = t->kind == TAPIO__SOCKET;
-    ssize_t n;
     do
-        if (!socket)
-            n = iovcnt == 1 ? write(fd, iov->iov_base, iov->iov_len)
-                            : writev(fd, iov, iovcnt);
-        else
-            n = iovcnt == 1
-                    ? send(fd, iov->iov_base, iov->iov_len, MSG_NOSIGNAL)
-                    : sendmsg(fd, &msg, MSG_NOSIGNAL);
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     return n;
 }
 
-static void shutdown_write(tapio_transport *t)
+/* Pipes take write()/writev(). */
+static ssize_t pipe_send(fd_transport *f, const struct iovec *iov, int iovcnt)
 {
-    t->eof_sent = true;
-    if (shutdown(t->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
-        fatal_error(t, -errno, NULL);
+    int fd = f->io.fd;
+    ssize_t n;
+    do
+        n = iovcnt == 1 ? write(fd, iov->iov_base, iov->iov_len)
+                        : writev(fd, iov, iovcnt);
+    while (n < 0 && errno == EINTR);
+    return n;
 }
 
-static void sendfile_step(tapio_transport *t);
+/* The kind's send; a socket's is called directly, so that it is inlined
+ * on the path every write takes. */
+static inline ssize_t send_iov(fd_transport *f, const struct iovec *iov,
+                               int iovcnt)
+{
+    if (kind_ops(f)->send == socket_send)
+        return socket_send(f, iov, iovcnt);
+    return kind_ops(f)->send(f, iov, iovcnt);
+}
+
+static void shutdown_write(fd_transport *f)
+{
+    f->base.flags |= TAPIO__T_EOF_SENT;
+    if (shutdown(f->io.fd, SHUT_WR) < 0 && errno != ENOTCONN)
+        fatal_error(f, -errno, NULL);
+}
+
+static void sendfile_step(fd_transport *f);
 
 /* The buffer is empty: start a waiting sendfile, else finish a close or a
  * write_eof that waited for it. */
-static void drained(tapio_transport *t)
+static void drained(fd_transport *f)
 {
-    t->wstart = t->wend = 0;
-    if (t->wcap > WBUF_KEEP) {
-        free(t->wbuf);
-        t->wbuf = NULL;
-        t->wcap = 0;
+    tapio_transport *t = &f->base;
+    f->wstart = f->wend = 0;
+    if (f->wcap > WBUF_KEEP) {
+        free(f->wbuf);
+        f->wbuf = NULL;
+        f->wcap = 0;
     }
-    update_interest(t);
-    if (t->sf.active) {
-        if (!t->sf.done)
-            sendfile_step(t);
+    update_interest(f);
+    if (f->sf.active) {
+        if (!f->sf.done)
+            sendfile_step(f);
         return; /* its report finishes what waits */
     }
-    if (t->closing) {
-        if (!t->lost_due)
+    if (is_closing(t)) {
+        if (t->life != TAPIO__CLOSED)
             schedule_connection_lost(t, 0);
-    } else if (t->eof && !t->eof_sent) {
-        shutdown_write(t);
+    } else if ((t->flags & (TAPIO__T_EOF | TAPIO__T_EOF_SENT)) ==
+               TAPIO__T_EOF) {
+        shutdown_write(f);
     }
 }
 
-static void flush_buffer(tapio_transport *t)
+static void flush_buffer(fd_transport *f)
 {
-    struct iovec iov = {t->wbuf + t->wstart, buffered(t)};
-    ssize_t n = send_iov(t, &iov, 1);
+    struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
+    ssize_t n = send_iov(f, &iov, 1);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        fatal_error(t, -errno, NULL);
+        fatal_error(f, -errno, NULL);
         return;
     }
-    t->wstart += (size_t)n;
-    maybe_resume_protocol(t);
-    if (!buffered(t))
-        drained(t);
+    f->wstart += (size_t)n;
+    maybe_resume_protocol(f);
+    if (!buffered(f))
+        drained(f);
 }
 
-static int write_check(tapio_transport *t)
+static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
 {
-    if (t->kind == TAPIO__READ_PIPE)
-        return -ENOTSUP;
-    if (t->eof)
+    fd_transport *f = fdt(t);
+    if (t->flags & TAPIO__T_EOF)
         return -ESHUTDOWN;
-    if (t->sf.active)
+    if (f->sf.active)
         return -EBUSY;
-    return 0;
-}
-
-int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
-                           int iovcnt)
-{
-    if (TAPIO__UNLIKELY(t->kind == TAPIO__TLS))
-        return tapio__tls_writev(t, iov, iovcnt);
-    int err = write_check(t);
-    if (err)
-        return err;
     size_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    if (t->lost_due) /* asyncio drops writes once the end is due */
+    if (t->life == TAPIO__CLOSED) /* asyncio drops writes once the end is due */
         return 0;
     size_t sent = 0;
-    if (!buffered(t) && iovcnt <= IOV_MAX) {
-        ssize_t n = send_iov(t, iov, iovcnt);
+    if (!buffered(f) && iovcnt <= IOV_MAX) {
+        ssize_t n = send_iov(f, iov, iovcnt);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            fatal_error(t, -errno, NULL);
+            fatal_error(f, -errno, NULL);
             return 0;
         }
         sent = n > 0 ? (size_t)n : 0;
         if (sent == total)
             return 0;
     }
-    bool was_empty = !buffered(t);
-    err = append_iov(t, iov, iovcnt, sent);
+    bool was_empty = !buffered(f);
+    int err = append_iov(f, iov, iovcnt, sent);
     if (err)
         return err;
     if (was_empty)
-        update_interest(t);
-    maybe_pause_protocol(t);
+        update_interest(f);
+    maybe_pause_protocol(f);
     return 0;
 }
 
-int tapio_transport_write(tapio_transport *t, const void *data, size_t len)
+static int refuse_write(tapio_transport *t, const struct iovec *iov,
+                        int iovcnt)
 {
-    struct iovec iov = {(void *)data, len};
-    return tapio_transport_writev(t, &iov, 1);
+    (void)t, (void)iov, (void)iovcnt;
+    return -ENOTSUP;
 }
 
 static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
 {
     (void)loop;
-    tapio_transport *t = tapio__container_of(io, tapio_transport, io);
-    if ((events & TAPIO__WRITE) && buffered(t))
-        flush_buffer(t);
-    else if ((events & TAPIO__WRITE) && t->sf.active && !t->sf.done)
-        sendfile_step(t);
-    if ((events & TAPIO__READ) && !t->read_stop && !t->closing) {
-        if (t->kind == TAPIO__WRITE_PIPE) /* the reader went away */
-            force_close(t, buffered(t) ? -EPIPE : 0);
+    fd_transport *f = tapio__container_of(io, fd_transport, io);
+    if ((events & TAPIO__WRITE) && buffered(f))
+        flush_buffer(f);
+    else if ((events & TAPIO__WRITE) && f->sf.active && !f->sf.done)
+        sendfile_step(f);
+    if ((events & TAPIO__READ) && !f->base.read_stop &&
+        !is_closing(&f->base)) {
+        if (kind_ops(f)->readable == read_into_protocol) /* inlined */
+            read_into_protocol(f);
         else
-            read_into_protocol(t);
+            kind_ops(f)->readable(f);
     }
 }
 
@@ -420,59 +537,57 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
 static void sendfile_report(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    tapio_transport *t = arg;
-    t->sf.active = false;
-    if (t->sf.cb)
-        t->sf.cb(t, t->sf.sent, t->sf.err, t->sf.arg);
-    if (t->dead || buffered(t))
+    fd_transport *f = arg;
+    f->sf.active = false;
+    if (f->sf.cb)
+        f->sf.cb(&f->base, f->sf.sent, f->sf.err, f->sf.arg);
+    if (released(&f->base) || buffered(f))
         return;
-    drained(t); /* a close or write_eof may have waited for us */
+    drained(f); /* a close or write_eof may have waited for us */
 }
 
-static void sendfile_finish(tapio_transport *t, int err)
+static void sendfile_finish(fd_transport *f, int err)
 {
-    t->sf.done = true;
-    t->sf.err = err;
-    update_interest(t);
-    if (!tapio_call_soon(t->loop, sendfile_report, t))
-        sendfile_report(t->loop, t); /* out of memory: report now */
+    f->sf.done = true;
+    f->sf.err = err;
+    update_interest(f);
+    if (!tapio_call_soon(f->base.loop, sendfile_report, f))
+        sendfile_report(f->base.loop, f); /* out of memory: report now */
 }
 
 /* Send until the socket is full (then wait for EPOLLOUT) or the range is
  * done. */
-static void sendfile_step(tapio_transport *t)
+static void sendfile_step(fd_transport *f)
 {
-    while (t->sf.remaining) {
-        size_t chunk = t->sf.remaining > (1u << 30) ? (1u << 30)
-                                                    : t->sf.remaining;
-        ssize_t n = sendfile(t->io.fd, t->sf.fd, &t->sf.offset, chunk);
+    while (f->sf.remaining) {
+        size_t chunk = f->sf.remaining > (1u << 30) ? (1u << 30)
+                                                    : f->sf.remaining;
+        ssize_t n = sendfile(f->io.fd, f->sf.fd, &f->sf.offset, chunk);
         if (n > 0) {
-            t->sf.sent += (size_t)n;
-            t->sf.remaining -= (size_t)n;
+            f->sf.sent += (size_t)n;
+            f->sf.remaining -= (size_t)n;
         } else if (n == 0) {
             break; /* the file ended early */
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            update_interest(t);
+            update_interest(f);
             return;
         } else if (errno != EINTR) {
-            sendfile_finish(t, -errno);
+            sendfile_finish(f, -errno);
             return;
         }
     }
-    sendfile_finish(t, 0);
+    sendfile_finish(f, 0);
 }
 
-int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
-                             size_t count, tapio_sendfile_callback cb,
-                             void *arg)
+static int fd_sendfile(tapio_transport *t, int file_fd, off_t offset,
+                       size_t count, tapio_sendfile_callback cb, void *arg)
 {
-    if (t->kind == TAPIO__TLS)
-        return -ENOTSUP;
-    if (t->sf.active)
+    fd_transport *f = fdt(t);
+    if (f->sf.active)
         return -EBUSY;
-    if (t->eof)
+    if (t->flags & TAPIO__T_EOF)
         return -ESHUTDOWN;
-    if (t->closing || t->lost_due)
+    if (is_closing(t))
         return -EPIPE;
     if (offset < 0)
         return -EINVAL;
@@ -482,54 +597,222 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
             return -errno;
         count = st.st_size > offset ? (size_t)(st.st_size - offset) : 0;
     }
-    memset(&t->sf, 0, sizeof(t->sf));
-    t->sf.active = true;
-    t->sf.fd = file_fd;
-    t->sf.offset = offset;
-    t->sf.remaining = count;
-    t->sf.cb = cb;
-    t->sf.arg = arg;
-    if (!buffered(t))
-        sendfile_step(t);
-    update_interest(t);
+    memset(&f->sf, 0, sizeof(f->sf));
+    f->sf.active = true;
+    f->sf.fd = file_fd;
+    f->sf.offset = offset;
+    f->sf.remaining = count;
+    f->sf.cb = cb;
+    f->sf.arg = arg;
+    if (!buffered(f))
+        sendfile_step(f);
+    update_interest(f);
     return 0;
 }
 
+/* ---- the fd kinds' calls ------------------------------------------------ */
+
+static int socket_write_eof(tapio_transport *t)
+{
+    fd_transport *f = fdt(t);
+    if (is_closing(t) || (t->flags & TAPIO__T_EOF))
+        return 0;
+    t->flags |= TAPIO__T_EOF;
+    if (!buffered(f) && !f->sf.active)
+        shutdown_write(f);
+    return 0;
+}
+
+/* A pipe's EOF is its closing. */
+static int write_pipe_write_eof(tapio_transport *t)
+{
+    tapio_transport_close(t);
+    return 0;
+}
+
+static void fd_close(tapio_transport *t)
+{
+    fd_transport *f = fdt(t);
+    tapio__transport_set_closing(t);
+    update_interest(f);
+    if (!buffered(f) && !f->sf.active)
+        schedule_connection_lost(t, 0);
+}
+
+static void fd_fail(tapio_transport *t, int err) { force_close(fdt(t), err); }
+
+static void fd_pause_reading(tapio_transport *t)
+{
+    if (is_closing(t) || (t->read_stop & READ_PAUSED_USER))
+        return;
+    t->read_stop |= READ_PAUSED_USER;
+    update_interest(fdt(t));
+}
+
+/* A write pipe reads only to hear its reader leave: it keeps doing so. */
+static void write_pipe_pause_reading(tapio_transport *t) { (void)t; }
+
+static void fd_resume_reading(tapio_transport *t)
+{
+    if (is_closing(t) || !(t->read_stop & READ_PAUSED_USER))
+        return;
+    t->read_stop &= ~READ_PAUSED_USER;
+    update_interest(fdt(t));
+}
+
+static bool fd_is_reading(const tapio_transport *t)
+{
+    return !(t->read_stop & READ_PAUSED_USER) && !is_closing(t);
+}
+
+static size_t fd_buffer_size(const tapio_transport *t)
+{
+    return buffered(cfdt(t));
+}
+
+static void fd_limits_changed(tapio_transport *t)
+{
+    if (!released(t))
+        maybe_pause_protocol(fdt(t));
+}
+
+static int fd_fd(const tapio_transport *t) { return cfdt(t)->io.fd; }
+
+static void fd_release(tapio_transport *t)
+{
+    fd_transport *f = fdt(t);
+    if (f->io.fd >= 0) {
+        tapio__io_detach(t->loop, &f->io);
+        close(f->io.fd);
+        f->io.fd = -1;
+    }
+    free(f->wbuf);
+    f->wbuf = NULL;
+    f->wstart = f->wend = f->wcap = 0;
+}
+
+static void read_pipe_release(tapio_transport *t)
+{
+    read_pipe *p = (read_pipe *)t;
+    for (int i = 0; i < 2; i++)
+        if (p->relay[i] >= 0) {
+            close(p->relay[i]);
+            p->relay[i] = -1;
+        }
+    fd_release(t);
+}
+
+static void fd_free(tapio_transport *t)
+{
+    free(fdt(t)->wbuf);
+    free(t);
+}
+
+static const fd_ops socket_ops = {
+    .ops = {
+        .writev = fd_writev,
+        .write_eof = socket_write_eof,
+        .sendfile = fd_sendfile,
+        .close = fd_close,
+        .fail = fd_fail,
+        .pause_reading = fd_pause_reading,
+        .resume_reading = fd_resume_reading,
+        .is_reading = fd_is_reading,
+        .buffer_size = fd_buffer_size,
+        .limits_changed = fd_limits_changed,
+        .fd = fd_fd,
+        .release = fd_release,
+        .free = fd_free,
+    },
+    .send = socket_send,
+    .read = fd_read,
+    .readable = read_into_protocol,
+    .eof = socket_eof,
+};
+
+static const fd_ops read_pipe_ops = {
+    .ops = {
+        .writev = refuse_write,
+        .write_eof = NULL, /* -ENOTSUP */
+        .sendfile = fd_sendfile,
+        .close = fd_close,
+        .fail = fd_fail,
+        .pause_reading = fd_pause_reading,
+        .resume_reading = fd_resume_reading,
+        .is_reading = fd_is_reading,
+        .buffer_size = fd_buffer_size,
+        .limits_changed = fd_limits_changed,
+        .fd = fd_fd,
+        .release = read_pipe_release,
+        .free = fd_free,
+    },
+    .send = pipe_send,
+    .read = read_pipe_read,
+    .readable = read_into_protocol,
+    .eof = read_pipe_eof,
+};
+
+static const fd_ops write_pipe_ops = {
+    .ops = {
+        .writev = fd_writev,
+        .write_eof = write_pipe_write_eof,
+        .sendfile = fd_sendfile,
+        .close = fd_close,
+        .fail = fd_fail,
+        .pause_reading = write_pipe_pause_reading,
+        .resume_reading = fd_resume_reading,
+        .is_reading = fd_is_reading,
+        .buffer_size = fd_buffer_size,
+        .limits_changed = fd_limits_changed,
+        .fd = fd_fd,
+        .release = fd_release,
+        .free = fd_free,
+    },
+    .send = pipe_send,
+    .read = fd_read,
+    .readable = reader_gone,
+    .eof = read_pipe_eof, /* not reached: a write pipe does not read */
+};
+
 /* ---- the Transport API ----------------------------------------------- */
+
+int tapio_transport_writev(tapio_transport *t, const struct iovec *iov,
+                           int iovcnt)
+{
+    return t->ops->writev(t, iov, iovcnt);
+}
+
+int tapio_transport_write(tapio_transport *t, const void *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+    if (t->ops->writev == fd_writev) /* the common case, inlined */
+        return fd_writev(t, &iov, 1);
+    return t->ops->writev(t, &iov, 1);
+}
+
+int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
+                             size_t count, tapio_sendfile_callback cb,
+                             void *arg)
+{
+    if (!t->ops->sendfile)
+        return -ENOTSUP;
+    return t->ops->sendfile(t, file_fd, offset, count, cb, arg);
+}
 
 int tapio_transport_write_eof(tapio_transport *t)
 {
-    if (t->kind == TAPIO__READ_PIPE || t->kind == TAPIO__TLS)
-        return -ENOTSUP;
-    if (t->kind == TAPIO__WRITE_PIPE) { /* a pipe's EOF is its closing */
-        tapio_transport_close(t);
-        return 0;
-    }
-    if (t->closing || t->eof)
-        return 0;
-    t->eof = true;
-    if (!buffered(t) && !t->sf.active)
-        shutdown_write(t);
-    return 0;
+    return t->ops->write_eof ? t->ops->write_eof(t) : -ENOTSUP;
 }
 
 bool tapio_transport_can_write_eof(const tapio_transport *t)
 {
-    return t->kind != TAPIO__READ_PIPE && t->kind != TAPIO__TLS;
+    return t->ops->write_eof != NULL;
 }
 
 void tapio_transport_close(tapio_transport *t)
 {
-    if (t->closing)
-        return;
-    if (t->kind == TAPIO__TLS) {
-        tapio__tls_close(t);
-        return;
-    }
-    t->closing = true;
-    update_interest(t);
-    if (!buffered(t) && !t->sf.active)
-        schedule_connection_lost(t, 0);
+    if (!is_closing(t))
+        t->ops->close(t);
 }
 
 void tapio_transport_abort(tapio_transport *t)
@@ -539,80 +822,51 @@ void tapio_transport_abort(tapio_transport *t)
 
 void tapio_transport_fail(tapio_transport *t, int err)
 {
-    if (t->dead)
-        return;
-    if (t->kind == TAPIO__TLS)
-        tapio__tls_abort(t, err);
-    else
-        force_close(t, err);
+    if (!released(t))
+        t->ops->fail(t, err);
 }
 
-bool tapio_transport_is_closing(const tapio_transport *t) { return t->closing; }
+bool tapio_transport_is_closing(const tapio_transport *t)
+{
+    return is_closing(t);
+}
 
 void tapio_transport_pause_reading(tapio_transport *t)
 {
-    /* A write pipe reads only to hear its reader leave: keep doing so. */
-    if (t->kind == TAPIO__TLS) {
-        tapio__tls_pause_reading(t);
-        return;
-    }
-    if (t->closing || (t->read_stop & READ_PAUSED_USER) ||
-        t->kind == TAPIO__WRITE_PIPE)
-        return;
-    t->read_stop |= READ_PAUSED_USER;
-    update_interest(t);
+    t->ops->pause_reading(t);
 }
 
 void tapio_transport_resume_reading(tapio_transport *t)
 {
-    if (t->kind == TAPIO__TLS) {
-        tapio__tls_resume_reading(t);
-        return;
-    }
-    if (t->closing || !(t->read_stop & READ_PAUSED_USER))
-        return;
-    t->read_stop &= ~READ_PAUSED_USER;
-    update_interest(t);
+    t->ops->resume_reading(t);
 }
 
 bool tapio_transport_is_reading(const tapio_transport *t)
 {
-    if (t->kind == TAPIO__TLS)
-        return tapio__tls_is_reading(t);
-    return !(t->read_stop & READ_PAUSED_USER) && !t->closing;
+    return t->ops->is_reading(t);
 }
 
 size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
 {
-    if (t->kind == TAPIO__TLS)
-        return tapio__tls_buffer_size(t);
-    return buffered(t);
+    return t->ops->buffer_size(t);
 }
 
 int tapio_transport_set_write_buffer_limits(tapio_transport *t, ssize_t high,
                                             ssize_t low)
 {
-    bool tls = t->kind == TAPIO__TLS;
-    int err = tapio__flow_limits(high, low,
-                                 tls ? TAPIO__TLS_HIGH_WATER
-                                     : TAPIO_DEFAULT_HIGH_WATER,
-                                 &t->high, &t->low);
-    if (err)
-        return err;
-    if (tls)
-        tapio__tls_limits_changed(t);
-    else if (!t->dead)
-        maybe_pause_protocol(t);
-    return 0;
+    int err = tapio__flow_set(&t->flow, high, low);
+    if (!err)
+        t->ops->limits_changed(t);
+    return err;
 }
 
 void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
                                              size_t *low, size_t *high)
 {
     if (low)
-        *low = t->low;
+        *low = t->flow.low;
     if (high)
-        *high = t->high;
+        *high = t->flow.high;
 }
 
 void tapio_transport_set_protocol(tapio_transport *t,
@@ -632,10 +886,7 @@ const tapio_protocol *tapio_transport_get_protocol(const tapio_transport *t,
 
 tapio_loop *tapio_transport_loop(const tapio_transport *t) { return t->loop; }
 
-int tapio_transport_fd(const tapio_transport *t)
-{
-    return t->kind == TAPIO__TLS ? tapio__tls_fd(t) : t->io.fd;
-}
+int tapio_transport_fd(const tapio_transport *t) { return t->ops->fd(t); }
 
 static int copy_addr(const struct sockaddr_storage *src, socklen_t src_len,
                      struct sockaddr_storage *addr, socklen_t *len)
@@ -650,13 +901,13 @@ static int copy_addr(const struct sockaddr_storage *src, socklen_t src_len,
 int tapio_transport_peername(const tapio_transport *t,
                              struct sockaddr_storage *addr, socklen_t *len)
 {
-    return copy_addr(&t->peer, t->peer_len, addr, len);
+    return copy_addr(&t->addr->peer, t->addr->peer_len, addr, len);
 }
 
 int tapio_transport_sockname(const tapio_transport *t,
                              struct sockaddr_storage *addr, socklen_t *len)
 {
-    return copy_addr(&t->local, t->local_len, addr, len);
+    return copy_addr(&t->addr->local, t->addr->local_len, addr, len);
 }
 
 /* ---- creation --------------------------------------------------------- */
@@ -664,31 +915,33 @@ int tapio_transport_sockname(const tapio_transport *t,
 static void call_connection_made(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    tapio_transport *t = arg;
-    t->made = true;
+    fd_transport *f = arg;
+    tapio_transport *t = &f->base;
+    tapio__transport_set_open(t);
     if (t->proto && t->proto->connection_made)
         t->proto->connection_made(t, t->user);
     t->read_stop &= ~READ_NOT_STARTED;
-    update_interest(t);
+    update_interest(f);
 }
 
-static void cache_addresses(tapio_transport *t)
+static void cache_addresses(fd_transport *f)
 {
-    t->local_len = sizeof(t->local);
-    if (getsockname(t->io.fd, (struct sockaddr *)&t->local, &t->local_len) < 0)
-        t->local_len = 0;
-    t->peer_len = sizeof(t->peer);
-    if (getpeername(t->io.fd, (struct sockaddr *)&t->peer, &t->peer_len) < 0)
-        t->peer_len = 0;
+    tapio__addresses *a = &f->addr;
+    a->local_len = sizeof(a->local);
+    if (getsockname(f->io.fd, (struct sockaddr *)&a->local, &a->local_len) < 0)
+        a->local_len = 0;
+    a->peer_len = sizeof(a->peer);
+    if (getpeername(f->io.fd, (struct sockaddr *)&a->peer, &a->peer_len) < 0)
+        a->peer_len = 0;
 }
 
 /* asyncio turns Nagle off on every TCP transport. */
-static void set_nodelay(tapio_transport *t)
+static void set_nodelay(fd_transport *f)
 {
-    int family = t->local.ss_family;
+    int family = f->addr.local.ss_family;
     if (family == AF_INET || family == AF_INET6) {
         int one = 1;
-        setsockopt(t->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(f->io.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
 }
 
@@ -701,25 +954,25 @@ static bool watches_hangup(int fd)
 }
 
 /* A transport's memory with its fields set; nothing attached yet. */
-static tapio_transport *transport_alloc(tapio_loop *loop, int fd,
+static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
                                         enum tapio__stream_kind kind,
                                         const tapio_protocol *proto,
-                                        void *user, size_t high)
+                                        void *user)
 {
-    tapio_transport *t = calloc(1, sizeof(*t));
-    if (!t)
+    const fd_ops *ops = kind == TAPIO__READ_PIPE    ? &read_pipe_ops
+                        : kind == TAPIO__WRITE_PIPE ? &write_pipe_ops
+                                                    : &socket_ops;
+    size_t size = kind == TAPIO__READ_PIPE ? sizeof(read_pipe)
+                                           : sizeof(fd_transport);
+    fd_transport *f = calloc(1, size);
+    if (!f)
         return NULL;
-    tapio__io_init(&t->io, fd, on_io);
-    tapio__list_init(&t->node);
-    t->relay[0] = t->relay[1] = -1;
-    t->loop = loop;
-    t->kind = kind;
-    t->proto = proto;
-    t->user = user;
-    t->refs = 1;
-    t->high = high;
-    t->low = high / 4;
-    return t;
+    tapio__transport_init(&f->base, loop, &ops->ops, kind, proto, user,
+                          TAPIO_DEFAULT_HIGH_WATER, &f->addr);
+    tapio__io_init(&f->io, fd, on_io);
+    if (kind == TAPIO__READ_PIPE)
+        ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;
+    return f;
 }
 
 int tapio__transport_new(tapio_loop *loop, int fd,
@@ -727,59 +980,35 @@ int tapio__transport_new(tapio_loop *loop, int fd,
                          const tapio_protocol *proto, void *user,
                          tapio_server *server, tapio_transport **out)
 {
-    tapio_transport *t = transport_alloc(loop, fd, kind, proto, user,
-                                         TAPIO_DEFAULT_HIGH_WATER);
-    if (!t) {
+    if (kind == TAPIO__TLS) { /* a TLS face is made by tapio_tls_start */
+        close(fd);
+        return -EINVAL;
+    }
+    fd_transport *f = fd_transport_alloc(loop, fd, kind, proto, user);
+    if (!f) {
         close(fd);
         return -ENOMEM;
     }
+    tapio_transport *t = &f->base;
     t->read_stop = READ_NOT_STARTED;
-    int err = tapio__io_attach(loop, &t->io);
-    if (!err && !tapio_call_soon(loop, call_connection_made, t)) {
-        tapio__io_detach(loop, &t->io);
+    int err = tapio__io_attach(loop, &f->io);
+    if (!err && !tapio_call_soon(loop, call_connection_made, f)) {
+        tapio__io_detach(loop, &f->io);
         err = -ENOMEM;
     }
     if (err) {
         close(fd);
-        free(t);
+        free(f);
         return err;
     }
-    cache_addresses(t);
-    set_nodelay(t);
+    cache_addresses(f);
+    set_nodelay(f);
     if (kind == TAPIO__WRITE_PIPE && !watches_hangup(fd))
         t->read_stop |= READ_NEVER;
     tapio__list_push(&loop->transports, &t->node);
     t->server = server;
     *out = t;
     return 0;
-}
-
-tapio_transport *tapio__transport_new_face(tapio_loop *loop,
-                                          struct tapio__tls *tls,
-                                          const tapio_protocol *proto,
-                                          void *user)
-{
-    tapio_transport *t = transport_alloc(loop, -1, TAPIO__TLS, proto, user,
-                                         TAPIO__TLS_HIGH_WATER);
-    if (!t)
-        return NULL;
-    t->tls = tls;
-    tapio__list_push(&loop->transports, &t->node);
-    return t;
-}
-
-void tapio__transport_lost(tapio_transport *t, int err)
-{
-    if (!t->lost_due)
-        schedule_connection_lost(t, err);
-}
-
-void tapio__transport_drop(tapio_transport *t)
-{
-    if (t->dead)
-        return;
-    transport_release(t, false);
-    tapio_transport_unref(t);
 }
 
 /* The socket pair's send buffer: each splice moves up to this much (the
@@ -810,6 +1039,9 @@ static bool splice_works(const int pair[2])
 
 int tapio__transport_relay(tapio_transport *t)
 {
+    if (t->ops != &read_pipe_ops.ops)
+        return -EINVAL;
+    read_pipe *p = (read_pipe *)t;
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
                    pair) < 0)
@@ -821,14 +1053,9 @@ int tapio__transport_relay(tapio_transport *t)
         close(pair[1]);
         return -ENOSYS;
     }
-    t->relay[0] = pair[0];
-    t->relay[1] = pair[1];
+    p->relay[0] = pair[0];
+    p->relay[1] = pair[1];
     return 0;
-}
-
-bool tapio__transport_started(const tapio_transport *t)
-{
-    return t->made;
 }
 
 int tapio_transport_from_fd(tapio_loop *loop, int fd,

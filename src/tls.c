@@ -15,8 +15,9 @@ enum tls_state { UNWRAPPED, HANDSHAKE, WRAPPED, FLUSHING, SHUTDOWN };
  * eof_received, after connection_lost. */
 enum app_state { APP_INIT, APP_MADE, APP_EOF, APP_LOST };
 
+/* The TLS face: the transport its protocol sees, the common part first. */
 struct tapio__tls {
-    tapio_transport *face;
+    tapio_transport face;
     tapio_transport *raw;          /* referenced until the face is freed */
     tapio_loop *loop;
     const tapio_tls_engine *engine;
@@ -27,7 +28,6 @@ struct tapio__tls {
     bool handshake_ok;             /* the handshake completed */
     bool eof_received;             /* the raw transport saw EOF */
     bool raw_writing_paused;       /* the raw transport asked us to wait */
-    bool app_writing_paused;
     bool app_reading_paused;
     bool raw_reading_paused;
     char *backlog;                 /* plaintext written before WRAPPED */
@@ -40,11 +40,12 @@ struct tapio__tls {
     tapio_tls_handshake_callback cb; /* until the handshake ends */
     void *cb_arg;
     char *last_error;              /* the engine's error(), kept when it goes */
+    tapio__addresses addr;         /* the raw transport's */
 };
 
 static struct tapio__tls *layer(const tapio_transport *face)
 {
-    return face->tls;
+    return (struct tapio__tls *)face;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -95,7 +96,7 @@ static void wake_waiter(struct tapio__tls *tls, int err)
     tapio_tls_handshake_callback cb = tls->cb;
     tls->cb = NULL;
     if (cb)
-        cb(tls->face, err, tls->cb_arg);
+        cb(&tls->face, err, tls->cb_arg);
 }
 
 /* asyncio's _fatal_error: the raw transport closes with the error, and its
@@ -117,14 +118,12 @@ static size_t write_buffer_size(const struct tapio__tls *tls)
 /* asyncio's _control_app_writing, given the records still held. */
 static void control_app_writing_held(struct tapio__tls *tls, size_t held)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     size_t size = held + tls->backlog_len;
-    if (size >= face->high && !tls->app_writing_paused) {
-        tls->app_writing_paused = true;
+    if (tapio__flow_pause(&face->flow, size)) {
         if (face->proto && face->proto->pause_writing)
             face->proto->pause_writing(face, face->user);
-    } else if (size <= face->low && tls->app_writing_paused) {
-        tls->app_writing_paused = false;
+    } else if (tapio__flow_resume(&face->flow, size)) {
         if (face->proto && face->proto->resume_writing)
             face->proto->resume_writing(face, face->user);
     }
@@ -215,14 +214,14 @@ static void do_write(struct tapio__tls *tls)
     process_outgoing(tls);
 }
 
-int tapio__tls_writev(tapio_transport *face, const struct iovec *iov,
-                      int iovcnt)
+static int face_writev(tapio_transport *face, const struct iovec *iov,
+                       int iovcnt)
 {
     struct tapio__tls *tls = layer(face);
     /* Before the handshake (even before it began: tapio_tls_start gave the
      * face out) the plaintext waits in the backlog. */
     bool not_begun = tls->state == UNWRAPPED && !tls->started &&
-                     !face->closing;
+                     !tapio__transport_closing(face);
     if (tls->state != HANDSHAKE && tls->state != WRAPPED && !not_begun)
         return 0; /* closing or closed: dropped, as asyncio drops it */
     for (int i = 0; i < iovcnt; i++) {
@@ -255,7 +254,7 @@ static void start_shutdown(struct tapio__tls *tls);
 
 static void call_eof_received(struct tapio__tls *tls)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     if (tls->app != APP_MADE)
         return;
     tls->app = APP_EOF;
@@ -268,7 +267,7 @@ static void call_eof_received(struct tapio__tls *tls)
  * protocol pauses, or the peer's close_notify. */
 static void read_plaintext(struct tapio__tls *tls)
 {
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     ssize_t n = 1;
     while (!tls->app_reading_paused &&
            (tls->state == WRAPPED || tls->state == FLUSHING) &&
@@ -313,7 +312,7 @@ static void do_read(struct tapio__tls *tls)
 {
     if (tls->state != WRAPPED && tls->state != FLUSHING)
         return;
-    tapio_transport_ref(tls->face);
+    tapio_transport_ref(&tls->face);
     if (!tls->app_reading_paused) {
         read_plaintext(tls);
         if (tls->state == WRAPPED || tls->state == FLUSHING) {
@@ -325,7 +324,7 @@ static void do_read(struct tapio__tls *tls)
     }
     if (tls->raw && tls->state != UNWRAPPED)
         control_raw_reading(tls);
-    tapio_transport_unref(tls->face);
+    tapio_transport_unref(&tls->face);
 }
 
 /* ---- handshake ------------------------------------------------------------ */
@@ -333,7 +332,7 @@ static void do_read(struct tapio__tls *tls)
 static void handshake_complete(struct tapio__tls *tls, int err)
 {
     cancel_timer(&tls->handshake_timer);
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     if (err) {
         tls->state = UNWRAPPED;
         fatal_error(tls, err);
@@ -345,7 +344,7 @@ static void handshake_complete(struct tapio__tls *tls, int err)
     tapio_transport_ref(face);
     if (tls->app == APP_INIT) {
         tls->app = APP_MADE;
-        face->made = true;
+        tapio__transport_set_open(face);
         if (face->proto && face->proto->connection_made)
             face->proto->connection_made(face, face->user);
     }
@@ -376,7 +375,7 @@ static void handshake_timed_out(tapio_loop *loop, void *arg)
 static void start_handshake(struct tapio__tls *tls)
 {
     if (tls->started || tls->state != UNWRAPPED || !tls->raw ||
-        tls->face->closing)
+        tapio__transport_closing(&tls->face))
         return;
     tls->started = true;
     tls->state = HANDSHAKE;
@@ -442,7 +441,7 @@ static void start_shutdown(struct tapio__tls *tls)
 {
     if (tls->state == UNWRAPPED && !tls->started && tls->raw) {
         /* Closed before the handshake began: end it as in the handshake. */
-        tls->face->closing = true;
+        tapio__transport_set_closing(&tls->face);
         tls->started = true;
         tapio_transport_abort(tls->raw);
         return;
@@ -450,7 +449,7 @@ static void start_shutdown(struct tapio__tls *tls)
     if (tls->state == FLUSHING || tls->state == SHUTDOWN ||
         tls->state == UNWRAPPED)
         return;
-    tls->face->closing = true;
+    tapio__transport_set_closing(&tls->face);
     if (tls->state == HANDSHAKE) {
         tls->state = UNWRAPPED;
         tapio_transport_abort(tls->raw);
@@ -521,14 +520,14 @@ static void raw_connection_lost(tapio_transport *raw, int err, void *user)
 {
     (void)raw;
     struct tapio__tls *tls = user;
-    tapio_transport *face = tls->face;
+    tapio_transport *face = &tls->face;
     tls->backlog_len = 0;
     const void *data;
     size_t pending = tls->engine->peek_out(tls->es, &data);
     tls->engine->consume_out(tls->es, pending);
     cancel_timer(&tls->handshake_timer);
     cancel_timer(&tls->shutdown_timer);
-    face->closing = true;
+    tapio__transport_set_closing(face);
     tls->state = UNWRAPPED;
     /* A transport whose handshake failed ends with its handshake callback;
      * only an established one reports connection_lost. */
@@ -575,16 +574,16 @@ bool tapio__tls_is_raw(const tapio_transport *t)
 
 /* ---- the face's calls ------------------------------------------------------ */
 
-void tapio__tls_close(tapio_transport *face)
+static void face_close(tapio_transport *face)
 {
-    face->closing = true;
+    tapio__transport_set_closing(face);
     start_shutdown(layer(face));
 }
 
-void tapio__tls_abort(tapio_transport *face, int err)
+static void face_fail(tapio_transport *face, int err)
 {
     struct tapio__tls *tls = layer(face);
-    face->closing = true;
+    tapio__transport_set_closing(face);
     tls->state = UNWRAPPED;
     if (tls->raw)
         tapio_transport_fail(tls->raw, err);
@@ -595,7 +594,7 @@ static void resume_later(tapio_loop *loop, void *arg)
     (void)loop;
     struct tapio__tls *tls = arg;
     call_done(&tls->resume_call);
-    if (tls->raw && !tls->face->dead) {
+    if (tls->raw && !tapio__transport_released(&tls->face)) {
         switch (tls->state) {
         case WRAPPED: do_read(tls); break;
         case FLUSHING: do_flush(tls); break;
@@ -605,12 +604,12 @@ static void resume_later(tapio_loop *loop, void *arg)
     }
 }
 
-void tapio__tls_pause_reading(tapio_transport *face)
+static void face_pause_reading(tapio_transport *face)
 {
     layer(face)->app_reading_paused = true;
 }
 
-void tapio__tls_resume_reading(tapio_transport *face)
+static void face_resume_reading(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
     if (!tls->app_reading_paused)
@@ -623,29 +622,31 @@ void tapio__tls_resume_reading(tapio_transport *face)
         tapio_handle_ref(tls->resume_call);
 }
 
-bool tapio__tls_is_reading(const tapio_transport *face)
+static bool face_is_reading(const tapio_transport *face)
 {
-    return !face->dead && !layer(face)->app_reading_paused;
+    return !tapio__transport_released(face) && !layer(face)->app_reading_paused;
 }
 
-size_t tapio__tls_buffer_size(const tapio_transport *face)
+static size_t face_buffer_size(const tapio_transport *face)
 {
     return write_buffer_size(layer(face));
 }
 
-void tapio__tls_limits_changed(tapio_transport *face)
+static void face_limits_changed(tapio_transport *face)
 {
-    if (!face->dead)
+    if (!tapio__transport_released(face))
         control_app_writing(layer(face));
 }
 
-int tapio__tls_fd(const tapio_transport *face)
+static int face_fd(const tapio_transport *face)
 {
     const struct tapio__tls *tls = layer(face);
-    return tls->raw && !face->dead ? tapio_transport_fd(tls->raw) : -1;
+    return tls->raw && !tapio__transport_released(face) ? tapio_transport_fd(tls->raw) : -1;
 }
 
-void tapio__tls_detach(tapio_transport *face)
+/* The face is released from the loop: stop its timers, destroy its engine
+ * (its last error stays readable). */
+static void face_release(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
     cancel_timer(&tls->handshake_timer);
@@ -668,11 +669,12 @@ void tapio__tls_detach(tapio_transport *face)
     }
 }
 
-void tapio__tls_release(tapio_transport *face)
+/* The face's last reference went: the layer goes with it (and its
+ * reference to the raw transport). */
+static void face_free(tapio_transport *face)
 {
     struct tapio__tls *tls = layer(face);
-    tapio__tls_detach(face);
-    face->tls = NULL;
+    face_release(face);
     if (tls->raw) {
         void *user;
         if (tapio_transport_get_protocol(tls->raw, &user) == &raw_protocol &&
@@ -684,6 +686,22 @@ void tapio__tls_release(tapio_transport *face)
     free(tls->last_error);
     free(tls);
 }
+
+static const tapio__transport_ops face_ops = {
+    .writev = face_writev,
+    .write_eof = NULL, /* asyncio's SSL transports cannot write EOF */
+    .sendfile = NULL,  /* nor sendfile: loop.sendfile falls back */
+    .close = face_close,
+    .fail = face_fail,
+    .pause_reading = face_pause_reading,
+    .resume_reading = face_resume_reading,
+    .is_reading = face_is_reading,
+    .buffer_size = face_buffer_size,
+    .limits_changed = face_limits_changed,
+    .fd = face_fd,
+    .release = face_release,
+    .free = face_free,
+};
 
 /* ---- creation ------------------------------------------------------------ */
 
@@ -716,7 +734,7 @@ static void start_later(tapio_loop *loop, void *arg)
     struct tapio__tls *tls = arg;
     call_done(&tls->start_call);
     start_handshake(tls);
-    if (tls->raw && !tls->raw_reading_paused && !tls->face->closing)
+    if (tls->raw && !tls->raw_reading_paused && !tapio__transport_closing(&tls->face))
         tapio_transport_resume_reading(tls->raw);
 }
 
@@ -727,16 +745,11 @@ static struct tapio__tls *layer_new(tapio_transport *raw,
     struct tapio__tls *tls = calloc(1, sizeof(*tls));
     if (!tls)
         return NULL;
-    tls->face = tapio__transport_new_face(raw->loop, tls, proto, user);
-    if (!tls->face) {
-        free(tls);
-        return NULL;
-    }
-    tapio_transport *face = tls->face;
-    face->peer = raw->peer;
-    face->local = raw->local;
-    face->peer_len = raw->peer_len;
-    face->local_len = raw->local_len;
+    tapio_transport *face = &tls->face;
+    tapio__transport_init(face, raw->loop, &face_ops, TAPIO__TLS, proto, user,
+                          TAPIO__TLS_HIGH_WATER, &tls->addr);
+    tapio__list_push(&raw->loop->transports, &face->node);
+    tls->addr = *raw->addr;
     tls->loop = raw->loop;
     tls->handshake_timeout =
         or_default(opts->handshake_timeout, TAPIO_TLS_HANDSHAKE_TIMEOUT);
@@ -759,7 +772,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
         return err;
     }
     struct tapio__tls *tls = NULL;
-    if (raw->closing || (raw->kind != TAPIO__SOCKET && raw->kind != TAPIO__TLS))
+    if (tapio__transport_closing(raw) || (raw->kind != TAPIO__SOCKET && raw->kind != TAPIO__TLS))
         err = -EINVAL;
     else if (!(tls = layer_new(raw, opts, proto, user)))
         err = -ENOMEM;
@@ -773,7 +786,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
     tls->cb_arg = arg;
     if (opts->skip_connection_made) {
         tls->app = APP_MADE;
-        tls->face->made = true;
+        tapio__transport_set_open(&tls->face);
     }
     tapio_transport_ref(raw);
     tls->raw = raw;
@@ -782,7 +795,7 @@ int tapio_tls_start(tapio_transport *raw, const tapio_tls_options *opts,
      * live one (start_tls) starts the handshake on the next iteration. */
     if (tapio__transport_started(raw))
         call_soon_once(tls, &tls->start_call, start_later);
-    *out = tls->face;
+    *out = &tls->face;
     return 0;
 }
 
@@ -795,12 +808,12 @@ bool tapio_transport_is_tls(const tapio_transport *t)
 
 tapio_transport *tapio_tls_raw(const tapio_transport *t)
 {
-    return t->kind == TAPIO__TLS && t->tls ? t->tls->raw : NULL;
+    return t->kind == TAPIO__TLS ? layer(t)->raw : NULL;
 }
 
 const char *tapio_tls_error(const tapio_transport *t)
 {
-    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? t->tls : NULL;
+    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? layer(t) : NULL;
     if (!tls)
         return NULL;
     if (!tls->engine) /* released: what it said last */
@@ -810,13 +823,13 @@ const char *tapio_tls_error(const tapio_transport *t)
 
 void *tapio_tls_engine_state(const tapio_transport *t)
 {
-    return t->kind == TAPIO__TLS && t->tls ? t->tls->es : NULL;
+    return t->kind == TAPIO__TLS ? layer(t)->es : NULL;
 }
 
 /* The OpenSSL state of a TLS transport on libtapio's own engine. */
 void *tapio__tls_openssl_state(const tapio_transport *t)
 {
-    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? t->tls : NULL;
+    const struct tapio__tls *tls = t->kind == TAPIO__TLS ? layer(t) : NULL;
     return tls && tls->engine == &tapio__openssl_engine ? tls->es : NULL;
 }
 

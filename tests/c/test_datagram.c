@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1082,6 +1083,12 @@ TEST(datagram_write_buffer_limits)
     CHECK_ERR(tapio_datagram_set_write_buffer_limits(g->d, 10, 20), -EINVAL);
     tapio_datagram_get_write_buffer_limits(g->d, &low, &high);
     CHECK_EQ_INT(high, 1000);
+    /* low = 2**61 alone: high is 2**63, as asyncio's, with no overflow. */
+    CHECK_OK(tapio_datagram_set_write_buffer_limits(g->d, TAPIO_LIMIT_DEFAULT,
+                                                    (ssize_t)1 << 61));
+    tapio_datagram_get_write_buffer_limits(g->d, &low, &high);
+    CHECK(low == (size_t)1 << 61);
+    CHECK(high == (size_t)1 << 63);
 }
 
 /* pause_writing once the queue goes strictly over high (inside sendto, as

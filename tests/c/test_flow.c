@@ -7,6 +7,8 @@
  */
 #include "harness.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -156,5 +158,73 @@ TEST(zero_high_water_pauses_until_empty)
     CHECK_OK(tapio_transport_set_write_buffer_limits(c->t, 0, -1));
     drain_and_check_resume(loop, c, peer, 0);
     CHECK_EQ_INT(c->size_at_resume, 0);
+    close(peer);
+}
+
+/* The rule every kind applies, as asyncio's: low = high // 4 (floor, also
+ * for negative values, which asyncio's ValueError names), high = 4 * low,
+ * saturated where a Python integer would not overflow. */
+TEST(write_limits_check_is_asyncios_rule)
+{
+    ssize_t h = 7, l = 7;
+    CHECK_OK(tapio_write_limits_check(false, 0, false, 0, &h, &l));
+    CHECK_OK(tapio_write_limits_check(true, 1000, false, 0, &h, &l));
+    CHECK_EQ_INT(h, 1000);
+    CHECK_EQ_INT(l, 250);
+    CHECK_OK(tapio_write_limits_check(false, 0, true, 100, &h, &l));
+    CHECK_EQ_INT(h, 400);
+    CHECK_EQ_INT(l, 100);
+    CHECK_OK(tapio_write_limits_check(true, 0, false, 0, &h, &l));
+    CHECK_EQ_INT(h, 0);
+    CHECK_EQ_INT(l, 0);
+    CHECK_OK(tapio_write_limits_check(true, 3, false, 0, &h, &l));
+    CHECK_EQ_INT(l, 0);
+    CHECK_ERR(tapio_write_limits_check(true, 1, true, 2, &h, &l), -EINVAL);
+    CHECK_EQ_INT(h, 1);
+    CHECK_EQ_INT(l, 2);
+    CHECK_ERR(tapio_write_limits_check(true, -1, false, 0, &h, &l), -EINVAL);
+    CHECK_EQ_INT(h, -1);
+    CHECK_EQ_INT(l, -1); /* -1 // 4 */
+    CHECK_ERR(tapio_write_limits_check(true, -5, false, 0, &h, &l), -EINVAL);
+    CHECK_EQ_INT(l, -2);
+    CHECK_ERR(tapio_write_limits_check(false, 0, true, -1, &h, &l), -EINVAL);
+    CHECK_EQ_INT(h, -4);
+    CHECK_ERR(tapio_write_limits_check(true, 0, true, -1, NULL, NULL), -EINVAL);
+    /* 4 * 2**61 does not fit a ssize_t: high saturates, still >= low. */
+    CHECK_OK(tapio_write_limits_check(false, 0, true, (ssize_t)1 << 61, &h, &l));
+    CHECK(h == SSIZE_MAX);
+    CHECK(l == (ssize_t)1 << 61);
+    CHECK_OK(tapio_write_limits_check(false, 0, true, SSIZE_MAX, &h, &l));
+    CHECK(h == SSIZE_MAX);
+    CHECK_ERR(tapio_write_limits_check(false, 0, true, -SSIZE_MAX, &h, &l),
+              -EINVAL);
+    CHECK(h == -SSIZE_MAX - 1);
+    CHECK_OK(tapio_write_limits_check(true, SSIZE_MAX, false, 0, &h, &l));
+    CHECK(l == SSIZE_MAX / 4);
+}
+
+/* low = 2**61 alone: high is 4 * low, saturated (no signed overflow, which
+ * UBSan reports), and nothing pauses. */
+TEST(huge_low_water_saturates_high)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    CHECK_OK(tapio_transport_set_write_buffer_limits(c->t, TAPIO_LIMIT_DEFAULT,
+                                                     (ssize_t)1 << 61));
+    check_limits(c->t, (size_t)1 << 61, (size_t)1 << 63); /* asyncio's */
+    CHECK_OK(tapio_transport_set_write_buffer_limits(c->t, TAPIO_LIMIT_DEFAULT,
+                                                     SSIZE_MAX));
+    check_limits(c->t, SSIZE_MAX, SIZE_MAX);
+    CHECK_OK(tapio_transport_set_write_buffer_limits(c->t, SSIZE_MAX,
+                                                     TAPIO_LIMIT_DEFAULT));
+    check_limits(c->t, SSIZE_MAX / 4, SSIZE_MAX);
+    CHECK_OK(tapio_transport_write(c->t, "x", 1));
+    run_briefly(loop, 2);
+    CHECK_EQ_INT(c->pauses, 0);
+    /* Not given again: the kind's default. */
+    CHECK_OK(tapio_transport_set_write_buffer_limits(c->t, TAPIO_LIMIT_DEFAULT,
+                                                     TAPIO_LIMIT_DEFAULT));
+    check_limits(c->t, TAPIO_DEFAULT_HIGH_WATER / 4, TAPIO_DEFAULT_HIGH_WATER);
     close(peer);
 }

@@ -928,6 +928,12 @@ TEST(tls_back_pressure_through_the_layer)
     CHECK_EQ_INT(high, 1000);
     CHECK_EQ_INT(low, 250);
     CHECK_ERR(tapio_transport_set_write_buffer_limits(client->t, 10, 20), -EINVAL);
+    /* Not given: a TLS transport's own default, as asyncio's sslproto. */
+    CHECK_OK(tapio_transport_set_write_buffer_limits(
+        client->t, TAPIO_LIMIT_DEFAULT, TAPIO_LIMIT_DEFAULT));
+    tapio_transport_get_write_buffer_limits(client->t, &low, &high);
+    CHECK_EQ_INT(high, TLS_HIGH);
+    CHECK_EQ_INT(low, TLS_LOW);
     tapio_transport_close(client->t);
     RUN_UNTIL(loop, client->lost && served->lost, 10);
     CHECK_ERR(client->lost_err, 0);
