@@ -463,7 +463,7 @@ static void flush_buffer(fd_transport *f)
 }
 
 /* Send the coalesced writes now: at the end of the iteration, or early,
- * when holding them would take the buffer over the high-water mark (a
+ * when holding more would take the buffer over the high-water mark (a
  * direct send might not have paused the protocol). What the fd does not
  * take waits for it to be writable, as any unsent write. */
 static void flush_now(fd_transport *f)
@@ -483,19 +483,13 @@ void tapio__flush_writes(tapio_loop *loop)
 }
 
 /* During callbacks, a write to an idle transport is queued and sent with
- * the iteration's other writes to it: one writev, not one send each. */
+ * the iteration's other writes to it: one send, not one each. */
 static int coalesce(fd_transport *f, const struct iovec *iov, int iovcnt)
 {
     int err = append_iov(f, iov, iovcnt, 0);
-    if (err)
-        return err;
-    if (!flush_queued(f))
+    if (!err && !flush_queued(f))
         tapio__list_push(&f->base.loop->write_flushes, &f->flush_node);
-    if (tapio__flow_over_high(&f->base.flow, buffered(f))) {
-        flush_now(f);
-        maybe_pause_protocol(f);
-    }
-    return 0;
+    return err;
 }
 
 static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
@@ -512,8 +506,16 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
         return 0;
     if (t->life == TAPIO__CLOSED) /* asyncio drops writes once the end is due */
         return 0;
-    if (flush_queued(f) || (!buffered(f) && t->loop->dispatching))
-        return coalesce(f, iov, iovcnt);
+    if (flush_queued(f) || (!buffered(f) && t->loop->dispatching)) {
+        if (!tapio__flow_over_high(&t->flow, buffered(f) + total))
+            return coalesce(f, iov, iovcnt);
+        /* Too much to hold: what is queued goes first, this one then as a
+         * direct write (no copy when the fd takes it). */
+        if (flush_queued(f))
+            flush_now(f);
+        if (t->life == TAPIO__CLOSED)
+            return 0;
+    }
     size_t sent = 0;
     if (!buffered(f) && iovcnt <= IOV_MAX) {
         ssize_t n = kind_ops(f)->send(f, iov, iovcnt);
