@@ -210,6 +210,11 @@ static void force_close(fd_transport *f, int err)
     tapio_transport *t = &f->base;
     if (t->life == TAPIO__CLOSED)
         return;
+    if (flush_queued(f)) { /* what asyncio would have sent at write() */
+        tapio__list_remove(&f->flush_node);
+        struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
+        (void)kind_ops(f)->send(f, &iov, 1);
+    }
     f->wstart = f->wend = 0;
     tapio__transport_set_closing(t);
     if (f->sf.active && !f->sf.done) /* its report comes before the loss */
