@@ -487,6 +487,10 @@ void tapio__flush_writes(tapio_loop *loop)
                                       flush_node));
 }
 
+/* The largest write worth copying to send it with others: an HTTP body of
+ * 16 KiB still leaves with its head; a bulk write goes out directly. */
+#define COALESCE_MAX (16 * 1024)
+
 /* During callbacks, a write to an idle transport is queued and sent with
  * the iteration's other writes to it: one send, not one each. */
 static int coalesce(fd_transport *f, const struct iovec *iov, int iovcnt)
@@ -512,10 +516,11 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
     if (t->life == TAPIO__CLOSED) /* asyncio drops writes once the end is due */
         return 0;
     if (flush_queued(f) || (!buffered(f) && t->loop->dispatching)) {
-        if (!tapio__flow_over_high(&t->flow, buffered(f) + total))
+        if (total <= COALESCE_MAX &&
+            !tapio__flow_over_high(&t->flow, buffered(f) + total))
             return coalesce(f, iov, iovcnt);
-        /* Too much to hold: what is queued goes first, this one then as a
-         * direct write (no copy when the fd takes it). */
+        /* Too much to hold (or to copy): what is queued goes first, this
+         * one then as a direct write (no copy when the fd takes it). */
         if (flush_queued(f))
             flush_now(f);
         if (t->life == TAPIO__CLOSED)
