@@ -328,9 +328,13 @@ typedef struct tapio_protocol {
  * ====================================================================== */
 
 /**
- * Queue bytes for sending; the caller may reuse `data` at once. Tries an
- * immediate send when nothing is queued. May call pause_writing before it
- * returns. Returns 0, -ESHUTDOWN after write_eof(), or -EBUSY while a
+ * Queue bytes for sending; the caller may reuse `data` at once. Writes made
+ * while the loop runs callbacks are coalesced: each transport sends what
+ * they wrote with one writev when the callbacks are done, before the loop
+ * polls again (in the same iteration; counted by get_write_buffer_size
+ * until then), and early if holding them would take the buffer past the
+ * high-water mark. Outside callbacks a write is tried at once when nothing
+ * is queued. May call pause_writing before it returns. Returns 0, -ESHUTDOWN after write_eof(), or -EBUSY while a
  * sendfile runs. Data written after the transport closed is dropped, as
  * asyncio drops it.
  */

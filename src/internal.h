@@ -208,6 +208,10 @@ struct tapio_loop {
 
     bool running, stopping, closing;
     bool interrupted;            /* leave run_ready at once */
+    /* Callbacks are running: stream writes are queued and each transport
+     * flushed once (one writev) when they are done, before the next poll. */
+    bool dispatching;
+    tapio__list write_flushes;   /* fd transports with queued writes */
     tapio_poll_hook before_poll, after_poll;
     void *poll_hook_arg;
 
@@ -276,6 +280,14 @@ static inline bool tapio__flow_pause(tapio__flow *f, size_t size)
         return false;
     f->paused = true;
     return true;
+}
+
+/* Whether a buffer of `size` would pause the protocol (it is not paused
+ * yet); asks without pausing. */
+static inline bool tapio__flow_over_high(const tapio__flow *f, size_t size)
+{
+    return !f->paused &&
+           (size > f->high || (size == f->high && f->pause_at_high));
 }
 
 /* Whether the protocol should be resumed now; the caller then calls
@@ -409,6 +421,8 @@ TAPIO__HIDDEN int tapio__transport_new(tapio_loop *loop, int fd,
 TAPIO__HIDDEN int tapio__transport_relay(tapio_transport *t);
 /* Close every transport without protocol callbacks (tapio_loop_close). */
 TAPIO__HIDDEN void tapio__transports_destroy_all(tapio_loop *loop);
+/* Send what the iteration's callbacks wrote: one writev per transport. */
+TAPIO__HIDDEN void tapio__flush_writes(tapio_loop *loop);
 /* Schedule connection_lost(err) once, then release the transport. */
 TAPIO__HIDDEN void tapio__transport_lost(tapio_transport *t, int err);
 /* Release without connection_lost and drop the loop's reference. */

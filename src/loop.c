@@ -64,6 +64,7 @@ int tapio_loop_new(tapio_loop **out)
     tapio__list_init(&loop->processes);
     tapio__list_init(&loop->servers);
     tapio__list_init(&loop->connects);
+    tapio__list_init(&loop->write_flushes);
     pthread_mutex_init(&loop->work_lock, NULL);
     pthread_cond_init(&loop->work_cond, NULL);
 
@@ -305,10 +306,13 @@ static void run_iteration(tapio_loop *loop)
     if (atomic_load_explicit(&loop->wake->has_calls, memory_order_relaxed))
         tapio__drain_threadsafe_calls(loop);
     tapio_handle *due = take_due_timers(loop);
+    loop->dispatching = true;
     run_ready(loop, loop->nready);
     if (!err && !loop->interrupted)
         loop->backend->dispatch(loop);
     run_timers(loop, due);
+    loop->dispatching = false;
+    tapio__flush_writes(loop);
 }
 
 /* Run iterations until asked to stop; `once` stops after the first. */

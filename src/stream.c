@@ -26,6 +26,10 @@ typedef struct fd_transport {
 
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
     size_t wstart, wend, wcap;
+    /* In loop->write_flushes: the buffer holds what callbacks wrote this
+     * iteration, to send when they are done (else it is empty or waits
+     * for the fd to be writable). */
+    tapio__list flush_node;
 
     struct { /* a sendfile(2) in progress, after the buffered bytes */
         bool active;     /* until its callback has run */
@@ -185,12 +189,18 @@ void tapio__transport_init(tapio_transport *t, tapio_loop *loop,
 
 static size_t buffered(const fd_transport *f) { return f->wend - f->wstart; }
 
+static bool flush_queued(const fd_transport *f)
+{
+    return !tapio__list_empty(&f->flush_node);
+}
+
 static void update_interest(fd_transport *f)
 {
     unsigned want = 0;
     if (!f->base.read_stop && !is_closing(&f->base))
         want |= TAPIO__READ;
-    if (f->wend > f->wstart || (f->sf.active && !f->sf.done))
+    if ((f->wend > f->wstart && !flush_queued(f)) ||
+        (f->sf.active && !f->sf.done))
         want |= TAPIO__WRITE;
     if (want != f->io.want)
         tapio__io_set(f->base.loop, &f->io, want);
@@ -203,6 +213,11 @@ static void force_close(fd_transport *f, int err)
     tapio_transport *t = &f->base;
     if (t->life == TAPIO__CLOSED)
         return;
+    if (flush_queued(f)) { /* what asyncio would have sent at write() */
+        tapio__list_remove(&f->flush_node);
+        struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
+        (void)kind_ops(f)->send(f, &iov, 1);
+    }
     f->wstart = f->wend = 0;
     tapio__transport_set_closing(t);
     if (f->sf.active && !f->sf.done) /* its report comes before the loss */
@@ -473,6 +488,40 @@ static void flush_buffer(fd_transport *f)
         drained(f);
 }
 
+/* Send the coalesced writes now: at the end of the iteration, or early,
+ * when holding more would take the buffer over the high-water mark (a
+ * direct send might not have paused the protocol). What the fd does not
+ * take waits for it to be writable, as any unsent write. */
+static void flush_now(fd_transport *f)
+{
+    tapio__list_remove(&f->flush_node);
+    if (!buffered(f) || f->base.life == TAPIO__CLOSED)
+        return; /* aborted meanwhile: nothing to send */
+    flush_buffer(f);
+    update_interest(f);
+}
+
+void tapio__flush_writes(tapio_loop *loop)
+{
+    while (!tapio__list_empty(&loop->write_flushes))
+        flush_now(tapio__container_of(loop->write_flushes.next, fd_transport,
+                                      flush_node));
+}
+
+/* The largest write worth copying to send it with others: an HTTP body of
+ * 16 KiB still leaves with its head; a bulk write goes out directly. */
+#define COALESCE_MAX (16 * 1024)
+
+/* During callbacks, a write to an idle transport is queued and sent with
+ * the iteration's other writes to it: one send, not one each. */
+static int coalesce(fd_transport *f, const struct iovec *iov, int iovcnt)
+{
+    int err = append_iov(f, iov, iovcnt, 0);
+    if (!err && !flush_queued(f))
+        tapio__list_push(&f->base.loop->write_flushes, &f->flush_node);
+    return err;
+}
+
 static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
 {
     fd_transport *f = fdt(t);
@@ -487,6 +536,17 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
         return 0;
     if (t->life == TAPIO__CLOSED) /* asyncio drops writes once the end is due */
         return 0;
+    if (flush_queued(f) || (!buffered(f) && t->loop->dispatching)) {
+        if (total <= COALESCE_MAX &&
+            !tapio__flow_over_high(&t->flow, buffered(f) + total))
+            return coalesce(f, iov, iovcnt);
+        /* Too much to hold (or to copy): what is queued goes first, this
+         * one then as a direct write (no copy when the fd takes it). */
+        if (flush_queued(f))
+            flush_now(f);
+        if (t->life == TAPIO__CLOSED)
+            return 0;
+    }
     size_t sent = 0;
     if (!buffered(f) && iovcnt <= IOV_MAX) {
         ssize_t n = send_iov(f, iov, iovcnt);
@@ -681,6 +741,7 @@ static int fd_fd(const tapio_transport *t) { return cfdt(t)->io.fd; }
 static void fd_release(tapio_transport *t)
 {
     fd_transport *f = fdt(t);
+    tapio__list_remove(&f->flush_node);
     if (f->io.fd >= 0) {
         tapio__io_detach(t->loop, &f->io);
         close(f->io.fd);
@@ -970,6 +1031,7 @@ static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
     tapio__transport_init(&f->base, loop, &ops->ops, kind, proto, user,
                           TAPIO_DEFAULT_HIGH_WATER, &f->addr);
     tapio__io_init(&f->io, fd, on_io);
+    tapio__list_init(&f->flush_node);
     if (kind == TAPIO__READ_PIPE)
         ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;
     return f;

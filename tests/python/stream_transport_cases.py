@@ -280,6 +280,24 @@ class StreamTransportCases:
             self.assertEqual(protocol.events.count("connection_lost"), 1)
         self.run_connected(test, server_protocol=NonReadingProtocol)
 
+    def test_writes_of_one_callback_arrive_in_order_before_close_eof_or_abort(self):
+        # Several writes in one callback, then close / write_eof / abort:
+        # the peer gets every byte in order, then the end (tapio sends the
+        # callback's writes together; asyncio sends each at once).
+        for end in ("close", "write_eof", "abort"):
+            async def test(transport, protocol, server_protocol, end=end):
+                for piece in (b"one ", b"two ", b"three"):
+                    transport.write(piece)
+                getattr(transport, end)()
+                await asyncio.wait_for(server_protocol.eof if end != "abort"
+                                       else server_protocol.lost, 5)
+                self.assertEqual(bytes(server_protocol.data), b"one two three")
+                if end == "write_eof":
+                    transport.close()
+                self.assertIsNone(await protocol.lost)
+            with self.subTest(end):
+                self.run_connected(test)
+
     def test_close_then_abort_calls_connection_lost_once(self):
         async def test(transport, protocol, server_protocol):
             transport.close()

@@ -466,7 +466,8 @@ class WritePipeTests(PipeCases):
         async def test():
             rfile, wfile = self.pipe()
             transport, protocol = await self.write_pipe(wfile)
-            transport.write(b"read by nobody")  # fits in the pipe: nothing buffered
+            transport.write(b"read by nobody")
+            await asyncio.sleep(0)  # sent by then; it fits in the pipe
             self.assertEqual(transport.get_write_buffer_size(), 0)
             rfile.close()
             self.assertIsNone(await protocol.lost)
