@@ -245,7 +245,7 @@ static bool find_sep(const request *r, const unsigned char *p, size_t n,
 static bool eval_until(request *r, const unsigned char *p, size_t n, bool eof,
                        size_t limit, outcome *o)
 {
-    size_t start, end;
+    size_t start = 0, end = 0;
     if (n - r->scan >= r->min_sep) {
         if (find_sep(r, p, n, &start, &end)) {
             if (start > limit) {
