@@ -172,6 +172,7 @@ static int start_connect(tapio_connect_req *req, const struct addrinfo *ai)
 }
 
 static void on_writable(tapio_loop *loop, tapio__io *io, unsigned events);
+static void on_refused(tapio_loop *loop, tapio__io *io, int err);
 
 static void try_next(tapio_connect_req *req)
 {
@@ -184,6 +185,7 @@ static void try_next(tapio_connect_req *req)
             continue;
         }
         tapio__io_init(&req->io, req->io.fd, on_writable);
+        req->io.refused = on_refused;
         err = tapio__io_attach(req->loop, &req->io);
         if (!err) {
             req->state = CONNECTING;
@@ -211,6 +213,16 @@ static void on_writable(tapio_loop *loop, tapio__io *io, unsigned events)
         return;
     }
     req->last_err = -soerr;
+    close_socket(req);
+    try_next(req);
+}
+
+/* The backend cannot watch the connecting socket: this address failed. */
+static void on_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    tapio_connect_req *req = tapio__container_of(io, tapio_connect_req, io);
+    req->last_err = err;
     close_socket(req);
     try_next(req);
 }

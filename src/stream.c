@@ -700,6 +700,14 @@ static bool watches_hangup(int fd)
     return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
+/* The backend cannot watch the fd: the connection ends with the error
+ * rather than wait for events that never come. */
+static void on_io_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    fatal_error(tapio__container_of(io, tapio_transport, io), err, NULL);
+}
+
 /* A transport's memory with its fields set; nothing attached yet. */
 static tapio_transport *transport_alloc(tapio_loop *loop, int fd,
                                         enum tapio__stream_kind kind,
@@ -710,6 +718,7 @@ static tapio_transport *transport_alloc(tapio_loop *loop, int fd,
     if (!t)
         return NULL;
     tapio__io_init(&t->io, fd, on_io);
+    t->io.refused = on_io_refused;
     tapio__list_init(&t->node);
     t->relay[0] = t->relay[1] = -1;
     t->loop = loop;

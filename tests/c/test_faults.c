@@ -483,6 +483,9 @@ static const fault_spec stream_faults[] = {
     {FAULT_SEND, EIO, false},
     {FAULT_SENDMSG, EIO, false},
     {FAULT_SENDFILE, EIO, false},
+    /* A failed removal is harmless: the fd is closed, or added again
+     * (EEXIST, then modified). */
+    {FAULT_EPOLL_CTL, ENOSPC, true},
     {FAULT_MALLOC, ENOMEM, true},
     {FAULT_CALLOC, ENOMEM, true},
     {FAULT_REALLOC, ENOMEM, true},
@@ -580,9 +583,12 @@ static void dgram_error(tapio_datagram *d, int err, void *user)
 
 static void dgram_lost(tapio_datagram *d, int err, void *user)
 {
-    (void)d;
     dgram *g = user;
     g->lost++;
+    if (d == g->server) /* freed after this call */
+        g->server = NULL;
+    if (d == g->client)
+        g->client = NULL;
     note(g->o, "datagram connection_lost", err);
 }
 
@@ -605,7 +611,8 @@ static const tapio_datagram_protocol client_dgram_protocol = {
 static void dgram_step(void *arg)
 {
     dgram *g = arg;
-    if (g->replied || g->made < 2 || monotonic_now() - g->last_send < 0.02)
+    if (g->replied || g->made < 2 || !g->client ||
+        monotonic_now() - g->last_send < 0.02)
         return;
     g->last_send = monotonic_now();
     note(g->o, "client sendto",
@@ -641,8 +648,9 @@ static void dgram_scenario(bench *b, outcome *o, void *cfg)
             expected++;
             b->step = dgram_step;
             b->arg = &g;
-            BENCH_RUN_UNTIL(b, g.replied);
-            o->ok = true;
+            /* An endpoint the fault ended ends the exchange. */
+            BENCH_RUN_UNTIL(b, g.replied || g.lost);
+            o->ok = g.replied;
             b->step = NULL;
         }
     }
@@ -659,6 +667,7 @@ static const fault_spec datagram_faults[] = {
     {FAULT_RECVFROM, EIO, false},
     {FAULT_SENDTO, EIO, false},
     {FAULT_SEND, EIO, false},
+    {FAULT_EPOLL_CTL, ENOSPC, true}, /* as for streams */
     {FAULT_MALLOC, ENOMEM, true},
     {FAULT_CALLOC, ENOMEM, true},
     {FAULT_REALLOC, ENOMEM, true},
@@ -760,6 +769,7 @@ static const fault_spec process_faults[] = {
     {FAULT_WRITE, EIO, false},
     {FAULT_WRITEV, EIO, false},
     {FAULT_POSIX_SPAWN, EAGAIN, false},
+    {FAULT_EPOLL_CTL, ENOSPC, true}, /* the pidfd: a thread waits instead */
     {FAULT_MALLOC, ENOMEM, true},
     {FAULT_CALLOC, ENOMEM, true},
     {FAULT_REALLOC, ENOMEM, true},
