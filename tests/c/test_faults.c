@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* A scenario that still reaches the fault after this many calls is stuck. */
@@ -268,7 +269,13 @@ static void run_faults(const char *name, scenario_fn fn, void *cfg,
 
 /* ------------------------------------------------- stream echo scenario */
 
-enum variant { PLAIN, TLS, SENDFILE };
+/* PLAIN and TLS echo "ping"; SENDFILE sends a file to the client; BULK
+ * echoes 1 MiB written with writev (partial sends, a growing buffer,
+ * waiting for writability, sendmsg). */
+enum variant { PLAIN, TLS, SENDFILE, BULK };
+
+#define BULK_LEN (1024 * 1024)
+static unsigned char *bulk_data;
 
 #define SENDFILE_LEN (256 * 1024)
 #define MAX_SERVED 4
@@ -304,8 +311,13 @@ static void client_made(tapio_transport *t, void *user)
     side *s = user;
     s->t = t;
     s->made++;
-    if (s->e->variant != SENDFILE)
+    if (s->e->variant == BULK) {
+        struct iovec iov[2] = {{bulk_data, BULK_LEN / 2},
+                               {bulk_data + BULK_LEN / 2, BULK_LEN / 2}};
+        note(s->e->o, "client writev", tapio_transport_writev(t, iov, 2));
+    } else if (s->e->variant != SENDFILE) {
         note(s->e->o, "client write", tapio_transport_write(t, "ping", 4));
+    }
 }
 
 static void client_data(tapio_transport *t, const void *data, size_t len,
@@ -313,7 +325,13 @@ static void client_data(tapio_transport *t, const void *data, size_t len,
 {
     side *s = user;
     bytes_append(&s->rx, data, len);
-    if (s->e->variant != SENDFILE && s->rx.len >= 4) {
+    if (s->e->variant == BULK) {
+        if (s->rx.len < BULK_LEN)
+            return;
+        CHECK(s->rx.len == BULK_LEN && pattern_check(s->rx.p, 0, BULK_LEN));
+        s->e->o->ok = true;
+        tapio_transport_close(t);
+    } else if (s->e->variant != SENDFILE && s->rx.len >= 4) {
         CHECK(s->rx.len == 4 && memcmp(s->rx.p, "ping", 4) == 0);
         s->e->o->ok = true;
         tapio_transport_close(t);
@@ -519,6 +537,15 @@ TEST(faults_tls_echo)
     tapio_tls_context_unref(cfg.server_ctx);
     tapio_tls_context_unref(cfg.client_ctx);
     tls_certs_remove(&certs);
+}
+
+TEST(faults_bulk)
+{
+    bulk_data = pattern_new(BULK_LEN);
+    echo_cfg cfg = {.variant = BULK, .file_fd = -1};
+    run_faults("bulk echo", echo_scenario, &cfg, stream_faults,
+               NSPECS(stream_faults));
+    free(bulk_data);
 }
 
 TEST(faults_sendfile)
