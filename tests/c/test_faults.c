@@ -720,7 +720,10 @@ static void child_made(tapio_process *p, void *user)
     child *c = user;
     tapio_transport *in = tapio_process_pipe(p, 0);
     CHECK(in != NULL);
-    note(c->o, "stdin write", tapio_transport_write(in, "ping", 4));
+    /* write() then writev(), as each reaches its own syscall. */
+    struct iovec iov[2] = {{"n", 1}, {"g", 1}};
+    note(c->o, "stdin write", tapio_transport_write(in, "pi", 2));
+    note(c->o, "stdin writev", tapio_transport_writev(in, iov, 2));
     note(c->o, "stdin write_eof", tapio_transport_write_eof(in));
 }
 
