@@ -5,6 +5,8 @@
 #   make test   every test: C under ASan+UBSan on both backends; on every
 #               CPython 3.11+ on the machine, the Python suite on tapio and
 #               asyncio and CPython's test_asyncio on tapio
+#   make fuzz   the libFuzzer targets (tests/fuzz, clang), FUZZ_SECONDS each
+#               (default 60), from their seed corpus
 # Other targets: build, examples, bench, install (PREFIX=...), clean.
 # PYTHON=... chooses the interpreter `make` builds for; PYTHONS="..." the
 # ones `make test` runs (default: scripts/find-pythons.sh).
@@ -13,8 +15,9 @@ BUILD ?= build
 PREFIX ?= /usr/local
 PYTHON ?= python3
 BENCH_ARGS ?= --quick
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build examples bench test install clean
+.PHONY: all deps build examples bench test fuzz install clean
 
 all: examples bench
 
@@ -41,8 +44,11 @@ bench: build
 test: deps
 	PYTHON=$(PYTHON) BUILD=$(BUILD) ./scripts/run-tests.sh
 
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/run-fuzzers.sh
+
 install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-sanitize build-tsan
+	rm -rf $(BUILD) build-sanitize build-tsan build-fuzz

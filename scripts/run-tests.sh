@@ -1,6 +1,8 @@
 #!/bin/sh
 # Every test of the project, each suite's summary kept, one total at the end:
-#   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest)
+#   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest),
+#      the threaded ones under TSan, and a short run of each libFuzzer target
+#      (scripts/run-fuzzers.sh; FUZZ_SMOKE_SECONDS each, default 10)
 #   2. for each CPython on the machine (scripts/find-pythons.sh; PYTHONS="..."
 #      to choose): the Python suite, the same tests on tapio and on stock
 #      asyncio, and CPython's own test_asyncio against tapio
@@ -88,6 +90,7 @@ python_suites() {
 
 run c ctest_suite
 run tsan tsan_suite
+run fuzz env FUZZ_SECONDS="${FUZZ_SMOKE_SECONDS:-10}" ./scripts/run-fuzzers.sh
 export PYTHONPATH=python
 for interpreter in $PYTHONS; do
     python_suites "$interpreter"

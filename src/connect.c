@@ -268,6 +268,7 @@ static int bind_local(tapio_connect_req *req, size_t pos, int fd, int family)
 }
 
 static void on_writable(tapio_loop *loop, tapio__io *io, unsigned events);
+static void on_refused(tapio_loop *loop, tapio__io *io, int err);
 
 /* 1: connected at once (won), 0: in flight, -1: failed (recorded). */
 static int start_attempt(tapio_connect_req *req, size_t pos)
@@ -290,6 +291,7 @@ static int start_attempt(tapio_connect_req *req, size_t pos)
     int err = errno == EINPROGRESS ? 0 : -errno;
     struct attempt *at = &req->attempts[pos];
     tapio__io_init(&at->io, fd, on_writable);
+    at->io.refused = on_refused;
     if (!err)
         err = tapio__io_attach(req->loop, &at->io);
     if (err) {
@@ -334,6 +336,21 @@ static void delay_expired(tapio_loop *loop, void *arg)
     start_next(req);
 }
 
+static void attempt_failed(tapio_connect_req *req, struct attempt *at, int err)
+{
+    close_attempt(req, at);
+    record(req, at->pos, TAPIO_CONNECT_STEP_CONNECTING, 0, err);
+    /* Only the latest attempt's failure starts the next one early; the
+     * request fails once nothing is left to try or in flight. */
+    if (at->pos + 1 == req->next || req->inflight == 0) {
+        if (req->timer) {
+            tapio_handle_cancel(req->timer);
+            req->timer = NULL;
+        }
+        start_next(req);
+    }
+}
+
 static void on_writable(tapio_loop *loop, tapio__io *io, unsigned events)
 {
     (void)loop;
@@ -354,17 +371,16 @@ static void on_writable(tapio_loop *loop, tapio__io *io, unsigned events)
     }
     if (soerr == EINPROGRESS || soerr == EALREADY)
         return;
-    close_attempt(req, at);
-    record(req, at->pos, TAPIO_CONNECT_STEP_CONNECTING, 0, -soerr);
-    /* Only the latest attempt's failure starts the next one early; the
-     * request fails once nothing is left to try or in flight. */
-    if (at->pos + 1 == req->next || req->inflight == 0) {
-        if (req->timer) {
-            tapio_handle_cancel(req->timer);
-            req->timer = NULL;
-        }
-        start_next(req);
-    }
+    attempt_failed(req, at, -soerr);
+}
+
+/* The backend cannot watch the attempt's socket: it fails with that error
+ * rather than wait for an event that never comes. */
+static void on_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    struct attempt *at = tapio__container_of(io, struct attempt, io);
+    attempt_failed(at->req, at, err);
 }
 
 /* ---- ordering --------------------------------------------------------- */

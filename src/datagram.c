@@ -318,6 +318,20 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
         receive(d);
 }
 
+/* The backend cannot watch the socket: the endpoint ends with the error
+ * rather than wait for datagrams that never come. */
+static void on_io_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    tapio_datagram *d = tapio__container_of(io, tapio_datagram, io);
+    if (d->dead || d->lost_due)
+        return;
+    drop_queue(d);
+    d->closing = true;
+    update_interest(d);
+    schedule_connection_lost(d, err);
+}
+
 /* ---- the DatagramTransport API ----------------------------------------- */
 
 void tapio_datagram_close(tapio_datagram *d)
@@ -443,6 +457,7 @@ int tapio_datagram_from_fd(tapio_loop *loop, int fd,
         err = -ENOMEM;
     if (!err) {
         tapio__io_init(&d->io, fd, on_io);
+        d->io.refused = on_io_refused;
         err = tapio__io_attach(loop, &d->io);
     }
     if (!err && !tapio_call_soon(loop, call_connection_made, d)) {

@@ -60,6 +60,10 @@ struct tapio__io {
     bool registered;    /* known to the backend */
     bool user;          /* an add_reader/add_writer watcher */
     tapio__io_cb cb;
+    /* The backend refused the interest (epoll_ctl failing with ENOSPC or
+     * ENOMEM): the owner ends or falls back instead of waiting for events
+     * that never come. NULL: the loop's error handler is told. */
+    void (*refused)(tapio_loop *loop, tapio__io *io, int err);
 };
 
 TAPIO__HIDDEN void tapio__io_init(tapio__io *io, int fd, tapio__io_cb cb);

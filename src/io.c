@@ -78,6 +78,14 @@ static int apply_change(tapio_loop *loop, tapio__io *io)
     return err;
 }
 
+static void tell_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    if (io->refused)
+        io->refused(loop, io, err);
+    else
+        tapio__report_error(loop, "fd watcher update failed", err);
+}
+
 void tapio__io_set(tapio_loop *loop, tapio__io *io, unsigned want)
 {
     io->want = want;
@@ -87,8 +95,9 @@ void tapio__io_set(tapio_loop *loop, tapio__io *io, unsigned want)
         size_t cap = loop->changes_cap ? loop->changes_cap * 2 : 64;
         tapio__io **changes = realloc(loop->changes, cap * sizeof(*changes));
         if (!changes) { /* apply now rather than lose the change */
-            if (apply_change(loop, io))
-                tapio__report_error(loop, "fd watcher update failed", -ENOMEM);
+            int err = apply_change(loop, io);
+            if (err)
+                tell_refused(loop, io, err);
             return;
         }
         loop->changes = changes;
@@ -98,16 +107,31 @@ void tapio__io_set(tapio_loop *loop, tapio__io *io, unsigned want)
     loop->changes[loop->nchanges++] = io;
 }
 
+/* Owners of refused watchers are told once the list is done with, as they
+ * change watchers in turn; past REFUSED_MAX, the rest wait for the next
+ * flush. */
+#define REFUSED_MAX 16
+
 void tapio__io_flush_changes(tapio_loop *loop)
 {
-    for (size_t i = 0; i < loop->nchanges; i++) {
+    tapio__io *refused[REFUSED_MAX];
+    int errs[REFUSED_MAX];
+    size_t nrefused = 0, i;
+    for (i = 0; i < loop->nchanges && nrefused < REFUSED_MAX; i++) {
         tapio__io *io = loop->changes[i];
         io->dirty = false;
         int err = apply_change(loop, io);
-        if (err)
-            tapio__report_error(loop, "fd watcher update failed", err);
+        if (err) {
+            refused[nrefused] = io;
+            errs[nrefused++] = err;
+        }
     }
-    loop->nchanges = 0;
+    loop->nchanges -= i;
+    if (loop->nchanges)
+        memmove(loop->changes, loop->changes + i,
+                loop->nchanges * sizeof(*loop->changes));
+    for (size_t k = 0; k < nrefused; k++)
+        tell_refused(loop, refused[k], errs[k]);
 }
 
 void tapio__io_dispatch(tapio_loop *loop, int fd, unsigned events)

@@ -85,6 +85,7 @@ fail:
         loop->backend->destroy(loop);
     pthread_mutex_destroy(&loop->work_lock);
     pthread_cond_destroy(&loop->work_cond);
+    free(loop->fds); /* the wakeup fd's watcher grew the table */
     free(loop->read_buf);
     free(loop);
     return err;

@@ -196,6 +196,29 @@ static int open_pidfd(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
+/* No pidfd (an old kernel), or one the backend cannot watch: a thread
+ * waits, as asyncio's ThreadedChildWatcher does. */
+static int wait_in_thread(tapio_process *p)
+{
+    p->refs++;
+    int err = -pthread_create(&p->waiter, NULL, wait_for_child, p);
+    if (err)
+        p->refs--;
+    p->has_waiter = !err;
+    return err;
+}
+
+static void on_pidfd_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    tapio_process *p = tapio__container_of(io, tapio_process, exit_io);
+    tapio__io_detach(loop, io);
+    close(p->pidfd);
+    p->pidfd = -1;
+    int terr = wait_in_thread(p);
+    if (terr)
+        tapio__report_error(loop, "cannot watch a child's exit", err);
+}
+
 static int watch_exit(tapio_process *p)
 {
     if (p->caller_reaps)
@@ -204,6 +227,7 @@ static int watch_exit(tapio_process *p)
     if (p->pidfd >= 0) {
         fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
         tapio__io_init(&p->exit_io, p->pidfd, on_pidfd);
+        p->exit_io.refused = on_pidfd_refused;
         int err = tapio__io_attach(p->loop, &p->exit_io);
         if (!err) {
             tapio__io_set(p->loop, &p->exit_io, TAPIO__READ);
@@ -212,14 +236,7 @@ static int watch_exit(tapio_process *p)
         close(p->pidfd);
         p->pidfd = -1;
     }
-    /* No pidfd (an old kernel, seccomp, out of fds): a thread waits, as
-     * asyncio's ThreadedChildWatcher does. */
-    p->refs++;
-    int err = -pthread_create(&p->waiter, NULL, wait_for_child, p);
-    if (err)
-        p->refs--;
-    p->has_waiter = !err;
-    return err;
+    return wait_in_thread(p);
 }
 
 /* ---- the pipes ------------------------------------------------------------ */

@@ -83,6 +83,14 @@ static void back_off(tapio_server *s, int err)
         set_accepting(s, true); /* no timer: keep trying rather than stall */
 }
 
+/* The backend cannot watch a listening socket: try again after the
+ * back-off delay, as when out of descriptors, rather than never accept. */
+static void on_listener_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    back_off(tapio__container_of(io, listener, io)->server, err);
+}
+
 static void start_connection(tapio_server *s, int fd)
 {
     void *user = NULL;
@@ -302,6 +310,7 @@ static int add_listener(tapio_server *s, int fd)
      * before any is attached: attach all of them at the end. */
     listener *l = &ls[s->nlisteners++];
     tapio__io_init(&l->io, fd, on_listener_ready);
+    l->io.refused = on_listener_refused;
     l->server = s;
     return 0;
 }

@@ -1014,6 +1014,14 @@ static bool watches_hangup(int fd)
     return fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
+/* The backend cannot watch the fd: the connection ends with the error
+ * rather than wait for events that never come. */
+static void on_io_refused(tapio_loop *loop, tapio__io *io, int err)
+{
+    (void)loop;
+    fatal_error(tapio__container_of(io, fd_transport, io), err, NULL);
+}
+
 /* A transport's memory with its fields set; nothing attached yet. */
 static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
                                         enum tapio__stream_kind kind,
@@ -1031,6 +1039,7 @@ static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
     tapio__transport_init(&f->base, loop, &ops->ops, kind, proto, user,
                           TAPIO_DEFAULT_HIGH_WATER, &f->addr);
     tapio__io_init(&f->io, fd, on_io);
+    f->io.refused = on_io_refused;
     tapio__list_init(&f->flush_node);
     if (kind == TAPIO__READ_PIPE)
         ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;
