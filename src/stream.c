@@ -538,10 +538,11 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
         return 0;
     if (flush_queued(f) || (!buffered(f) && t->loop->dispatching)) {
         if (total <= COALESCE_MAX &&
-            !tapio__flow_over_high(&t->flow, buffered(f) + total))
-            return coalesce(f, iov, iovcnt);
-        /* Too much to hold (or to copy): what is queued goes first, this
-         * one then as a direct write (no copy when the fd takes it). */
+            !tapio__flow_over_high(&t->flow, buffered(f) + total) &&
+            coalesce(f, iov, iovcnt) == 0)
+            return 0;
+        /* Too much to hold or to copy (or no memory to): what is queued
+         * goes first, this one then as a direct write. */
         if (flush_queued(f))
             flush_now(f);
         if (t->life == TAPIO__CLOSED)
