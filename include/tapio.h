@@ -347,7 +347,8 @@ TAPIO_API int tapio_transport_writev(tapio_transport *t,
 
 /**
  * Called once from the loop when a sendfile ends: `sent` bytes went out, and
- * err is 0 or a negative errno (-ECANCELED when the transport was aborted).
+ * err is 0 or a negative errno (-ECANCELED when the transport was aborted
+ * or the sendfile cancelled).
  * -EINVAL, -ESPIPE or -ENOSYS with nothing sent means sendfile(2) cannot
  * serve this file (a pipe, say): the caller may fall back to reading and
  * writing.
@@ -358,13 +359,23 @@ typedef void (*tapio_sendfile_callback)(tapio_transport *t, size_t sent,
 /**
  * Send `count` bytes of `file_fd` from `offset` (count 0: to the end of the
  * file) with zero-copy sendfile(2), after the bytes already buffered. The
- * file offset of file_fd is not used or moved. While it runs, write and
- * writev return -EBUSY; close and write_eof wait for it. Returns 0, -EBUSY if
- * one is already running, -ESHUTDOWN after write_eof, -EPIPE once closing.
+ * file offset of file_fd is not used or moved, and the transport sends from
+ * its own duplicate of the fd: closing or reusing file_fd meanwhile changes
+ * nothing. While it runs, write and writev return -EBUSY; close and
+ * write_eof wait for it. Returns 0, -EBUSY if one is already running,
+ * -ESHUTDOWN after write_eof, -EPIPE once closing.
  */
 TAPIO_API int tapio_transport_sendfile(tapio_transport *t, int file_fd,
                                        off_t offset, size_t count,
                                        tapio_sendfile_callback cb, void *arg);
+
+/**
+ * Stop the running sendfile after the bytes sent so far (asyncio's cancelled
+ * loop.sendfile); writes are accepted again at once, and what waited for it
+ * (close, write_eof) goes on. Its callback still runs from the loop, with
+ * -ECANCELED. Returns the bytes sent, or -ENOENT when none is running.
+ */
+TAPIO_API ssize_t tapio_transport_sendfile_cancel(tapio_transport *t);
 
 /**
  * Shut the write side once the buffer has drained. Idempotent; -ENOTSUP if

@@ -364,6 +364,7 @@ typedef struct tapio__transport_ops {
     int (*sendfile)(tapio_transport *t, int file_fd, off_t offset,
                     size_t count, tapio_sendfile_callback cb,
                     void *arg);           /* NULL: -ENOTSUP */
+    ssize_t (*sendfile_cancel)(tapio_transport *t); /* with sendfile */
     void (*close)(tapio_transport *t);    /* not yet closing */
     void (*fail)(tapio_transport *t, int err); /* not yet released */
     void (*pause_reading)(tapio_transport *t);

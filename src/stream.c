@@ -32,12 +32,10 @@ typedef struct fd_transport {
     tapio__list flush_node;
 
     struct { /* a sendfile(2) in progress, after the buffered bytes */
-        bool active;     /* until its callback has run */
-        bool done;       /* finished; the callback is scheduled */
-        int fd;
+        bool active;     /* until it ends (its callback is queued then) */
+        int fd;          /* our duplicate of the file's fd */
         off_t offset;
         size_t remaining, sent;
-        int err;
         tapio_sendfile_callback cb;
         void *arg;
     } sf;
@@ -200,7 +198,7 @@ static void update_interest(fd_transport *f)
     if (!f->base.read_stop && !is_closing(&f->base))
         want |= TAPIO__READ;
     if ((f->wend > f->wstart && !flush_queued(f)) ||
-        (f->sf.active && !f->sf.done))
+        f->sf.active)
         want |= TAPIO__WRITE;
     if (want != f->io.want)
         tapio__io_set(f->base.loop, &f->io, want);
@@ -220,7 +218,7 @@ static void force_close(fd_transport *f, int err)
     }
     f->wstart = f->wend = 0;
     tapio__transport_set_closing(t);
-    if (f->sf.active && !f->sf.done) /* its report comes before the loss */
+    if (f->sf.active) /* its report comes before the loss */
         sendfile_finish(f, err ? err : -ECANCELED);
     update_interest(f);
     schedule_connection_lost(t, err);
@@ -459,9 +457,8 @@ static void drained(fd_transport *f)
     }
     update_interest(f);
     if (f->sf.active) {
-        if (!f->sf.done)
-            sendfile_step(f);
-        return; /* its report finishes what waits */
+        sendfile_step(f);
+        return; /* its end finishes what waits */
     }
     if (is_closing(t)) {
         if (t->life != TAPIO__CLOSED)
@@ -582,7 +579,7 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
     fd_transport *f = tapio__container_of(io, fd_transport, io);
     if ((events & TAPIO__WRITE) && buffered(f))
         flush_buffer(f);
-    else if ((events & TAPIO__WRITE) && f->sf.active && !f->sf.done)
+    else if ((events & TAPIO__WRITE) && f->sf.active)
         sendfile_step(f);
     if ((events & TAPIO__READ) && !f->base.read_stop &&
         !is_closing(&f->base)) {
@@ -595,25 +592,51 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
 
 /* ---- sendfile ----------------------------------------------------------- */
 
-static void sendfile_report(tapio_loop *loop, void *arg)
+/* A finished sendfile's callback, run from the loop. */
+typedef struct sendfile_report {
+    tapio_transport *t;
+    size_t sent;
+    int err;
+    tapio_sendfile_callback cb;
+    void *arg;
+} sendfile_report;
+
+static void run_sendfile_report(tapio_loop *loop, void *arg)
 {
     (void)loop;
-    fd_transport *f = arg;
-    f->sf.active = false;
-    if (f->sf.cb)
-        f->sf.cb(&f->base, f->sf.sent, f->sf.err, f->sf.arg);
-    if (released(&f->base) || buffered(f))
-        return;
-    drained(f); /* a close or write_eof may have waited for us */
+    sendfile_report *r = arg;
+    if (r->cb)
+        r->cb(r->t, r->sent, r->err, r->arg);
+    tapio_transport_unref(r->t);
+    free(r);
 }
 
+/* The sendfile is over: the file is let go at once (a caller may close or
+ * reuse its fd), writes are accepted again, and the callback is queued. */
 static void sendfile_finish(fd_transport *f, int err)
 {
-    f->sf.done = true;
-    f->sf.err = err;
+    f->sf.active = false;
+    close(f->sf.fd);
     update_interest(f);
-    if (!tapio_call_soon(f->base.loop, sendfile_report, f))
-        sendfile_report(f->base.loop, f); /* out of memory: report now */
+    sendfile_report *r = malloc(sizeof(*r));
+    if (!r) { /* out of memory: report now */
+        if (f->sf.cb)
+            f->sf.cb(&f->base, f->sf.sent, err, f->sf.arg);
+        return;
+    }
+    *r = (sendfile_report){&f->base, f->sf.sent, err, f->sf.cb, f->sf.arg};
+    tapio_transport_ref(&f->base);
+    if (!tapio_call_soon(f->base.loop, run_sendfile_report, r))
+        run_sendfile_report(f->base.loop, r);
+}
+
+/* A sendfile ended by itself or was cancelled: a close or write_eof may
+ * have waited for it. */
+static void sendfile_ended(fd_transport *f, int err)
+{
+    sendfile_finish(f, err);
+    if (!buffered(f))
+        drained(f);
 }
 
 /* Send until the socket is full (then wait for EPOLLOUT) or the range is
@@ -633,11 +656,11 @@ static void sendfile_step(fd_transport *f)
             update_interest(f);
             return;
         } else if (errno != EINTR) {
-            sendfile_finish(f, -errno);
+            sendfile_ended(f, -errno);
             return;
         }
     }
-    sendfile_finish(f, 0);
+    sendfile_ended(f, 0);
 }
 
 static int fd_sendfile(tapio_transport *t, int file_fd, off_t offset,
@@ -658,9 +681,14 @@ static int fd_sendfile(tapio_transport *t, int file_fd, off_t offset,
             return -errno;
         count = st.st_size > offset ? (size_t)(st.st_size - offset) : 0;
     }
+    /* A duplicate: closing or reusing the caller's fd meanwhile cannot
+     * send another file's bytes. */
+    int dup = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0)
+        return -errno;
     memset(&f->sf, 0, sizeof(f->sf));
     f->sf.active = true;
-    f->sf.fd = file_fd;
+    f->sf.fd = dup;
     f->sf.offset = offset;
     f->sf.remaining = count;
     f->sf.cb = cb;
@@ -669,6 +697,16 @@ static int fd_sendfile(tapio_transport *t, int file_fd, off_t offset,
         sendfile_step(f);
     update_interest(f);
     return 0;
+}
+
+static ssize_t fd_sendfile_cancel(tapio_transport *t)
+{
+    fd_transport *f = fdt(t);
+    if (!f->sf.active)
+        return -ENOENT;
+    size_t sent = f->sf.sent;
+    sendfile_ended(f, -ECANCELED);
+    return (ssize_t)sent;
 }
 
 /* ---- the fd kinds' calls ------------------------------------------------ */
@@ -743,6 +781,10 @@ static void fd_release(tapio_transport *t)
 {
     fd_transport *f = fdt(t);
     tapio__list_remove(&f->flush_node);
+    if (f->sf.active) { /* the loop closed under it */
+        f->sf.active = false;
+        close(f->sf.fd);
+    }
     if (f->io.fd >= 0) {
         tapio__io_detach(t->loop, &f->io);
         close(f->io.fd);
@@ -775,6 +817,7 @@ static const fd_ops socket_ops = {
         .writev = fd_writev,
         .write_eof = socket_write_eof,
         .sendfile = fd_sendfile,
+        .sendfile_cancel = fd_sendfile_cancel,
         .close = fd_close,
         .fail = fd_fail,
         .pause_reading = fd_pause_reading,
@@ -797,6 +840,7 @@ static const fd_ops read_pipe_ops = {
         .writev = refuse_write,
         .write_eof = NULL, /* -ENOTSUP */
         .sendfile = fd_sendfile,
+        .sendfile_cancel = fd_sendfile_cancel,
         .close = fd_close,
         .fail = fd_fail,
         .pause_reading = fd_pause_reading,
@@ -819,6 +863,7 @@ static const fd_ops write_pipe_ops = {
         .writev = fd_writev,
         .write_eof = write_pipe_write_eof,
         .sendfile = fd_sendfile,
+        .sendfile_cancel = fd_sendfile_cancel,
         .close = fd_close,
         .fail = fd_fail,
         .pause_reading = write_pipe_pause_reading,
@@ -859,6 +904,13 @@ int tapio_transport_sendfile(tapio_transport *t, int file_fd, off_t offset,
     if (!t->ops->sendfile)
         return -ENOTSUP;
     return t->ops->sendfile(t, file_fd, offset, count, cb, arg);
+}
+
+ssize_t tapio_transport_sendfile_cancel(tapio_transport *t)
+{
+    if (!t->ops->sendfile_cancel)
+        return -ENOENT;
+    return t->ops->sendfile_cancel(t);
 }
 
 int tapio_transport_write_eof(tapio_transport *t)

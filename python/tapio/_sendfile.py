@@ -104,6 +104,13 @@ class SendfileMixin:
         try:
             transport._sendfile(fileno, offset, length, finished)
             sent, err = await done
+        except asyncio.CancelledError:
+            # As asyncio: nothing more is sent, and the file's position
+            # says how far it got.
+            sent = transport._sendfile_cancel()
+            if sent:
+                file.seek(offset + sent)
+            raise
         finally:
             if resume_reading:
                 transport.resume_reading()

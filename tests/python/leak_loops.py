@@ -1,6 +1,7 @@
 """Leak checks under load: the failure paths users hit by the thousand
 (TLS handshakes that fail verification, connections refused, connections
-reset by the peer, subprocesses that cannot start) repeated --cycles times on
+reset by the peer, subprocesses that cannot start, sendfiles cancelled
+mid-way) repeated --cycles times on
 one tapio loop must leave RSS, live Python objects and open fds flat.
 
 Usage: PYTHONPATH=python python3 tests/python/leak_loops.py [--cycles N] [--loop tapio|asyncio]
@@ -17,6 +18,7 @@ import os
 import socket
 import ssl
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import tapio  # noqa: E402
@@ -95,6 +97,22 @@ async def reset(loop, port):
         raise AssertionError(f"connection_lost({exc!r})")
 
 
+class Discard(asyncio.Protocol):
+    def data_received(self, data):
+        pass
+
+
+async def cancelled_sendfile(loop, transport, file):
+    task = loop.create_task(loop.sendfile(transport, file))
+    await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    file.seek(0)
+
+
 async def failed_spawn(loop):
     try:
         await asyncio.create_subprocess_exec("/nonexistent/tapio-test-program")
@@ -128,17 +146,27 @@ async def main(args, verdicts):
     tls_port = tls_server.sockets[0].getsockname()[1]
     reset_port = reset_server.sockets[0].getsockname()[1]
     refused_port = closed_port()
+    sink = await loop.create_server(Discard, "127.0.0.1", 0)
+    sender, _ = await loop.create_connection(
+        asyncio.Protocol, "127.0.0.1", sink.sockets[0].getsockname()[1])
+    big_file = tempfile.TemporaryFile()
+    big_file.write(os.urandom(1 << 20))
+    big_file.seek(0)
     limits = (args.max_rss_kib, args.max_objects)
     scenarios = [
         ("failed TLS handshakes", lambda: failed_handshake(loop, tls_port, untrusting)),
         ("refused connections", lambda: refused(loop, refused_port)),
         ("reset connections", lambda: reset(loop, reset_port)),
         ("subprocesses that fail to start", lambda: failed_spawn(loop)),
+        ("cancelled sendfiles", lambda: cancelled_sendfile(loop, sender, big_file)),
     ]
     for name, step in scenarios:
         await measure(name, step, args.cycles, limits, verdicts)
     tls_server.close()
     reset_server.close()
+    sender.close()
+    sink.close()
+    big_file.close()
 
 
 def run():

@@ -648,6 +648,34 @@ class StreamTransportCases:
             await server_protocol.received(len(content) + 1)
         self.run_connected(test)
 
+    def test_cancelled_sendfile_sends_no_more(self):
+        # The peer does not read, so the sendfile stalls; it is cancelled,
+        # its file closed and another file opened (likely on the same fd
+        # number). Nothing of the other file may reach the peer, and the
+        # transport writes again at once.
+        size = 64 << 20
+
+        async def test(transport, protocol, server_protocol):
+            first = tempfile.TemporaryFile()
+            first.write(b"A" * size)
+            first.seek(0)
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(self.loop.sendfile(transport, first), 0.2)
+            first.close()
+            second = tempfile.TemporaryFile()
+            self.addCleanup(second.close)
+            second.write(b"B" * size)
+            second.flush()
+            transport.write(b"tail")  # no "sendfile is in progress"
+            server_protocol.transport.resume_reading()
+            await wait_until(lambda: server_protocol.data.endswith(b"tail"), 30,
+                             "the tail after the cancelled sendfile")
+            await asyncio.sleep(0.2)  # anything more would have arrived by now
+            data = bytes(server_protocol.data)
+            self.assertLess(len(data), size)
+            self.assertEqual(data, b"A" * (len(data) - 4) + b"tail")
+        self.run_connected(test, server_protocol=NonReadingProtocol)
+
     def test_sendfile_offset_and_count(self):
         file = self.data_file(b"0123456789")
 

@@ -660,6 +660,15 @@ static PyObject *transport_sendfile(Transport *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _sendfile_cancel() -> bytes sent: a cancelled loop.sendfile stops here. */
+static PyObject *transport_sendfile_cancel(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    ssize_t sent = usable(self) ? tapio_transport_sendfile_cancel(self->t)
+                                : -ENOENT;
+    return PyLong_FromSsize_t(sent < 0 ? 0 : sent);
+}
+
 static PyObject *transport_repr(Transport *self)
 {
     const char *state = self->dropped_open ? " open" /* the loop closed */
@@ -758,6 +767,8 @@ static PyMethodDef transport_methods[] = {
     {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
     {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
     {"_sendfile", (PyCFunction)transport_sendfile, METH_VARARGS, NULL},
+    {"_sendfile_cancel", (PyCFunction)transport_sendfile_cancel, METH_NOARGS,
+     NULL},
     {"_start_tls", (PyCFunction)(void (*)(void))transport_start_tls,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {NULL, NULL, 0, NULL},
