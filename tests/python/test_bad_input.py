@@ -26,6 +26,7 @@ import inspect
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -159,11 +160,11 @@ class Env:
         return file
 
     def temp_path(self, name="s.sock"):
+        """A path in a new directory, removed with whatever was made in it
+        (a NUL in name may make a file named by the part before it)."""
         directory = tempfile.mkdtemp(prefix="tapio-bad-")
-        path = os.path.join(directory, name)
-        self.later(os.rmdir, directory)
-        self.later(lambda: os.path.exists(path) and os.unlink(path))
-        return path
+        self.later(shutil.rmtree, directory, True)
+        return os.path.join(directory, name)
 
     def run(self, coro):
         try:
@@ -1106,7 +1107,7 @@ def _create_rows():
         ("create_unix_connection(long path)",
          lambda env: env.loop.create_unix_connection(_factory(env), "/x" * 100)),
         ("create_unix_connection(nul path)",
-         lambda env: env.loop.create_unix_connection(_factory(env), "/tmp/a\0b")),
+         lambda env: env.loop.create_unix_connection(_factory(env), env.temp_path("a\0b"))),
         ("create_unix_connection(path and sock)",
          lambda env: env.loop.create_unix_connection(_factory(env), "/tmp/x",
                                                      sock=env.socketpair()[0])),
@@ -1121,7 +1122,7 @@ def _create_rows():
         ("create_unix_server(long path)",
          lambda env: env.loop.create_unix_server(_factory(env), "/x" * 100)),
         ("create_unix_server(nul path)",
-         lambda env: env.loop.create_unix_server(_factory(env), "/tmp/a\0b")),
+         lambda env: env.loop.create_unix_server(_factory(env), env.temp_path("a\0b"))),
         ("create_unix_server(missing directory)",
          lambda env: env.loop.create_unix_server(_factory(env), "/nonexistent/s.sock")),
         ("create_unix_server(sock=tcp)",
