@@ -269,7 +269,11 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
 
     def _unwatch(self, remove, fd):
         fileno = _fileobj_to_fd(fd)
-        if remove(fileno):
+        try:
+            removed = remove(fileno)
+        except OverflowError:
+            return False  # no fd has that number, so none is watched (asyncio's answer)
+        if removed:
             return True
         # Not watched: asyncio refuses a transport's fd here too.
         if not self.is_closed():

@@ -8,6 +8,7 @@ import os
 from . import _tapio
 
 _FALLBACK_CHUNK = 16 * 1024
+_MAX_OFFSET = 2 ** 63 - 1  # off_t
 _NATIVE_UNUSABLE = (errno.EINVAL, errno.ESPIPE, errno.ENOSYS)
 
 
@@ -69,8 +70,10 @@ class SendfileMixin:
         if transport.is_closing():
             raise RuntimeError("Transport is closing")
         # A TLS transport must encrypt every byte: only the fallback serves.
+        # A pipe has no socket: asyncio supports neither way on it.
         if (isinstance(transport, _tapio.Transport)
-                and transport.get_extra_info("sslcontext") is None):
+                and transport.get_extra_info("sslcontext") is None
+                and transport.get_extra_info("socket") is not None):
             try:
                 return await self._sendfile_native(transport, file, offset, count)
             except asyncio.SendfileNotAvailableError:
@@ -90,6 +93,8 @@ class SendfileMixin:
             size = os.fstat(fileno).st_size
         except (AttributeError, io.UnsupportedOperation, OSError):
             raise asyncio.SendfileNotAvailableError("not a regular file")
+        if offset > _MAX_OFFSET:  # os.sendfile, which asyncio calls, refuses it
+            raise OverflowError("Python int too large to convert to C off_t")
         length = count if count else max(size - offset, 0)
         if not length:
             return 0

@@ -120,6 +120,7 @@ struct LoopCore {
     int user_calls;              /* depth of user calls into transports that
                                   * may call the protocol back (write) */
     bool debug;
+    PyObject *debug_value; /* what set_debug got, as get_debug returns it */
     bool closed;
     ModuleState *state;
 };

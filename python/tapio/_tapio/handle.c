@@ -133,8 +133,32 @@ static void report_callback_error(Handle *h, PyObject *exc)
     Py_XDECREF(source);
 }
 
+/* A context that is not a contextvars.Context is used as asyncio uses any
+ * context: context.run(callback, *args), so that a bad one fails with the
+ * same error (AttributeError for an object without run()). */
+static void call_through_run(Handle *h)
+{
+    Py_ssize_t nargs = PyTuple_GET_SIZE(h->args);
+    PyObject *run = PyObject_GetAttrString(h->context, "run");
+    if (!run)
+        return;
+    PyObject *callargs = PyTuple_New(nargs + 1);
+    if (callargs) {
+        PyTuple_SET_ITEM(callargs, 0, Py_NewRef(h->callback));
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            PyTuple_SET_ITEM(callargs, i + 1, Py_NewRef(PyTuple_GET_ITEM(h->args, i)));
+        Py_XDECREF(PyObject_Call(run, callargs, NULL));
+        Py_DECREF(callargs);
+    }
+    Py_DECREF(run);
+}
+
 static void call_in_context(Handle *h)
 {
+    if (!PyContext_CheckExact(h->context)) {
+        call_through_run(h);
+        return;
+    }
     if (PyContext_Enter(h->context) < 0)
         return;
     PyObject *res = PyObject_Vectorcall(

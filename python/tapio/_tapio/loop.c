@@ -169,6 +169,32 @@ static PyObject *loop_call_at(LoopCore *self, PyObject *const *args,
                     nargs - 1, context);
 }
 
+/* time() + delay, as asyncio computes it: a float or int delay directly;
+ * any other type through float addition, so that what asyncio refuses
+ * (Decimal, str) raises the same TypeError and a Fraction is accepted. */
+static bool deadline_after(LoopCore *self, PyObject *delay, double *when)
+{
+    /* A closed loop still checks the delay first (RuntimeError follows). */
+    double now = self->closed || !self->loop ? 0.0 : tapio_loop_time(self->loop);
+    if (PyFloat_CheckExact(delay) || PyLong_CheckExact(delay)) {
+        double d = PyFloat_AsDouble(delay);
+        if (d == -1.0 && PyErr_Occurred())
+            return false;
+        *when = now + d;
+        return true;
+    }
+    PyObject *start = PyFloat_FromDouble(now);
+    if (!start)
+        return false;
+    PyObject *sum = PyNumber_Add(start, delay);
+    Py_DECREF(start);
+    if (!sum)
+        return false;
+    *when = PyFloat_AsDouble(sum);
+    Py_DECREF(sum);
+    return !(*when == -1.0 && PyErr_Occurred());
+}
+
 static PyObject *loop_call_later(LoopCore *self, PyObject *const *args,
                                  Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -179,14 +205,13 @@ static PyObject *loop_call_later(LoopCore *self, PyObject *const *args,
         PyErr_SetString(PyExc_TypeError, "delay must not be None");
         return NULL;
     }
-    double delay = PyFloat_AsDouble(args[0]);
-    if (delay == -1.0 && PyErr_Occurred())
+    double when;
+    if (!deadline_after(self, args[0], &when))
         return NULL;
     if (!check_open(self) || !debug_checks(self, args[1], "call_later", true))
         return NULL;
-    return schedule(self, self->state->TimerHandleType,
-                    tapio_loop_time(self->loop) + delay, args + 1, nargs - 1,
-                    context);
+    return schedule(self, self->state->TimerHandleType, when, args + 1,
+                    nargs - 1, context);
 }
 
 /* Runs on the loop thread once the other thread's call arrives. */
@@ -609,6 +634,9 @@ static PyObject *loop_core_running(LoopCore *self, PyObject *unused)
 static PyObject *loop_get_debug(LoopCore *self, PyObject *unused)
 {
     (void)unused;
+    /* asyncio returns the value given to set_debug, not a bool. */
+    if (self->debug_value)
+        return Py_NewRef(self->debug_value);
     return PyBool_FromLong(self->debug);
 }
 
@@ -618,6 +646,7 @@ static PyObject *loop_set_debug_core(LoopCore *self, PyObject *enabled)
     if (on < 0)
         return NULL;
     self->debug = on;
+    Py_XSETREF(self->debug_value, Py_NewRef(enabled));
     Py_RETURN_NONE;
 }
 
@@ -688,6 +717,7 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->datagrams);
     Py_VISIT(self->connects);
     Py_VISIT(self->processes);
+    Py_VISIT(self->debug_value);
     /* Queued handles and open transports are not visited: libtapio holds
      * them, so to the collector they are rightly alive from outside. */
     return 0;
@@ -704,6 +734,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->datagrams);
     Py_CLEAR(self->connects);
     Py_CLEAR(self->processes);
+    Py_CLEAR(self->debug_value);
     return 0;
 }
 
