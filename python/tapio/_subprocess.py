@@ -121,7 +121,10 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         return self._core.returncode if self._core is not None else None
 
     def get_pipe_transport(self, fd):
-        return self._core.pipe(fd) if self._core is not None else None
+        # asyncio looks fd up in a dict: anything but 0, 1 or 2 finds nothing.
+        if self._core is None or fd not in (0, 1, 2):
+            return None
+        return self._core.pipe(fd)
 
     def send_signal(self, sig):
         if self._core is None:

@@ -1722,6 +1722,14 @@ TABLES = {
 # the findings that go with this module; a row goes back into the tables (its
 # name comes off this list) with the fix that makes it pass.
 LEFT_OUT = frozenset({
+    # The subprocess transport's protocol lives in libtapio's process core:
+    # set_protocol() on it (or on its stdin pipe) does not yet make later
+    # callbacks fail on the new protocol as asyncio's do.
+    ('transports', 'subprocess.set_protocol(None)'),
+    ('transports', 'subprocess.set_protocol(42)'),
+    ('transports', 'subprocess_stdin.set_protocol(None)'),
+    ('transports', 'subprocess_stdin.set_protocol(42)'),
+    ('transports', 'subprocess_stdin.get_protocol()'),
     ('create', 'connect_accepted_socket(factory=returns_none)'),
     ('create', 'connect_accepted_socket(factory=returns_object)'),
     ('create', 'connect_accepted_socket(ssl=object())'),
