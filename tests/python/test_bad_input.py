@@ -32,6 +32,7 @@ import socket
 import sys
 import tempfile
 import warnings
+from asyncio import unix_events
 
 from . import tls_certs
 from .loops import loop_tests
@@ -1924,6 +1925,17 @@ LEFT_OUT = frozenset({
     ('transports', 'write_pipe.write(str)'),
     ('transports', 'write_pipe.write(strided)'),
 })
+
+# Python 3.11.2's asyncio read pipe has no is_reading() (a later 3.11 added
+# it; tapio's read pipe has it on every version), so these rows, which read
+# is_reading() back, raise NotImplementedError on stock asyncio there.
+if "is_reading" not in vars(unix_events._UnixReadPipeTransport):
+    LEFT_OUT |= {
+        ('transports', 'read_pipe.resume_reading() unpaused'),
+        ('transports', 'read_pipe.pause_reading() after close'),
+        ('transports', 'read_pipe.resume_reading() after close'),
+        ('transports', 'read_pipe.is_reading()'),
+    }
 
 
 def check_counts():
