@@ -58,6 +58,8 @@ class Server(asyncio.AbstractServer):
             self._core.start_serving()
 
     async def start_serving(self):
+        if self._sockets is None:  # closed: asyncio fails on its missing sockets
+            raise TypeError("'NoneType' object is not iterable")
         self._start_serving()
         await asyncio.sleep(0)  # let the sockets be watched before returning
 

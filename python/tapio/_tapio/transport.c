@@ -146,10 +146,10 @@ static void on_data_received(tapio_transport *t, const void *data,
                                           bytes)
                           : NULL;
     Py_XDECREF(bytes);
-    if (!res)
+    if (!res) /* a pipe goes on, as asyncio's read pipe: only reported */
         protocol_failed(self,
                         "Fatal error: protocol.data_received() call failed.",
-                        true);
+                        !self->close_view);
     Py_XDECREF(res);
     leave(self, ctx);
 }
@@ -161,8 +161,10 @@ static bool eof_received(tapio_transport *t, Transport *self)
     if (!res) {
         protocol_failed(self,
                         "Fatal error: protocol.eof_received() call failed.",
-                        true);
-        return true; /* already closing with the error */
+                        !self->close_view);
+        /* A socket is already closing with the error; a pipe closes as
+         * usual, as asyncio's ends a pipe at EOF whatever eof_received did. */
+        return !self->close_view;
     }
     int keep_open = PyObject_IsTrue(res);
     Py_DECREF(res);
@@ -317,6 +319,14 @@ static void *on_get_buffer(tapio_transport *t, size_t sizehint, size_t *len,
         PyErr_SetString(PyExc_RuntimeError,
                         "get_buffer() returned an empty buffer");
     } else {
+        if (buf && PyErr_ExceptionMatches(PyExc_BufferError)) {
+            /* Read-only memory: asyncio's recv_into() refuses it so. */
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "recv_into() argument 'buffer' must be read-write "
+                         "bytes-like object, not %.100s",
+                         Py_TYPE(buf)->tp_name);
+        }
         Py_XDECREF(buf);
     }
     protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.",
