@@ -213,6 +213,10 @@ PyObject *binding_call_method(PyObject *obj, PyObject *name, PyObject *arg);
  * NULL leave their keys out (and protocol with transport). */
 void binding_report(LoopCore *loop, const char *message, PyObject *exc,
                     PyObject *transport, PyObject *protocol);
+/* After a protocol callback failed: SystemExit/KeyboardInterrupt leave the
+ * loop (NULL); anything else is reported and returned (a new reference). */
+PyObject *binding_callback_failed(LoopCore *loop, const char *message,
+                                  PyObject *transport, PyObject *protocol);
 /* The OSError subclass for a (negative) errno, as an object. */
 PyObject *binding_errno_exception(int err);
 int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,

@@ -48,6 +48,21 @@ void binding_report(LoopCore *loop, const char *message, PyObject *exc,
     Py_XDECREF(ctx);
 }
 
+PyObject *binding_callback_failed(LoopCore *loop, const char *message,
+                                  PyObject *transport, PyObject *protocol)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (!exc)
+        return NULL;
+    if (binding_is_exit_exception(exc)) {
+        binding_restore_exception(exc);
+        loop_core_set_pending(loop);
+        return NULL;
+    }
+    binding_report(loop, message, exc, transport, protocol);
+    return exc;
+}
+
 PyObject *binding_errno_exception(int err)
 {
     errno = err < 0 ? -err : err;

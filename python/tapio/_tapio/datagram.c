@@ -43,16 +43,8 @@ _Static_assert(offsetof(DatagramTransport, weakreflist) ==
  * stays open; SystemExit and KeyboardInterrupt leave the loop. */
 static void protocol_failed(DatagramTransport *self, const char *message)
 {
-    PyObject *exc = binding_fetch_exception();
-    if (!exc)
-        return;
-    if (binding_is_exit_exception(exc)) {
-        binding_restore_exception(exc);
-        loop_core_set_pending(self->loop);
-        return;
-    }
-    binding_report(self->loop, message, exc, (PyObject *)self, self->protocol);
-    Py_DECREF(exc);
+    Py_XDECREF(binding_callback_failed(self->loop, message, (PyObject *)self,
+                                       self->protocol));
 }
 
 /* Each libtapio callback runs in the transport's context (binding.h). */

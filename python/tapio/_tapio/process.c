@@ -24,16 +24,8 @@ struct ProcessCore {
 
 static void failed(ProcessCore *self, const char *message)
 {
-    PyObject *exc = binding_fetch_exception();
-    if (!exc)
-        return;
-    if (binding_is_exit_exception(exc)) {
-        binding_restore_exception(exc);
-        loop_core_set_pending(self->loop);
-        return;
-    }
-    binding_report(self->loop, message, exc, self->owner, self->protocol);
-    Py_DECREF(exc);
+    Py_XDECREF(binding_callback_failed(self->loop, message, self->owner,
+                                       self->protocol));
 }
 
 /* protocol.<name>(*args) in the protocol's context; errors reported. */

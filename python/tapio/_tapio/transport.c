@@ -8,25 +8,15 @@
 
 /* ---- calling the protocol -------------------------------------------- */
 
-static void report(Transport *self, const char *message, PyObject *exc)
-{
-    binding_report(self->loop, message, exc, (PyObject *)self, self->protocol);
-}
-
 /* After a failed protocol call: SystemExit/KeyboardInterrupt leave the
  * loop; anything else is reported and, if `fatal`, closes the transport
  * with the error going to connection_lost (asyncio's _fatal_error). */
 static void protocol_failed(Transport *self, const char *message, bool fatal)
 {
-    PyObject *exc = binding_fetch_exception();
+    PyObject *exc = binding_callback_failed(self->loop, message,
+                                            (PyObject *)self, self->protocol);
     if (!exc)
         return;
-    if (binding_is_exit_exception(exc)) {
-        binding_restore_exception(exc);
-        loop_core_set_pending(self->loop);
-        return;
-    }
-    report(self, message, exc);
     if (fatal && self->t && !self->lost_exc) {
         self->lost_exc = Py_NewRef(exc);
         tapio_transport_fail(self->t, TAPIO_EPROTOCOL);
