@@ -1719,8 +1719,8 @@ TABLES = {
 # Rows left out of the tables for now: on these tapio still differs from
 # asyncio (on at least one of Python 3.11, 3.12, 3.13), in code that is being
 # reworked (transports, TLS, pipes, subprocesses, connections, servers,
-# sock_* methods). Each is described, with asyncio's outcome and tapio's, in
-# the findings that go with this module; a row goes back into the tables (its
+# sock_* methods). `python3 -m tests.python.test_bad_input [pattern]` prints
+# asyncio's outcome and tapio's for each; a row goes back into the tables (its
 # name comes off this list) with the fix that makes it pass.
 LEFT_OUT = frozenset({
     ('protocols', 'tls protocol connection_made missing'),
@@ -1986,3 +1986,30 @@ class BadInputTests:
 
     def test_protocols(self):
         self.check_table("protocols")
+
+
+def show_left_out(pattern=""):
+    """Print asyncio's and tapio's outcomes for each LEFT_OUT row whose name
+    contains pattern: the findings still to fix."""
+    import tapio
+    for table_name, name in sorted(LEFT_OUT):
+        if pattern not in name:
+            continue
+        row = TABLES[table_name][name]
+        outcomes = []
+        for make_loop in (asyncio.SelectorEventLoop, tapio.new_event_loop):
+            loop = make_loop()
+            try:
+                outcomes.append(run_row(loop, row))
+            except Exception as exc:  # a fixture that failed: show it
+                outcomes.append(("setup failed", repr(exc)))
+            finally:
+                loop.close()
+        same = "same" if outcomes[0] == outcomes[1] else "DIFFERS"
+        print(f"{table_name}: {name} [{same}]\n    asyncio: {outcomes[0]}\n"
+              f"    tapio:   {outcomes[1]}")
+
+
+if __name__ == "__main__":
+    # PYTHONPATH=python python3 -m tests.python.test_bad_input [name pattern]
+    show_left_out(sys.argv[1] if len(sys.argv) > 1 else "")
