@@ -99,7 +99,6 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
         self._default_executor = None
         self._executor_shutdown_called = False
         self._exception_handler = None
-        self._task_factory = None
         self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._origin_tracking = False
@@ -211,43 +210,37 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
 
     # ---- futures and tasks ---------------------------------------------
 
-    def create_future(self):
-        return asyncio.Future(loop=self)
+    # create_future, create_task, set_task_factory and get_task_factory are
+    # LoopCore's (tasks.c): it makes the Future or Task itself when there is
+    # no task factory and debug mode is off, and calls this otherwise.
 
     if sys.version_info >= (3, 14):
-        def create_task(self, coro, **kwargs):
+        def _create_task_hooked(self, coro, **kwargs):
             """Every keyword (name, context, eager_start, ...) goes to the
             task factory, or to asyncio.Task, as 3.14 passes them."""
-            self._check_closed()
-            if self._task_factory is not None:
-                return self._task_factory(self, coro, **kwargs)
+            task_factory = self.get_task_factory()
+            if task_factory is not None:
+                return task_factory(self, coro, **kwargs)
             return self._new_task(coro, kwargs)
     else:
-        def create_task(self, coro, *, name=None, context=None):
-            self._check_closed()
-            if self._task_factory is None:
+        def _create_task_hooked(self, coro, *, name=None, context=None):
+            task_factory = self.get_task_factory()
+            if task_factory is None:
                 return self._new_task(coro, {"name": name, "context": context})
             if context is None:  # a factory of the older (loop, coro) form
-                task = self._task_factory(self, coro)
+                task = task_factory(self, coro)
             else:
-                task = self._task_factory(self, coro, context=context)
+                task = task_factory(self, coro, context=context)
             if name is not None:
                 _set_task_name(task, name)
             return task
 
     def _new_task(self, coro, kwargs):
         task = asyncio.Task(coro, loop=self, **kwargs)
-        if task._source_traceback:
-            del task._source_traceback[-1]  # this frame is noise
+        frames = task._source_traceback
+        while frames and frames[-1].filename == __file__:
+            del frames[-1]  # tapio's own frames are noise
         return task
-
-    def set_task_factory(self, factory):
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
 
     # ---- fd watchers ----------------------------------------------------
 

@@ -499,6 +499,54 @@ class FutureAndTaskTests:
         with self.assertRaises(TypeError):
             self.loop.create_task(42)
 
+    def test_create_task_argument_errors(self):
+        coro = asyncio.sleep(0)
+        self.addCleanup(coro.close)
+        with self.assertRaises(TypeError):
+            self.loop.create_task()
+        with self.assertRaises(TypeError):
+            self.loop.create_task(coro, None)
+        if sys.version_info < (3, 14):  # 3.14 hands any keyword to Task
+            with self.assertRaises(TypeError):
+                self.loop.create_task(coro, eager_start=True)
+
+    def test_create_task_and_future_on_a_closed_loop(self):
+        loop = self.new_loop()
+        loop.close()
+        coro = asyncio.sleep(0)
+        self.addCleanup(coro.close)
+        with self.assertRaisesRegex(RuntimeError, "closed"):
+            loop.create_task(coro)
+        self.assertIs(loop.create_future().get_loop(), loop)  # as asyncio's
+
+    def test_create_task_uses_asyncio_task_of_the_moment(self):
+        # asyncio looks Task up in asyncio.tasks at each call; so does tapio.
+        made = []
+
+        class RecordingTask(asyncio.Task):
+            def __init__(self, coro, *, loop=None, **kwargs):
+                made.append(sorted(kwargs))
+                super().__init__(coro, loop=loop, **kwargs)
+
+        saved = asyncio.tasks.Task
+        asyncio.tasks.Task = RecordingTask
+        try:
+            task = self.loop.create_task(asyncio.sleep(0, "r"), name="n")
+        finally:
+            asyncio.tasks.Task = saved
+        self.assertIsInstance(task, RecordingTask)
+        self.assertEqual(self.loop.run_until_complete(task), "r")
+        self.assertEqual(len(made), 1)
+        self.assertIn("name", made[0])
+
+    def test_create_task_in_debug_mode_records_where(self):
+        self.loop.set_debug(True)
+        task = self.loop.create_task(asyncio.sleep(0))
+        self.loop.run_until_complete(task)
+        frames = task._source_traceback
+        self.assertTrue(frames)
+        self.assertEqual(frames[-1][2], "test_create_task_in_debug_mode_records_where")
+
     def test_task_factory(self):
         made = []
 

@@ -43,6 +43,12 @@ typedef struct {
     PyObject *handle_repr;       /* tapio._handle_repr(handle) */
     PyObject *log_slow_callback; /* tapio._log_slow_callback(handle, dt) */
     PyObject *extract_stack;     /* the caller's stack, for debug mode */
+    PyObject *asyncio_futures;   /* the modules create_future/create_task */
+    PyObject *asyncio_tasks;     /* take Future and Task from (tasks.c) */
+    PyObject *str_Future;
+    PyObject *str_Task;
+    PyObject *str_create_task_hooked;
+    PyObject *kw_loop;           /* ("loop",) */
 } ModuleState;
 
 /* A queued callback (asyncio's Handle; TimerHandle adds a deadline). */
@@ -121,6 +127,7 @@ struct LoopCore {
                                   * may call the protocol back (write) */
     bool debug;
     PyObject *debug_value; /* what set_debug got, as get_debug returns it */
+    PyObject *task_factory;      /* set_task_factory's, or NULL */
     bool closed;
     ModuleState *state;
 };
@@ -293,6 +300,14 @@ void server_core_forget_all(LoopCore *loop);
 /* connect.c: ipaddr_info, connect_socket, connect_cancel */
 int connect_module_add(PyObject *module);
 void connect_release_all(LoopCore *loop);
+
+/* tasks.c: LoopCore's create_future, create_task and task factory */
+int tasks_module_state_init(ModuleState *st);
+PyObject *loop_create_future(LoopCore *self, PyObject *unused);
+PyObject *loop_create_task(LoopCore *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames);
+PyObject *loop_set_task_factory(LoopCore *self, PyObject *factory);
+PyObject *loop_get_task_factory(LoopCore *self, PyObject *unused);
 
 /* loop.c */
 extern PyType_Spec loop_core_spec;

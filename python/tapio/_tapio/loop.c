@@ -718,6 +718,7 @@ static int loop_core_traverse(LoopCore *self, visitproc visit, void *arg)
     Py_VISIT(self->connects);
     Py_VISIT(self->processes);
     Py_VISIT(self->debug_value);
+    Py_VISIT(self->task_factory);
     /* Queued handles and open transports are not visited: libtapio holds
      * them, so to the collector they are rightly alive from outside. */
     return 0;
@@ -735,6 +736,7 @@ static int loop_core_clear(LoopCore *self)
     Py_CLEAR(self->connects);
     Py_CLEAR(self->processes);
     Py_CLEAR(self->debug_value);
+    Py_CLEAR(self->task_factory);
     return 0;
 }
 
@@ -758,6 +760,12 @@ static PyMethodDef loop_core_methods[] = {
      (PyCFunction)(void (*)(void))loop_call_soon_threadsafe,
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"time", (PyCFunction)loop_time, METH_NOARGS, NULL},
+    {"create_future", (PyCFunction)loop_create_future, METH_NOARGS, NULL},
+    {"create_task", (PyCFunction)(void (*)(void))loop_create_task,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"set_task_factory", (PyCFunction)loop_set_task_factory, METH_O, NULL},
+    {"get_task_factory", (PyCFunction)loop_get_task_factory, METH_NOARGS,
+     NULL},
     {"_add_reader", (PyCFunction)(void (*)(void))loop_add_reader,
      METH_FASTCALL, NULL},
     {"_add_writer", (PyCFunction)(void (*)(void))loop_add_writer,

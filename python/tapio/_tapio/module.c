@@ -109,7 +109,7 @@ static int module_exec(PyObject *module)
         add_type(module, &timer_handle_spec, (PyObject *)st->HandleType);
     if (!st->TimerHandleType)
         return -1;
-    if (connect_module_add(module) < 0)
+    if (connect_module_add(module) < 0 || tasks_module_state_init(st) < 0)
         return -1;
     if (intern(&st->str_call_exception_handler, "call_exception_handler") ||
         intern(&st->str_message, "message") ||
@@ -146,6 +146,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->ProcessCoreType);
     Py_VISIT(st->BufferedProtocolType);
+    Py_VISIT(st->asyncio_futures);
+    Py_VISIT(st->asyncio_tasks);
     Py_VISIT(st->format_callback);
     Py_VISIT(st->handle_repr);
     Py_VISIT(st->log_slow_callback);
@@ -164,6 +166,12 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->ProcessCoreType);
     Py_CLEAR(st->BufferedProtocolType);
+    Py_CLEAR(st->asyncio_futures);
+    Py_CLEAR(st->asyncio_tasks);
+    Py_CLEAR(st->str_Future);
+    Py_CLEAR(st->str_Task);
+    Py_CLEAR(st->str_create_task_hooked);
+    Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->str_call_exception_handler);
     Py_CLEAR(st->str_connection_made);
     Py_CLEAR(st->str_data_received);
