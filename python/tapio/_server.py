@@ -5,15 +5,22 @@ import socket
 import sys
 from asyncio import trsock
 
-from ._helpers import logger, socket_extra
+from ._helpers import logger
 
 
-def accepted_extra(fd):
-    """Socket object and extra info of an accepted connection's fd. The
-    socket object is a view: the transport detaches it before libtapio
-    closes the fd."""
-    sock = socket.socket(fileno=fd)
-    return sock, socket_extra(sock)
+def accepted_extra(fd, family, sockname, peername):
+    """Socket object and extra info of an accepted connection's fd, from the
+    addresses libtapio read at accept (family -1: unknown). The socket
+    object is a view: the transport detaches it before libtapio closes the
+    fd. Family, type and protocol are given so that making the view costs
+    no system call; they are what the kernel would report."""
+    if family == -1:
+        sock = socket.socket(fileno=fd)
+    else:
+        proto = 0 if family == socket.AF_UNIX else socket.IPPROTO_TCP
+        sock = socket.socket(family, socket.SOCK_STREAM, proto, fileno=fd)
+    return sock, {"socket": trsock.TransportSocket(sock), "sockname": sockname,
+                  "peername": peername}
 
 
 class Server(asyncio.AbstractServer):

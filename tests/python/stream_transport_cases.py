@@ -74,6 +74,25 @@ class StreamTransportCases:
         file.seek(0)
         return file
 
+    # -- extra info
+
+    def test_accepted_socket_and_addresses(self):
+        # The server side's socket object has the listening socket's family,
+        # SOCK_STREAM and the protocol the kernel reports; its sockname and
+        # peername are the client's addresses the other way round.
+        async def test(transport, protocol, server_protocol):
+            server_side = server_protocol.transport
+            sock = server_side.get_extra_info("socket")
+            client = transport.get_extra_info("socket")
+            self.assertEqual((sock.family, sock.type), (client.family, socket.SOCK_STREAM))
+            self.assertEqual(sock.proto, sock.getsockopt(socket.SOL_SOCKET, socket.SO_PROTOCOL))
+            self.assertEqual(server_side.get_extra_info("sockname"),
+                             transport.get_extra_info("peername"))
+            self.assertEqual(server_side.get_extra_info("peername"),
+                             transport.get_extra_info("sockname"))
+            self.assertEqual(server_side.get_extra_info("sockname"), sock.getsockname())
+        self.run_connected(test)
+
     # -- data both ways
 
     def test_echo_round_trip(self):

@@ -83,12 +83,36 @@ void transport_release_all(LoopCore *loop)
 
 /* ---- the libtapio protocol table -------------------------------------- */
 
+/* One of the addresses libtapio read when the connection was accepted, in
+ * Python's form (None if the socket had none, as asyncio's extra gives). */
+static PyObject *accepted_address(Transport *self, bool local, int *family)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int err = local ? tapio_transport_sockname(self->t, &ss, &len)
+                    : tapio_transport_peername(self->t, &ss, &len);
+    if (err)
+        return Py_NewRef(Py_None);
+    if (family)
+        *family = ss.ss_family;
+    return binding_sockaddr_to_py((struct sockaddr *)&ss, len);
+}
+
 /* An accepted connection gets its socket object and extra info here, the
- * first moment its fd is known. */
+ * first moment its fd is known: make_extra(fd, family, sockname, peername)
+ * with what libtapio already knows, so no system call asks again. */
 static int fill_accepted_extra(Transport *self)
 {
-    PyObject *pair = PyObject_CallFunction(self->server->make_extra, "i",
-                                           tapio_transport_fd(self->t));
+    int family = -1; /* unknown: the socket module asks the kernel */
+    PyObject *sockname = accepted_address(self, true, &family);
+    PyObject *peername = sockname ? accepted_address(self, false, NULL) : NULL;
+    PyObject *pair = peername ? PyObject_CallFunction(
+                                    self->server->make_extra, "iiOO",
+                                    tapio_transport_fd(self->t), family,
+                                    sockname, peername)
+                              : NULL;
+    Py_XDECREF(sockname);
+    Py_XDECREF(peername);
     if (!pair)
         return -1;
     PyObject *sock, *extra;
