@@ -1142,7 +1142,25 @@ TAPIO_API int tapio_datagram_sendto(tapio_datagram *d, const void *data,
 TAPIO_API void tapio_datagram_close(tapio_datagram *d);
 /** Drop the queue and call connection_lost(0) without waiting. */
 TAPIO_API void tapio_datagram_abort(tapio_datagram *d);
+/**
+ * Close at once like abort, reporting `err` (a negative errno, for example
+ * TAPIO_EPROTOCOL) to connection_lost. Does nothing once connection_lost is
+ * due, whatever error it was given. The loop's error handler is not called.
+ */
+TAPIO_API void tapio_datagram_fail(tapio_datagram *d, int err);
 TAPIO_API bool tapio_datagram_is_closing(const tapio_datagram *d);
+/**
+ * Stop calling datagram_received until resume_reading (what arrives waits in
+ * the socket's receive buffer, where the kernel drops once it is full).
+ * Idempotent, and a no-op once closing; may be called from connection_made,
+ * or from datagram_received, after which no more datagrams are delivered in
+ * that readiness event.
+ */
+TAPIO_API void tapio_datagram_pause_reading(tapio_datagram *d);
+/** Receive again after pause_reading. A no-op unless paused, or once closing. */
+TAPIO_API void tapio_datagram_resume_reading(tapio_datagram *d);
+/** False when paused or closing. */
+TAPIO_API bool tapio_datagram_is_reading(const tapio_datagram *d);
 /** Bytes of queued datagrams: their payloads, plus the overhead below for
  *  each. */
 TAPIO_API size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d);

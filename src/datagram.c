@@ -33,6 +33,7 @@ struct tapio_datagram {
     bool lost_due;       /* connection_lost is scheduled or has run */
     bool started;        /* connection_made has run */
     bool closing;
+    bool paused;         /* reading paused by the user */
     bool dead;
     bool connected;      /* the kernel socket is connected to `remote` */
     int lost_error;
@@ -116,7 +117,7 @@ void tapio__datagrams_destroy_all(tapio_loop *loop)
 static void update_interest(tapio_datagram *d)
 {
     unsigned want = 0;
-    if (d->started && !d->closing)
+    if (d->started && tapio_datagram_is_reading(d))
         want |= TAPIO__READ;
     if (d->head)
         want |= TAPIO__WRITE;
@@ -150,7 +151,8 @@ static void error_received(tapio_datagram *d, int err)
 
 static void receive(tapio_datagram *d)
 {
-    for (int i = 0; i < READS_PER_EVENT && !d->closing; i++) {
+    /* datagram_received may pause or close: nothing more is read then. */
+    for (int i = 0; i < READS_PER_EVENT && tapio_datagram_is_reading(d); i++) {
         struct sockaddr_storage from;
         socklen_t fromlen = sizeof(from);
         ssize_t n = recvfrom(d->io.fd, d->loop->read_buf, TAPIO__READ_SIZE, 0,
@@ -314,7 +316,7 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
     tapio_datagram *d = tapio__container_of(io, tapio_datagram, io);
     if ((events & TAPIO__WRITE) && d->head)
         flush_queue(d);
-    if ((events & TAPIO__READ) && !d->closing)
+    if ((events & TAPIO__READ) && tapio_datagram_is_reading(d))
         receive(d);
 }
 
@@ -323,13 +325,7 @@ static void on_io(tapio_loop *loop, tapio__io *io, unsigned events)
 static void on_io_refused(tapio_loop *loop, tapio__io *io, int err)
 {
     (void)loop;
-    tapio_datagram *d = tapio__container_of(io, tapio_datagram, io);
-    if (d->dead || d->lost_due)
-        return;
-    drop_queue(d);
-    d->closing = true;
-    update_interest(d);
-    schedule_connection_lost(d, err);
+    tapio_datagram_fail(tapio__container_of(io, tapio_datagram, io), err);
 }
 
 /* ---- the DatagramTransport API ----------------------------------------- */
@@ -344,17 +340,41 @@ void tapio_datagram_close(tapio_datagram *d)
         schedule_connection_lost(d, 0);
 }
 
-void tapio_datagram_abort(tapio_datagram *d)
+void tapio_datagram_abort(tapio_datagram *d) { tapio_datagram_fail(d, 0); }
+
+void tapio_datagram_fail(tapio_datagram *d, int err)
 {
     if (d->dead || d->lost_due)
         return;
     drop_queue(d);
     d->closing = true;
     update_interest(d);
-    schedule_connection_lost(d, 0);
+    schedule_connection_lost(d, err);
 }
 
 bool tapio_datagram_is_closing(const tapio_datagram *d) { return d->closing; }
+
+/* As asyncio's: a no-op while closing or already paused. */
+void tapio_datagram_pause_reading(tapio_datagram *d)
+{
+    if (!tapio_datagram_is_reading(d))
+        return;
+    d->paused = true;
+    update_interest(d);
+}
+
+void tapio_datagram_resume_reading(tapio_datagram *d)
+{
+    if (d->closing || !d->paused)
+        return;
+    d->paused = false;
+    update_interest(d);
+}
+
+bool tapio_datagram_is_reading(const tapio_datagram *d)
+{
+    return !d->closing && !d->paused;
+}
 
 size_t tapio_datagram_get_write_buffer_size(const tapio_datagram *d)
 {

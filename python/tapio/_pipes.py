@@ -47,3 +47,13 @@ class PipesMixin:
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         return await self._connect_pipe(protocol_factory, pipe, True)
+
+    def _pipe_ended_twice(self, transport):
+        """A write pipe aborted once its end is due: asyncio's runs that end
+        a second time, which fails on the pipe object it let go of, and the
+        loop's exception handler hears of it."""
+        self.call_soon(_end_again, transport)
+
+
+def _end_again(transport):
+    raise AttributeError("'NoneType' object has no attribute 'close'")

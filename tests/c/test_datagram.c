@@ -280,6 +280,7 @@ struct dgram {
     int errors, last_err; /* error_received */
     int pauses, resumes;
     bool paused;
+    bool pause_on_datagram; /* datagram_received pauses reading */
     size_t size_at_resume, size_at_lost; /* write buffer size then */
     dlog log;
 };
@@ -308,7 +309,10 @@ static void dg_on_datagram(tapio_datagram *d, const void *data, size_t len,
                            const struct sockaddr *from, socklen_t fromlen,
                            void *user)
 {
-    dlog_add(&dg_live(d, user)->log, data, len, from, fromlen);
+    dgram *g = dg_live(d, user);
+    dlog_add(&g->log, data, len, from, fromlen);
+    if (g->pause_on_datagram)
+        tapio_datagram_pause_reading(d);
 }
 
 static void dg_on_error(tapio_datagram *d, int err, void *user)
@@ -1119,6 +1123,103 @@ TEST(datagram_flow_control_pauses_and_resumes)
     CHECK_EQ_INT(tapio_datagram_get_write_buffer_size(g->d), 0);
     CHECK_EQ_INT(g->pauses, 1);
     CHECK_EQ_INT(g->resumes, 1);
+}
+
+/* ------------------------------------------------------ reading pause */
+
+/* While paused, datagrams wait in the socket; resuming delivers them in
+ * order. Pausing and resuming twice change nothing. */
+TEST(datagram_pause_reading_holds_datagrams_until_resumed)
+{
+    tapio_loop *loop = test_loop();
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    addr me = {.len = sizeof me.ss};
+    CHECK_OK(tapio_datagram_sockname(g->d, &me.ss, &me.len));
+    int raw = raw_udp(AF_INET);
+    CHECK(tapio_datagram_is_reading(g->d));
+    tapio_datagram_pause_reading(g->d);
+    tapio_datagram_pause_reading(g->d);
+    CHECK(!tapio_datagram_is_reading(g->d));
+    raw_send(raw, "one", 3, &me);
+    raw_send(raw, "two", 3, &me);
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(g->log.count, 0);
+
+    tapio_datagram_resume_reading(g->d);
+    tapio_datagram_resume_reading(g->d);
+    CHECK(tapio_datagram_is_reading(g->d));
+    RUN_UNTIL(loop, g->log.count == 2, 5);
+    check_last(&g->log, "two", 3);
+    raw_send(raw, "three", 5, &me);
+    RUN_UNTIL(loop, g->log.count == 3, 5);
+}
+
+/* A pause from datagram_received takes effect at once: the rest of the
+ * readiness event's datagrams wait too. */
+TEST(datagram_pause_reading_inside_datagram_received)
+{
+    tapio_loop *loop = test_loop();
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    addr me = {.len = sizeof me.ss};
+    CHECK_OK(tapio_datagram_sockname(g->d, &me.ss, &me.len));
+    int raw = raw_udp(AF_INET);
+    g->pause_on_datagram = true;
+    for (int i = 0; i < 3; i++)
+        raw_send(raw, "x", 1, &me);
+    RUN_UNTIL(loop, g->log.count == 1, 5);
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(g->log.count, 1);
+    CHECK(!tapio_datagram_is_reading(g->d));
+
+    g->pause_on_datagram = false;
+    tapio_datagram_resume_reading(g->d);
+    RUN_UNTIL(loop, g->log.count == 3, 5);
+}
+
+/* Once closing nothing is read: is_reading says so, and neither pause nor
+ * resume changes it (asyncio's transports alike). */
+TEST(datagram_reading_state_once_closing)
+{
+    tapio_loop *loop = test_loop();
+    dgram *paused = dg_bind(loop, "127.0.0.1");
+    dgram *reading = dg_bind(loop, "127.0.0.1");
+    tapio_datagram_pause_reading(paused->d);
+    tapio_datagram_close(paused->d);
+    tapio_datagram_close(reading->d);
+    tapio_datagram_resume_reading(paused->d);
+    tapio_datagram_pause_reading(reading->d);
+    tapio_datagram_resume_reading(reading->d);
+    CHECK(!tapio_datagram_is_reading(paused->d));
+    CHECK(!tapio_datagram_is_reading(reading->d));
+    RUN_UNTIL(loop, paused->lost && reading->lost, 5);
+    tapio_datagram_resume_reading(reading->d);
+    CHECK(!tapio_datagram_is_reading(reading->d));
+}
+
+/* fail() ends the endpoint at once with its error, dropping the queue; once
+ * connection_lost is due, another fail() changes nothing. */
+TEST(datagram_fail_reports_its_error_to_connection_lost)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    dgram *g = dg_to_idle_unix_peer(loop, &peer);
+    uint32_t seq = 0;
+    send_until_queued(g, &seq);
+    tapio_datagram_fail(g->d, TAPIO_EPROTOCOL);
+    CHECK(tapio_datagram_is_closing(g->d));
+    CHECK_EQ_INT(tapio_datagram_get_write_buffer_size(g->d), 0);
+    tapio_datagram_fail(g->d, -EIO);
+    CHECK_EQ_INT(g->lost, 0); /* connection_lost comes from the loop */
+    RUN_UNTIL(loop, g->lost, 5);
+    CHECK_ERR(g->lost_err, TAPIO_EPROTOCOL);
+
+    dgram *closed = dg_bind(loop, "127.0.0.1");
+    tapio_datagram_close(closed->d); /* nothing queued: the end is due */
+    tapio_datagram_fail(closed->d, TAPIO_EPROTOCOL);
+    RUN_UNTIL(loop, closed->lost, 5);
+    CHECK_EQ_INT(closed->lost_err, 0);
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(g->lost + closed->lost, 2);
 }
 
 /* -------------------------------------------------- callback ordering */

@@ -35,6 +35,12 @@ DATAGRAM_HEADER_SIZE = 8 if sys.version_info >= (3, 13) else 0
 
 ASYNCIO_TRANSPORT_IS_DATAGRAM_TRANSPORT = issubclass(
     selector_events._SelectorDatagramTransport, asyncio.DatagramTransport)
+# Python 3.11.2's asyncio datagram transport cannot pause reading (its
+# pause_reading is ReadTransport's, raising NotImplementedError); later
+# versions can, and tapio follows the running asyncio.
+ASYNCIO_DATAGRAM_PAUSES_READING = (
+    selector_events._SelectorDatagramTransport.pause_reading
+    is not asyncio.ReadTransport.pause_reading)
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -401,6 +407,76 @@ class DatagramEndpointTests(DatagramCases):
         [context] = self.loop_errors
         self.assertIsInstance(context.get("exception"), RuntimeError)
         self.loop_errors.clear()
+
+    # ---- pausing reading ----------------------------------------------------
+
+    def test_pause_reading_holds_datagrams_until_resumed(self):
+        async def test():
+            transport, protocol = await self.endpoint(local_addr=("127.0.0.1", 0))
+            address = transport.get_extra_info("sockname")
+            client = self.plain_socket()
+            if not ASYNCIO_DATAGRAM_PAUSES_READING:
+                for method in (transport.pause_reading, transport.resume_reading,
+                               transport.is_reading):
+                    with self.assertRaises(NotImplementedError):
+                        method()
+                return
+            self.assertTrue(transport.is_reading())
+            transport.pause_reading()
+            transport.pause_reading()
+            self.assertFalse(transport.is_reading())
+            client.sendto(b"one", address)
+            client.sendto(b"two", address)
+            await asyncio.sleep(0.05)
+            self.assertEqual(protocol.datagrams, [])
+            transport.resume_reading()
+            transport.resume_reading()
+            self.assertTrue(transport.is_reading())
+            received = await protocol.received(2)
+            self.assertEqual([data for data, _ in received], [b"one", b"two"])
+            transport.close()
+            self.assertFalse(transport.is_reading())
+            transport.resume_reading()
+            self.assertFalse(transport.is_reading())
+        self.run_coro(test())
+
+    # ---- addresses sendto cannot use ----------------------------------------
+
+    def test_sendto_an_address_of_the_wrong_type_ends_the_endpoint(self):
+        # asyncio hands the address to socket.sendto; its TypeError is fatal
+        # for the endpoint: reported, then connection_lost(exc).
+        async def test():
+            transport, protocol = await self.endpoint(local_addr=("127.0.0.1", 0))
+            self.assertIsNone(transport.sendto(b"x", 42))
+            self.assertTrue(transport.is_closing())
+            exc = await asyncio.wait_for(protocol.lost, DEFAULT_TIMEOUT)
+            self.assertIsInstance(exc, TypeError)
+            return exc
+        exc = self.run_coro(test())
+        [context] = self.loop_errors
+        self.assertIs(context["exception"], exc)
+        self.assertEqual(context["message"], "Fatal write error on datagram transport")
+        self.loop_errors.clear()
+
+    def test_sendto_without_an_address_when_unconnected_ends_the_endpoint(self):
+        async def test():
+            transport, protocol = await self.endpoint(local_addr=("127.0.0.1", 0))
+            transport.sendto(b"x")
+            self.assertIsInstance(await asyncio.wait_for(protocol.lost, DEFAULT_TIMEOUT),
+                                  TypeError)
+        self.run_coro(test())
+        self.assertEqual(len(self.loop_errors), 1)
+        self.loop_errors.clear()
+
+    def test_sendto_an_address_the_socket_refuses_goes_to_error_received(self):
+        # An OSError from the address (a Unix path too long) is a send error.
+        async def test():
+            path = os.path.join(self.temp_dir(), "e.sock")
+            transport, protocol = await self.endpoint(family=socket.AF_UNIX, local_addr=path)
+            transport.sendto(b"x", "/" + "x" * 200)
+            self.assertIsInstance(await protocol.error(), OSError)
+            self.assertFalse(transport.is_closing())
+        self.run_coro(test())
 
     # ---- IPv6 --------------------------------------------------------------
 

@@ -27,7 +27,8 @@ LOOPS = ("asyncio", "tapio")
 READ_PIPE_REFUSED = "Pipe transport is for pipes/sockets only."
 WRITE_PIPE_REFUSED = "Pipe transport is only for pipes, sockets and character devices"
 
-# is_reading() on asyncio's read pipe transport came in 3.11.x (not 3.11.2).
+# is_reading() on asyncio's read pipe transport came in 3.11.x (not 3.11.2);
+# tapio's read pipe follows the running asyncio.
 ASYNCIO_READ_PIPE_HAS_IS_READING = "is_reading" in vars(unix_events._UnixReadPipeTransport)
 
 MiB = 1024 * 1024
@@ -195,15 +196,23 @@ class ReadPipeTests(PipeCases):
             transport, _ = await self.read_pipe(rfile)
             self.assertIsInstance(transport, asyncio.BaseTransport)
             self.assertIsInstance(transport, asyncio.ReadTransport)
+            # asyncio's read pipe is a ReadTransport only: no write side, and
+            # no abort() (WriteTransport's).
+            self.assertNotIsInstance(transport, asyncio.WriteTransport)
+            for name in ("write", "writelines", "write_eof", "can_write_eof", "abort",
+                         "get_write_buffer_size", "set_write_buffer_limits"):
+                self.assertFalse(hasattr(transport, name), name)
         self.run_coro(test())
 
     def test_pause_reading_and_resume_reading(self):
         async def test():
             rfile, wfile = self.pipe()
             transport, protocol = await self.read_pipe(rfile)
-            check_is_reading = self.loop_name == "tapio" or ASYNCIO_READ_PIPE_HAS_IS_READING
+            check_is_reading = ASYNCIO_READ_PIPE_HAS_IS_READING
             if check_is_reading:
                 self.assertTrue(transport.is_reading())
+            else:
+                self.assertRaises(NotImplementedError, transport.is_reading)
             transport.pause_reading()
             transport.pause_reading()  # a second call changes nothing
             if check_is_reading:
@@ -591,7 +600,28 @@ class WritePipeTests(PipeCases):
             transport, _ = await self.write_pipe(wfile)
             self.assertIsInstance(transport, asyncio.BaseTransport)
             self.assertIsInstance(transport, asyncio.WriteTransport)
+            # asyncio's write pipe is an asyncio.Transport that implements no
+            # reading: ReadTransport's methods raise NotImplementedError.
+            self.assertIsInstance(transport, asyncio.Transport)
+            for name in ("pause_reading", "resume_reading", "is_reading"):
+                self.assertRaises(NotImplementedError, getattr(transport, name))
         self.run_coro(test())
+
+    def test_abort_once_the_end_is_due_runs_the_end_twice(self):
+        # asyncio's write pipe schedules its end again; that second run fails
+        # (AttributeError) and the loop's exception handler hears of it.
+        async def test():
+            _, wfile = self.pipe()
+            transport, protocol = await self.write_pipe(wfile)
+            transport.abort()
+            transport.abort()
+            self.assertIsNone(await protocol.lost)
+            await asyncio.sleep(0.01)
+            self.assertEqual(protocol.events.count("connection_lost"), 1)
+        self.run_coro(test())
+        [context] = self.loop_errors
+        self.assertIsInstance(context["exception"], AttributeError)
+        self.loop_errors.clear()
 
     def test_regular_file_is_refused(self):
         async def test():

@@ -20,6 +20,8 @@ typedef struct {
     PyTypeObject *HandleType;
     PyTypeObject *TimerHandleType;
     PyTypeObject *TransportType;
+    PyTypeObject *ReadPipeTransportType;  /* Transport's layout, */
+    PyTypeObject *WritePipeTransportType; /* asyncio's pipe methods */
     PyTypeObject *ServerCoreType;
     PyTypeObject *DatagramTransportType;
     PyTypeObject *ProcessCoreType;
@@ -68,8 +70,9 @@ typedef struct Handle {
 } Handle;
 
 /* An asyncio.Transport over a libtapio stream transport. The first field
- * after the header is asyncio.BaseTransport's `_extra` slot: the type
- * derives from asyncio.Transport and shares its layout. */
+ * after the header is asyncio.BaseTransport's `_extra` slot: the types
+ * (stream, write pipe: asyncio.Transport; read pipe: asyncio.ReadTransport)
+ * derive from asyncio's and share its layout. */
 typedef struct Transport {
     PyObject_HEAD
     PyObject *extra;         /* dict for get_extra_info */
@@ -239,12 +242,14 @@ int binding_py_to_sockaddr(PyObject *addr, int family,
 
 /* transport.c */
 extern PyType_Spec transport_spec;
+extern PyType_Spec read_pipe_transport_spec;
+extern PyType_Spec write_pipe_transport_spec;
 /* `context` is the one its protocol runs in; NULL for a copy of the
  * current one. */
 Transport *transport_new(LoopCore *loop, PyObject *protocol, PyObject *sock,
                          PyObject *extra, PyObject *context);
-/* The same, of a subclass of Transport (a type whose instances add no
- * fields). */
+/* The same, of another type of Transport's layout (a subclass adding no
+ * fields, or a pipe type). */
 Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
                             PyObject *protocol, PyObject *sock,
                             PyObject *extra, PyObject *context);

@@ -17,6 +17,7 @@ struct DatagramTransport {
     PyObject *sock;          /* socket object viewing the fd */
     PyObject *address;       /* the remote address given, or None */
     PyObject *context;       /* contextvars.Context its protocol runs in */
+    PyObject *lost_exc;      /* for connection_lost after a fatal sendto */
     int family;
     bool in_context;         /* context is entered (binding_enter) */
     bool lost;
@@ -151,7 +152,12 @@ static void on_connection_lost(tapio_datagram *d, int err, void *user)
     (void)d;
     DatagramTransport *self = user;
     Py_INCREF(self); /* the loop's set may hold the last reference */
-    PyObject *exc = err ? binding_errno_exception(err) : Py_NewRef(Py_None);
+    PyObject *failure = self->lost_exc; /* its error, if it ended by it */
+    self->lost_exc = NULL;
+    PyObject *exc = err == TAPIO_EPROTOCOL && failure ? Py_NewRef(failure)
+                    : err ? binding_errno_exception(err)
+                          : Py_NewRef(Py_None);
+    Py_XDECREF(failure);
     if (exc)
         call(self, self->loop->state->str_connection_lost, exc,
              "protocol.connection_lost() failed");
@@ -273,7 +279,38 @@ static bool usable(DatagramTransport *self)
     return self->d && !self->lost;
 }
 
-/* The destination for sendto: NULL for the remote address. */
+/* asyncio hands sendto's address to socket.sendto: an OSError from there
+ * goes to error_received (raising out of sendto if that raises), anything
+ * else is fatal for the endpoint: reported to the loop's exception handler,
+ * then connection_lost(exc). Takes the current exception; -1 when one is to
+ * be raised. */
+static int send_failed(DatagramTransport *self)
+{
+    PyObject *exc = binding_fetch_exception();
+    int rc = 0;
+    if (binding_is_exit_exception(exc)) {
+        binding_restore_exception(exc);
+        return -1;
+    }
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        PyObject *res = binding_call_method(
+            self->protocol, self->loop->state->str_error_received, exc);
+        rc = res ? 0 : -1;
+        Py_XDECREF(res);
+    } else {
+        binding_report(self->loop, "Fatal write error on datagram transport",
+                       exc, (PyObject *)self, self->protocol);
+        if (usable(self) && !self->lost_exc) {
+            self->lost_exc = Py_NewRef(exc);
+            tapio_datagram_fail(self->d, TAPIO_EPROTOCOL);
+        }
+    }
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* The destination for sendto: NULL for the remote address. 1 when the
+ * address failed and send_failed dealt with it. */
 static int destination(DatagramTransport *self, PyObject *addr,
                        const struct sockaddr **sa, socklen_t *len)
 {
@@ -296,7 +333,7 @@ static int destination(DatagramTransport *self, PyObject *addr,
     if (addr != self->to_obj) {
         if (binding_py_to_sockaddr(addr, self->family, &self->to,
                                    &self->to_len) < 0)
-            return -1;
+            return send_failed(self) < 0 ? -1 : 1;
         Py_XSETREF(self->to_obj, Py_NewRef(addr));
     }
     *sa = (const struct sockaddr *)&self->to;
@@ -353,11 +390,12 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
         int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
                                         sa, salen);
         self->loop->user_calls--;
-        if (err == -EDESTADDRREQ)
+        if (err == -EDESTADDRREQ) { /* socket.sendto(data, None) */
             PyErr_SetString(PyExc_TypeError,
                             "sendto() needs an address: the endpoint has no "
                             "remote address");
-        else if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio does */
+            (void)send_failed(self);
+        } else if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio does */
             errno = -err;
             PyErr_SetFromErrno(PyExc_OSError);
         }
@@ -388,6 +426,30 @@ static PyObject *datagram_is_closing(DatagramTransport *self, PyObject *unused)
 {
     (void)unused;
     return PyBool_FromLong(!usable(self) || tapio_datagram_is_closing(self->d));
+}
+
+static PyObject *datagram_pause_reading(DatagramTransport *self,
+                                        PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_datagram_pause_reading(self->d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_resume_reading(DatagramTransport *self,
+                                         PyObject *unused)
+{
+    (void)unused;
+    if (usable(self))
+        tapio_datagram_resume_reading(self->d);
+    Py_RETURN_NONE;
+}
+
+static PyObject *datagram_is_reading(DatagramTransport *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(usable(self) && tapio_datagram_is_reading(self->d));
 }
 
 static PyObject *datagram_get_write_buffer_size(DatagramTransport *self,
@@ -475,6 +537,7 @@ static int datagram_traverse(DatagramTransport *self, visitproc visit,
     Py_VISIT(self->from_obj);
     Py_VISIT(self->to_obj);
     Py_VISIT(self->context);
+    Py_VISIT(self->lost_exc);
     return 0;
 }
 
@@ -488,6 +551,7 @@ static int datagram_clear(DatagramTransport *self)
     Py_CLEAR(self->from_obj);
     Py_CLEAR(self->to_obj);
     Py_CLEAR(self->context);
+    Py_CLEAR(self->lost_exc);
     return 0;
 }
 
@@ -513,6 +577,10 @@ static PyMethodDef datagram_methods[] = {
     {"close", (PyCFunction)datagram_close, METH_NOARGS, NULL},
     {"abort", (PyCFunction)datagram_abort, METH_NOARGS, NULL},
     {"is_closing", (PyCFunction)datagram_is_closing, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)datagram_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)datagram_resume_reading, METH_NOARGS,
+     NULL},
+    {"is_reading", (PyCFunction)datagram_is_reading, METH_NOARGS, NULL},
     {"get_write_buffer_size", (PyCFunction)datagram_get_write_buffer_size,
      METH_NOARGS, NULL},
     {"get_write_buffer_limits", (PyCFunction)datagram_get_write_buffer_limits,

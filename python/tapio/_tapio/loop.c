@@ -562,7 +562,10 @@ static PyObject *loop_wrap_pipe(LoopCore *self, PyObject *args, PyObject *kw)
                                      &protocol, &PyDict_Type, &extra, &mode) ||
         !check_open(self))
         return NULL;
-    Transport *t = transport_new(self, protocol, pipe, extra, NULL);
+    PyTypeObject *type = mode == BINDING_PIPE_WRITE
+                             ? self->state->WritePipeTransportType
+                             : self->state->ReadPipeTransportType;
+    Transport *t = transport_new_of(type, self, protocol, pipe, extra, NULL);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
         Py_XDECREF(t);

@@ -70,6 +70,37 @@ static PyTypeObject *add_asyncio_subtype(PyObject *module, PyType_Spec *spec,
     return type;
 }
 
+/* Where asyncio's class `name` (of module `where`) leaves one of `methods`
+ * to asyncio.ReadTransport (which raises NotImplementedError), the tapio
+ * type leaves it too: the reading methods follow the running asyncio
+ * (Python 3.11.2's datagram transport and read pipe lack some). */
+static int follow_asyncio_reading(PyTypeObject *type, const char *where,
+                                  const char *name,
+                                  const char *const *methods)
+{
+    PyObject *module = PyImport_ImportModule(where);
+    PyObject *theirs = module ? PyObject_GetAttrString(module, name) : NULL;
+    PyObject *asyncio = theirs ? PyImport_ImportModule("asyncio") : NULL;
+    PyObject *base = asyncio ? PyObject_GetAttrString(asyncio, "ReadTransport")
+                             : NULL;
+    int rc = base ? 0 : -1;
+    for (size_t i = 0; rc == 0 && methods[i]; i++) {
+        PyObject *a = PyObject_GetAttrString(theirs, methods[i]);
+        PyObject *b = a ? PyObject_GetAttrString(base, methods[i]) : NULL;
+        if (!b)
+            rc = -1;
+        else if (a == b)
+            rc = PyObject_DelAttrString((PyObject *)type, methods[i]);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+    }
+    Py_XDECREF(base);
+    Py_XDECREF(asyncio);
+    Py_XDECREF(theirs);
+    Py_XDECREF(module);
+    return rc;
+}
+
 static int add_transport_types(PyObject *module, ModuleState *st)
 {
     PyObject *asyncio = PyImport_ImportModule("asyncio");
@@ -80,16 +111,34 @@ static int add_transport_types(PyObject *module, ModuleState *st)
     Py_DECREF(asyncio);
     if (!st->BufferedProtocolType)
         return -1;
-    /* asyncio's own datagram transport is an asyncio.Transport too. */
+    /* asyncio's own datagram transport and write pipe are asyncio.Transports
+     * too; its read pipe is a ReadTransport only. */
     static const char *const stream_bases[] = {"Transport", NULL};
+    static const char *const read_pipe_bases[] = {"ReadTransport", NULL};
     static const char *const datagram_bases[] = {"Transport",
                                                  "DatagramTransport", NULL};
-    st->TransportType = add_asyncio_subtype(
-        module, &transport_spec, stream_bases, offsetof(Transport, weakreflist));
+    static const char *const reading[] = {"pause_reading", "resume_reading",
+                                          "is_reading", NULL};
+    size_t fields = offsetof(Transport, weakreflist);
+    st->TransportType = add_asyncio_subtype(module, &transport_spec,
+                                            stream_bases, fields);
+    st->ReadPipeTransportType = add_asyncio_subtype(
+        module, &read_pipe_transport_spec, read_pipe_bases, fields);
+    st->WritePipeTransportType = add_asyncio_subtype(
+        module, &write_pipe_transport_spec, stream_bases, fields);
     st->DatagramTransportType = add_asyncio_subtype(
-        module, &datagram_transport_spec, datagram_bases,
-        offsetof(Transport, weakreflist));
-    return st->TransportType && st->DatagramTransportType ? 0 : -1;
+        module, &datagram_transport_spec, datagram_bases, fields);
+    if (!st->TransportType || !st->ReadPipeTransportType ||
+        !st->WritePipeTransportType || !st->DatagramTransportType)
+        return -1;
+    return follow_asyncio_reading(st->DatagramTransportType,
+                                  "asyncio.selector_events",
+                                  "_SelectorDatagramTransport", reading) ||
+                   follow_asyncio_reading(st->ReadPipeTransportType,
+                                          "asyncio.unix_events",
+                                          "_UnixReadPipeTransport", reading)
+               ? -1
+               : 0;
 }
 
 static int module_exec(PyObject *module)
@@ -142,6 +191,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->HandleType);
     Py_VISIT(st->TimerHandleType);
     Py_VISIT(st->TransportType);
+    Py_VISIT(st->ReadPipeTransportType);
+    Py_VISIT(st->WritePipeTransportType);
     Py_VISIT(st->ServerCoreType);
     Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->ProcessCoreType);
@@ -162,6 +213,8 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
     Py_CLEAR(st->TransportType);
+    Py_CLEAR(st->ReadPipeTransportType);
+    Py_CLEAR(st->WritePipeTransportType);
     Py_CLEAR(st->ServerCoreType);
     Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->ProcessCoreType);

@@ -173,8 +173,11 @@ static int make_pipe_view(ProcessCore *self, int fd, PyObject *file)
     PyObject *extra = Py_BuildValue("{sO}", "pipe", file);
     if (!extra)
         return -1;
-    Transport *view = transport_new(self->loop, Py_None, file, extra,
-                                    self->context);
+    ModuleState *st = self->loop->state;
+    PyTypeObject *type = fd == 0 ? st->WritePipeTransportType
+                                 : st->ReadPipeTransportType;
+    Transport *view = transport_new_of(type, self->loop, Py_None, file, extra,
+                                       self->context);
     Py_DECREF(extra);
     if (!view)
         return -1;

@@ -768,33 +768,80 @@ static void transport_dealloc(Transport *self)
     Py_DECREF(type);
 }
 
+/* A second abort() of asyncio's write pipe, once its end is due, runs that
+ * end twice: the second run fails (AttributeError) and the loop's exception
+ * handler hears of it. The loop's Python side plays that part. */
+static PyObject *write_pipe_abort(Transport *self, PyObject *unused)
+{
+    (void)unused;
+    if (usable(self) && tapio_transport_is_closing(self->t) &&
+        tapio_transport_get_write_buffer_size(self->t) == 0) {
+        PyObject *res = PyObject_CallMethod((PyObject *)self->loop,
+                                            "_pipe_ended_twice", "O", self);
+        if (!res)
+            return NULL;
+        Py_DECREF(res);
+    }
+    return transport_abort(self, NULL);
+}
+
+/* The method tables: asyncio's BaseTransport, ReadTransport and
+ * WriteTransport parts, so that each transport kind has asyncio's methods
+ * and lacks the ones asyncio's lacks (calling those raises as there). */
+#define BASE_METHODS                                                         \
+    {"close", (PyCFunction)transport_close, METH_NOARGS, NULL},              \
+    {"is_closing", (PyCFunction)transport_is_closing, METH_NOARGS, NULL},    \
+    {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},     \
+    {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL}
+
+#define READ_METHODS                                                         \
+    {"pause_reading", (PyCFunction)transport_pause_reading, METH_NOARGS,     \
+     NULL},                                                                  \
+    {"resume_reading", (PyCFunction)transport_resume_reading, METH_NOARGS,   \
+     NULL},                                                                  \
+    {"is_reading", (PyCFunction)transport_is_reading, METH_NOARGS, NULL}
+
+/* All of WriteTransport but abort, which differs for a write pipe. */
+#define WRITE_METHODS                                                        \
+    {"write", (PyCFunction)transport_write, METH_O, NULL},                   \
+    {"writelines", (PyCFunction)transport_writelines, METH_O, NULL},         \
+    {"write_eof", (PyCFunction)transport_write_eof, METH_NOARGS, NULL},      \
+    {"can_write_eof", (PyCFunction)transport_can_write_eof, METH_NOARGS,     \
+     NULL},                                                                  \
+    {"get_write_buffer_size", (PyCFunction)transport_get_write_buffer_size,  \
+     METH_NOARGS, NULL},                                                     \
+    {"get_write_buffer_limits",                                              \
+     (PyCFunction)transport_get_write_buffer_limits, METH_NOARGS, NULL},     \
+    {"set_write_buffer_limits",                                              \
+     (PyCFunction)(void (*)(void))transport_set_write_buffer_limits,         \
+     METH_VARARGS | METH_KEYWORDS, NULL}
+
 static PyMethodDef transport_methods[] = {
-    {"write", (PyCFunction)transport_write, METH_O, NULL},
-    {"writelines", (PyCFunction)transport_writelines, METH_O, NULL},
-    {"write_eof", (PyCFunction)transport_write_eof, METH_NOARGS, NULL},
-    {"can_write_eof", (PyCFunction)transport_can_write_eof, METH_NOARGS, NULL},
-    {"close", (PyCFunction)transport_close, METH_NOARGS, NULL},
+    BASE_METHODS,
+    READ_METHODS,
+    WRITE_METHODS,
     {"abort", (PyCFunction)transport_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)transport_is_closing, METH_NOARGS, NULL},
-    {"pause_reading", (PyCFunction)transport_pause_reading, METH_NOARGS,
-     NULL},
-    {"resume_reading", (PyCFunction)transport_resume_reading, METH_NOARGS,
-     NULL},
-    {"is_reading", (PyCFunction)transport_is_reading, METH_NOARGS, NULL},
-    {"get_write_buffer_size", (PyCFunction)transport_get_write_buffer_size,
-     METH_NOARGS, NULL},
-    {"get_write_buffer_limits",
-     (PyCFunction)transport_get_write_buffer_limits, METH_NOARGS, NULL},
-    {"set_write_buffer_limits",
-     (PyCFunction)(void (*)(void))transport_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"set_protocol", (PyCFunction)transport_set_protocol, METH_O, NULL},
-    {"get_protocol", (PyCFunction)transport_get_protocol, METH_NOARGS, NULL},
     {"_sendfile", (PyCFunction)transport_sendfile, METH_VARARGS, NULL},
     {"_sendfile_cancel", (PyCFunction)transport_sendfile_cancel, METH_NOARGS,
      NULL},
     {"_start_tls", (PyCFunction)(void (*)(void))transport_start_tls,
      METH_VARARGS | METH_KEYWORDS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+/* asyncio's read pipe is a ReadTransport: no abort, no write side. */
+static PyMethodDef read_pipe_methods[] = {
+    BASE_METHODS,
+    READ_METHODS,
+    {NULL, NULL, 0, NULL},
+};
+
+/* asyncio's write pipe is a Transport that implements no reading: the
+ * reading methods are asyncio.ReadTransport's (NotImplementedError). */
+static PyMethodDef write_pipe_methods[] = {
+    BASE_METHODS,
+    WRITE_METHODS,
+    {"abort", (PyCFunction)write_pipe_abort, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -822,22 +869,55 @@ static PyGetSetDef transport_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* Every transport type shares the object layout and lifetime; only the
+ * methods (and the stream's getters) differ. */
+#define TRANSPORT_SLOTS(methods)                                             \
+    {Py_tp_dealloc, transport_dealloc},                                      \
+    {Py_tp_finalize, transport_finalize},                                    \
+    {Py_tp_traverse, transport_traverse},                                    \
+    {Py_tp_clear, transport_clear},                                          \
+    {Py_tp_repr, transport_repr},                                            \
+    {Py_tp_methods, methods},                                                \
+    {Py_tp_members, transport_members}
+
 static PyType_Slot transport_slots[] = {
-    {Py_tp_dealloc, transport_dealloc},
-    {Py_tp_finalize, transport_finalize},
-    {Py_tp_traverse, transport_traverse},
-    {Py_tp_clear, transport_clear},
-    {Py_tp_repr, transport_repr},
-    {Py_tp_methods, transport_methods},
-    {Py_tp_members, transport_members},
+    TRANSPORT_SLOTS(transport_methods),
     {Py_tp_getset, transport_getset},
     {0, NULL},
 };
 
+static PyType_Slot read_pipe_slots[] = {
+    TRANSPORT_SLOTS(read_pipe_methods),
+    {0, NULL},
+};
+
+static PyType_Slot write_pipe_slots[] = {
+    TRANSPORT_SLOTS(write_pipe_methods),
+    {0, NULL},
+};
+
+/* Made by the loop only. */
+#define TRANSPORT_FLAGS                                                      \
+    (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |         \
+     Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
 PyType_Spec transport_spec = {
     .name = "tapio._tapio.Transport",
     .basicsize = sizeof(Transport),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
-              Py_TPFLAGS_DISALLOW_INSTANTIATION, /* made by the loop only */
+    .flags = TRANSPORT_FLAGS,
     .slots = transport_slots,
+};
+
+PyType_Spec read_pipe_transport_spec = {
+    .name = "tapio._tapio.ReadPipeTransport",
+    .basicsize = sizeof(Transport),
+    .flags = TRANSPORT_FLAGS,
+    .slots = read_pipe_slots,
+};
+
+PyType_Spec write_pipe_transport_spec = {
+    .name = "tapio._tapio.WritePipeTransport",
+    .basicsize = sizeof(Transport),
+    .flags = TRANSPORT_FLAGS,
+    .slots = write_pipe_slots,
 };
