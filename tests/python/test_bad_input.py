@@ -1813,12 +1813,17 @@ LEFT_OUT = frozenset({
     ('transports', 'subprocess_stdin.pause_reading() twice'),
     ('transports', 'subprocess_stdin.resume_reading() after close'),
     ('transports', 'subprocess_stdin.resume_reading() unpaused'),
-    ('transports', 'subprocess_stdin.write(int_view)'),  # as write_pipe's
     ('transports', 'udp.is_reading()'),
     ('transports', 'udp.pause_reading() after close'),
     ('transports', 'udp.pause_reading() twice'),
     ('transports', 'udp.resume_reading() after close'),
     ('transports', 'udp.resume_reading() unpaused'),
+    # tapio does what asyncio's write pipe does with a view of 4-byte items
+    # (test_pipes' test_memoryview_of_wide_items), but asyncio's selector
+    # keeps the writer of the closed pipe: a later row's new fd of the same
+    # number then fails in it (FileNotFoundError reported), on asyncio only.
+    ('transports', 'subprocess_stdin.write(int_view)'),
+    ('transports', 'write_pipe.write(int_view)'),
     ('transports', 'write_pipe.abort() after close()'),
     ('transports', 'write_pipe.abort() twice'),
     ('transports', 'write_pipe.is_reading()'),
@@ -1826,11 +1831,6 @@ LEFT_OUT = frozenset({
     ('transports', 'write_pipe.pause_reading() twice'),
     ('transports', 'write_pipe.resume_reading() after close'),
     ('transports', 'write_pipe.resume_reading() unpaused'),
-    # asyncio's write pipe takes a memoryview whose len() is not its byte
-    # count (items of 4 bytes) as partly unsent: it writes the bytes, then
-    # its writer callback fails an assertion on every loop iteration until
-    # the pipe closes, each failure reported. tapio writes the bytes once.
-    ('transports', 'write_pipe.write(int_view)'),
 })
 
 # Python 3.11.2's asyncio read pipe has no is_reading() (a later 3.11 added

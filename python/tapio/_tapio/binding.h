@@ -77,6 +77,8 @@ typedef struct Transport {
     bool close_view;         /* a pipe object on a dup: close, not detach */
     PyObject *lost_exc;      /* for connection_lost after a protocol error */
     PyObject *limits_shown;  /* binding_limits' shown, or NULL */
+    int asserting_fd;        /* a write pipe's fd failing asyncio's writer
+                              * assertion each iteration (transport.c), or -1 */
     PyObject *context;       /* contextvars.Context its protocol runs in */
     struct Transport *prev, *next; /* the loop's list of open transports */
     Py_buffer view;          /* BufferedProtocol buffer being filled */

@@ -191,8 +191,11 @@ static PyObject *lost_exception(Transport *self, int err)
     return exc || PyErr_Occurred() ? exc : binding_errno_exception(err);
 }
 
+static void stop_asserting(Transport *self);
+
 static void detach_socket(Transport *self)
 {
+    stop_asserting(self);
     if (!self->close_view) {
         binding_detach_socket(&self->sock);
         return;
@@ -416,6 +419,7 @@ Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
     self->prev = self->next = NULL;
     self->lost_exc = NULL;
     self->limits_shown = NULL;
+    self->asserting_fd = -1;
     self->view_held = false;
     self->lost = false;
     self->dropped_open = false;
@@ -501,6 +505,80 @@ static PyObject *write_failed(Transport *self)
     return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
 }
 
+/* asyncio's write pipe takes the byte count os.write() returns for a count
+ * of items: for a memoryview of items of several bytes, written whole, it
+ * keeps an empty remainder and its writer callback then fails its
+ * assertion on every loop iteration until the pipe closes, each failure
+ * reported through the exception handler. The same here, on the pipe
+ * object's own fd (libtapio writes a duplicate). */
+static PyObject *data_should_not_be_empty(PyObject *unused, PyObject *noargs)
+{
+    (void)unused;
+    (void)noargs;
+    PyErr_SetString(PyExc_AssertionError, "Data should not be empty");
+    return NULL;
+}
+
+static PyMethodDef write_ready_def = {
+    "_write_ready", data_should_not_be_empty, METH_NOARGS, NULL};
+
+static void start_asserting(Transport *self)
+{
+    int fd = PyObject_AsFileDescriptor(self->sock);
+    PyObject *callback = fd >= 0 ? PyCFunction_New(&write_ready_def, NULL)
+                                 : NULL;
+    PyObject *res = callback ? PyObject_CallMethod((PyObject *)self->loop,
+                                                   "_add_writer", "iO", fd,
+                                                   callback)
+                             : NULL;
+    if (res)
+        self->asserting_fd = fd;
+    else
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(res);
+    Py_XDECREF(callback);
+}
+
+/* The pipe closes: the writer goes before its fd does. asyncio's runs once
+ * more, after connection_lost in the same iteration (its event was in):
+ * that last failure comes as a callback of its own. */
+static void stop_asserting(Transport *self)
+{
+    if (self->asserting_fd < 0)
+        return;
+    PyObject *exc = binding_fetch_exception();
+    PyObject *loop = (PyObject *)self->loop;
+    PyObject *res = PyObject_CallMethod(loop, "_remove_writer", "i",
+                                        self->asserting_fd);
+    self->asserting_fd = -1;
+    PyObject *callback = res ? PyCFunction_New(&write_ready_def, NULL) : NULL;
+    PyObject *handle = callback ? PyObject_CallMethod(loop, "call_soon", "O",
+                                                      callback)
+                                : NULL;
+    if (!handle)
+        PyErr_Clear(); /* the loop closed: nothing runs any more */
+    Py_XDECREF(handle);
+    Py_XDECREF(callback);
+    Py_XDECREF(res);
+    binding_restore_exception(exc);
+}
+
+/* Whether asyncio's pipe write of `view` (of `data`) would leave that
+ * empty remainder: it had nothing buffered and len(data) is not the byte
+ * count. */
+static bool leaves_empty_remainder(Transport *self, PyObject *data,
+                                   const Py_buffer *view, size_t buffered)
+{
+    if (!self->close_view || is_tls(self) || self->asserting_fd >= 0 ||
+        buffered || view->len == 0 || !PyMemoryView_Check(data) ||
+        tapio_transport_is_closing(self->t))
+        return false;
+    Py_ssize_t items = PyObject_Size(data);
+    if (items < 0)
+        PyErr_Clear();
+    return items >= 0 && items != view->len;
+}
+
 static PyObject *transport_write(Transport *self, PyObject *data)
 {
     if (!is_bytes_like(data))
@@ -522,7 +600,10 @@ static PyObject *transport_write(Transport *self, PyObject *data)
                        ? write_failed(self)
                        : NULL;
         }
+        size_t buffered = tapio_transport_get_write_buffer_size(self->t);
         err = tapio_transport_write(self->t, view.buf, (size_t)view.len);
+        if (!err && leaves_empty_remainder(self, data, &view, buffered))
+            start_asserting(self);
         PyBuffer_Release(&view);
     }
     self->loop->user_calls--;
