@@ -265,6 +265,9 @@ void transport_taken_over(Transport *self);
 /* A borrowed pipe (a child's) ended: its file object is closed, or, when
  * the loop closed under it, left open for the finalizer's warning. */
 void transport_borrowed_end(Transport *self, bool loop_closed);
+/* The exception a failed write left for connection_lost (a new reference
+ * the caller takes), or NULL. */
+PyObject *transport_take_lost_exc(Transport *self);
 
 /* tls.c */
 PyObject *transport_start_tls(Transport *raw, PyObject *args,

@@ -242,6 +242,13 @@ void transport_end(Transport *self)
     transport_detach(self);
 }
 
+PyObject *transport_take_lost_exc(Transport *self)
+{
+    PyObject *exc = self->lost_exc;
+    self->lost_exc = NULL;
+    return exc;
+}
+
 void transport_borrowed_end(Transport *self, bool loop_closed)
 {
     if (self->lost)
