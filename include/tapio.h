@@ -397,6 +397,8 @@ TAPIO_API void tapio_transport_abort(tapio_transport *t);
  * Close at once like abort, reporting `err` (a negative errno, for example
  * TAPIO_EPROTOCOL when a protocol callback failed) to connection_lost. The
  * loop's error handler is not called: the caller knows the error already.
+ * A TLS transport drops writes from then on but is closing only once its
+ * connection is lost, as asyncio's.
  */
 TAPIO_API void tapio_transport_fail(tapio_transport *t, int err);
 

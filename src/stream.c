@@ -931,7 +931,10 @@ void tapio_transport_close(tapio_transport *t)
 
 void tapio_transport_abort(tapio_transport *t)
 {
-    tapio_transport_fail(t, 0);
+    if (released(t))
+        return;
+    tapio__transport_set_closing(t); /* a TLS face's fail leaves it open */
+    t->ops->fail(t, 0);
 }
 
 void tapio_transport_fail(tapio_transport *t, int err)

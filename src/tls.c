@@ -580,10 +580,12 @@ static void face_close(tapio_transport *face)
     start_shutdown(layer(face));
 }
 
+/* asyncio's SSL _fatal_error: the connection under it fails; the face
+ * drops what is written from now on but tells is_closing() only once the
+ * connection is lost (on_raw_lost), as asyncio's TLS transport does. */
 static void face_fail(tapio_transport *face, int err)
 {
     struct tapio__tls *tls = layer(face);
-    tapio__transport_set_closing(face);
     tls->state = UNWRAPPED;
     if (tls->raw)
         tapio_transport_fail(tls->raw, err);

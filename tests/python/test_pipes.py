@@ -4,6 +4,7 @@ flow control on the write side, pause/resume on the read side, close() and
 abort(), the refusal of regular files, and the pipe object being closed
 when the transport ends (as asyncio's unix_events pipe transports do)."""
 
+import array
 import asyncio
 import errno
 import fcntl
@@ -441,6 +442,33 @@ class WritePipeTests(PipeCases):
             self.assertEqual(await self.read_fd(rfile.fileno(), len(expected)), expected)
             self.assertEqual(transport.get_write_buffer_size(), 0)
             self.assertEqual(protocol.events, ["connection_made"])
+        self.run_coro(test())
+
+    def test_memoryview_of_wide_items(self):
+        """asyncio's write pipe counts os.write()'s bytes against len() of
+        the view, in items: the 12 bytes of three ints go out, but it keeps
+        an empty remainder, and its writer callback fails an assertion,
+        reported, on each loop iteration until the pipe closes."""
+        async def test():
+            rfile, wfile = self.pipe()
+            os.set_blocking(rfile.fileno(), False)
+            transport, protocol = await self.write_pipe(wfile)
+            log = []
+            self.loop.set_exception_handler(
+                lambda loop, context: log.append(type(context["exception"]).__name__[0]))
+            view = memoryview(array.array("i", [1, 2, 3]))
+            self.assertIsNone(transport.write(view))
+            for i in range(3):
+                await asyncio.sleep(0)
+                log.append(f"|{i}")
+            self.assertEqual(os.read(rfile.fileno(), 100), view.tobytes())
+            transport.close()
+            log.append(" closed ")
+            self.assertIsNone(await protocol.lost)
+            for i in range(3):
+                await asyncio.sleep(0)
+                log.append(f"|{i}")
+            self.assertEqual("".join(log), "|0A|1A|2 closed AA|0|1|2")
         self.run_coro(test())
 
     def test_close_gives_eof_to_the_reader(self):

@@ -353,6 +353,22 @@ class SubprocessProtocolTests(SubprocessCases):
             self.assertEqual(len([e for e in protocol.events if e[0] == "pipe_connection_lost"]), 2)
         self.run_coro(test())
 
+    def test_unsendable_write_to_stdin_ends_the_pipe_with_its_error(self):
+        async def test():
+            reports = []
+            self.loop.set_exception_handler(lambda loop, context: reports.append(context))
+            transport, protocol = await self.spawn(*python(CAT))
+            stdin = transport.get_pipe_transport(0)
+            strided = memoryview(bytearray(b"0123456789"))[::2]
+            self.assertIsNone(stdin.write(strided))  # fails in the send
+            self.assertTrue(stdin.is_closing())
+            await self.finished(protocol)
+            lost = [e for e in protocol.events if e[:2] == ("pipe_connection_lost", 0)]
+            self.assertIsInstance(lost[0][2], BufferError)
+            self.assertEqual([type(c.get("exception")) for c in reports], [BufferError])
+            self.assertEqual(reports[0]["message"], "Fatal write error on pipe transport")
+        self.run_coro(test())
+
     # ---- signals ------------------------------------------------------------
 
     async def killed_by(self, kill, expected):

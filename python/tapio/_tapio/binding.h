@@ -85,6 +85,9 @@ typedef struct Transport {
     PyObject *sock;          /* socket (or pipe) object viewing the fd */
     bool close_view;         /* a pipe object on a dup: close, not detach */
     PyObject *lost_exc;      /* for connection_lost after a protocol error */
+    PyObject *limits_shown;  /* binding_limits' shown, or NULL */
+    int asserting_fd;        /* a write pipe's fd failing asyncio's writer
+                              * assertion each iteration (transport.c), or -1 */
     PyObject *context;       /* contextvars.Context its protocol runs in */
     struct Transport *prev, *next; /* the loop's list of open transports */
     Py_buffer view;          /* BufferedProtocol buffer being filled */
@@ -229,9 +232,17 @@ PyObject *binding_callback_failed(LoopCore *loop, const char *message,
                                   PyObject *transport, PyObject *protocol);
 /* The OSError subclass for a (negative) errno, as an object. */
 PyObject *binding_errno_exception(int err);
-int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,
-                         Py_ssize_t *low);
-PyObject *binding_limits_tuple(size_t low, size_t high);
+/* set_write_buffer_limits' arguments, checked as asyncio checks them. */
+typedef struct binding_limits {
+    Py_ssize_t high, low;  /* for libtapio (TAPIO_LIMIT_DEFAULT: not given) */
+    bool high_fractional;  /* high was a real between two sizes */
+    PyObject *shown;       /* (low, high) as asyncio keeps them, when the
+                            * sizes say otherwise (floats, huge ints), or
+                            * NULL; a new reference */
+} binding_limits;
+int binding_parse_limits(PyObject *args, PyObject *kwargs,
+                         binding_limits *out);
+PyObject *binding_limits_tuple(PyObject *shown, size_t low, size_t high);
 void binding_detach_socket(PyObject **sock);
 void binding_warn_unclosed(PyObject *transport);
 
@@ -266,6 +277,9 @@ void transport_taken_over(Transport *self);
 /* A borrowed pipe (a child's) ended: its file object is closed, or, when
  * the loop closed under it, left open for the finalizer's warning. */
 void transport_borrowed_end(Transport *self, bool loop_closed);
+/* The exception a failed write left for connection_lost (a new reference
+ * the caller takes), or NULL. */
+PyObject *transport_take_lost_exc(Transport *self);
 
 /* tls.c */
 PyObject *transport_start_tls(Transport *raw, PyObject *args,

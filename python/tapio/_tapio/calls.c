@@ -4,7 +4,6 @@
 #include "binding.h"
 
 #include <math.h>
-#include <string.h>
 
 bool binding_is_exit_exception(PyObject *exc)
 {
@@ -70,115 +69,106 @@ PyObject *binding_errno_exception(int err)
     return binding_fetch_exception();
 }
 
-/* One limit as set_write_buffer_limits received it. Integers are clipped
- * to Py_ssize_t (a limit of 2**63 bytes is never reached); floats and other
- * real numbers, which asyncio accepts, are floored: the buffer size is an
- * integer, so size > high and size <= low decide as for the real value. */
-typedef struct limit_arg {
-    PyObject *obj;  /* as given (None: not given) */
-    bool given, real, nan, inf;
-    double real_value;   /* when real */
-    Py_ssize_t value;
-} limit_arg;
-
-static Py_ssize_t floor_clipped(double v)
+/* A limit asyncio accepted (a real number >= 0, an int of any size) as the
+ * size libtapio compares buffer sizes with: floored (size > 1.5 decides as
+ * size > 1, size <= 0.5 as size <= 0) and saturated at PY_SSIZE_T_MAX, a
+ * size no buffer reaches. *exact: the size says the same as the value. */
+static int limit_size(PyObject *value, Py_ssize_t *size, bool *exact,
+                      bool *fractional)
 {
-    if (isnan(v))
-        return -1;
-    if (v >= 0x1p63)
-        return PY_SSIZE_T_MAX;
-    if (v < -0x1p63)
-        return PY_SSIZE_T_MIN + 1;
-    return (Py_ssize_t)floor(v);
-}
-
-static int limit_arg_parse(PyObject *obj, limit_arg *a)
-{
-    memset(a, 0, sizeof(*a));
-    a->obj = obj;
-    if (obj == Py_None)
-        return 0;
-    a->given = true;
-    if (PyIndex_Check(obj)) {
-        PyObject *i = PyNumber_Index(obj);
-        if (!i)
+    *fractional = false;
+    if (PyLong_Check(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (v == -1 && PyErr_Occurred())
             return -1;
-        a->value = PyNumber_AsSsize_t(i, NULL); /* clipped */
-        Py_DECREF(i);
-        if (a->value == PY_SSIZE_T_MIN)
-            a->value++; /* stays negative, so invalid */
+        bool fits = !overflow && v <= PY_SSIZE_T_MAX;
+        *size = fits ? (Py_ssize_t)v : PY_SSIZE_T_MAX;
+        *exact = fits && PyLong_CheckExact(value);
         return 0;
     }
-    double v = PyFloat_AsDouble(obj); /* floats, Decimal, Fraction... */
+    double v = PyFloat_AsDouble(value); /* float, Decimal, Fraction... */
     if (v == -1.0 && PyErr_Occurred())
         return -1;
-    a->real = true;
-    a->real_value = v;
-    a->nan = isnan(v);
-    a->inf = isinf(v);
-    a->value = floor_clipped(v);
+    *exact = false;
+    if (!(v < 0x1p63)) { /* inf, with a finite low */
+        *size = PY_SSIZE_T_MAX;
+        return 0;
+    }
+    *size = (Py_ssize_t)floor(v);
+    *fractional = floor(v) != v;
     return 0;
 }
 
-/* What asyncio's ValueError shows for a limit: as given, or derived from
- * the other one (a float when that one was, nan from nan or inf // 4). */
-static PyObject *limit_repr_value(const limit_arg *a, const limit_arg *other,
-                                  Py_ssize_t derived, bool from_high)
+/* asyncio's high = 4 * low, low = high // 4 and its check, on the values as
+ * given: any numbers Python compares (floats, ints past 64 bits), with
+ * asyncio's ValueError. */
+static int limits_rule(PyObject *high_arg, PyObject *low_arg, PyObject **high,
+                       PyObject **low)
 {
-    if (a->given)
-        return Py_NewRef(a->obj);
-    if (other->nan || (other->inf && from_high))
-        return PyFloat_FromDouble(NAN);
-    if (other->real)
-        return PyFloat_FromDouble(from_high ? floor(other->real_value / 4)
-                                            : 4 * other->real_value);
-    return PyLong_FromSsize_t(derived);
+    PyObject *four = PyLong_FromLong(4), *zero = PyLong_FromLong(0);
+    *high = *low = NULL;
+    if (!four || !zero)
+        goto fail;
+    *high = high_arg != Py_None ? Py_NewRef(high_arg)
+                                : PyNumber_Multiply(four, low_arg);
+    if (!*high)
+        goto fail;
+    *low = low_arg != Py_None ? Py_NewRef(low_arg)
+                              : PyNumber_FloorDivide(*high, four);
+    if (!*low)
+        goto fail;
+    int ok = PyObject_RichCompareBool(*high, *low, Py_GE);
+    if (ok > 0)
+        ok = PyObject_RichCompareBool(*low, zero, Py_GE);
+    if (ok < 0)
+        goto fail;
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError,
+                     "high (%R) must be >= low (%R) must be >= 0", *high, *low);
+        goto fail;
+    }
+    Py_DECREF(four);
+    Py_DECREF(zero);
+    return 0;
+fail:
+    Py_XDECREF(four);
+    Py_XDECREF(zero);
+    Py_CLEAR(*high);
+    Py_CLEAR(*low);
+    return -1;
 }
 
-/* set_write_buffer_limits(high=None, low=None): asyncio's argument check,
- * by libtapio's rule (tapio_write_limits_check), with asyncio's ValueError.
- * Not given reaches libtapio as TAPIO_LIMIT_DEFAULT, so each transport kind
- * applies its own default. */
-int binding_parse_limits(PyObject *args, PyObject *kwargs, Py_ssize_t *high,
-                         Py_ssize_t *low)
+/* set_write_buffer_limits(high=None, low=None) by asyncio's rule. Neither
+ * given reaches libtapio as TAPIO_LIMIT_DEFAULT, so each transport kind
+ * applies its own default; otherwise both limits go as sizes, and
+ * `shown` keeps the values themselves when the sizes cannot say them. */
+int binding_parse_limits(PyObject *args, PyObject *kwargs,
+                         binding_limits *out)
 {
     static char *names[] = {"high", "low", NULL};
-    PyObject *high_obj = Py_None, *low_obj = Py_None;
-    limit_arg h, l;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", names, &high_obj,
-                                     &low_obj) ||
-        limit_arg_parse(high_obj, &h) < 0 || limit_arg_parse(low_obj, &l) < 0)
+    PyObject *high_arg = Py_None, *low_arg = Py_None, *high, *low;
+    out->high = out->low = TAPIO_LIMIT_DEFAULT;
+    out->high_fractional = false;
+    out->shown = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO", names, &high_arg,
+                                     &low_arg))
         return -1;
-    Py_ssize_t rh, rl;
-    int err = tapio_write_limits_check(h.given, h.value, l.given, l.value,
-                                       &rh, &rl);
-    /* Reals decide as reals where the floors would not: high = 4 * 1.5 is
-     * 6, not 4; 2.2 >= 2.5 is false; inf // 4 is nan; nan compares false. */
-    bool high_from_real = !h.given && l.real;
-    if (high_from_real)
-        rh = floor_clipped(4 * l.real_value);
-    if (h.nan || l.nan || (h.inf && !l.given))
-        err = -EINVAL;
-    else if (h.given && l.given && (h.real || l.real)) {
-        int ge = PyObject_RichCompareBool(h.obj, l.obj, Py_GE);
-        if (ge < 0)
-            return -1;
-        if (!ge)
-            err = -EINVAL;
-    }
-    if (err) {
-        PyObject *hr = limit_repr_value(&h, &l, rh, false);
-        PyObject *lr = hr ? limit_repr_value(&l, &h, rl, true) : NULL;
-        if (lr)
-            PyErr_Format(PyExc_ValueError,
-                         "high (%R) must be >= low (%R) must be >= 0", hr, lr);
-        Py_XDECREF(hr);
-        Py_XDECREF(lr);
+    if (high_arg == Py_None && low_arg == Py_None)
+        return 0;
+    if (limits_rule(high_arg, low_arg, &high, &low) < 0)
         return -1;
+    bool high_exact, low_exact, low_fractional;
+    int rc = limit_size(high, &out->high, &high_exact, &out->high_fractional);
+    if (rc == 0)
+        rc = limit_size(low, &out->low, &low_exact, &low_fractional);
+    if (rc == 0 && !(high_exact && low_exact)) {
+        out->shown = PyTuple_Pack(2, low, high);
+        rc = out->shown ? 0 : -1;
     }
-    *high = h.given ? h.value : high_from_real ? rh : TAPIO_LIMIT_DEFAULT;
-    *low = l.given ? l.value : TAPIO_LIMIT_DEFAULT;
-    return 0;
+    Py_DECREF(high);
+    Py_DECREF(low);
+    return rc;
 }
 
 /* libtapio closes the fd: the socket object viewing it must not close it
@@ -204,9 +194,12 @@ void binding_warn_unclosed(PyObject *transport)
     binding_restore_exception(exc);
 }
 
-/* get_write_buffer_limits()'s (low, high). */
-PyObject *binding_limits_tuple(size_t low, size_t high)
+/* get_write_buffer_limits()'s (low, high): the values set, when libtapio's
+ * sizes do not say them (binding_parse_limits' `shown`). */
+PyObject *binding_limits_tuple(PyObject *shown, size_t low, size_t high)
 {
+    if (shown)
+        return Py_NewRef(shown);
     return Py_BuildValue("(NN)", PyLong_FromSize_t(low),
                          PyLong_FromSize_t(high));
 }

@@ -17,7 +17,8 @@ struct DatagramTransport {
     PyObject *sock;          /* socket object viewing the fd */
     PyObject *address;       /* the remote address given, or None */
     PyObject *context;       /* contextvars.Context its protocol runs in */
-    PyObject *lost_exc;      /* for connection_lost after a fatal sendto */
+    PyObject *limits_shown;  /* binding_limits' shown, or NULL */
+    PyObject *lost_exc;      /* for connection_lost after a fatal error */
     int family;
     bool in_context;         /* context is entered (binding_enter) */
     bool lost;
@@ -152,12 +153,10 @@ static void on_connection_lost(tapio_datagram *d, int err, void *user)
     (void)d;
     DatagramTransport *self = user;
     Py_INCREF(self); /* the loop's set may hold the last reference */
-    PyObject *failure = self->lost_exc; /* its error, if it ended by it */
+    PyObject *exc = self->lost_exc ? self->lost_exc
+                    : err          ? binding_errno_exception(err)
+                                   : Py_NewRef(Py_None);
     self->lost_exc = NULL;
-    PyObject *exc = err == TAPIO_EPROTOCOL && failure ? Py_NewRef(failure)
-                    : err ? binding_errno_exception(err)
-                          : Py_NewRef(Py_None);
-    Py_XDECREF(failure);
     if (exc)
         call(self, self->loop->state->str_connection_lost, exc,
              "protocol.connection_lost() failed");
@@ -279,38 +278,9 @@ static bool usable(DatagramTransport *self)
     return self->d && !self->lost;
 }
 
-/* asyncio hands sendto's address to socket.sendto: an OSError from there
- * goes to error_received (raising out of sendto if that raises), anything
- * else is fatal for the endpoint: reported to the loop's exception handler,
- * then connection_lost(exc). Takes the current exception; -1 when one is to
- * be raised. */
-static int send_failed(DatagramTransport *self)
-{
-    PyObject *exc = binding_fetch_exception();
-    int rc = 0;
-    if (binding_is_exit_exception(exc)) {
-        binding_restore_exception(exc);
-        return -1;
-    }
-    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
-        PyObject *res = binding_call_method(
-            self->protocol, self->loop->state->str_error_received, exc);
-        rc = res ? 0 : -1;
-        Py_XDECREF(res);
-    } else {
-        binding_report(self->loop, "Fatal write error on datagram transport",
-                       exc, (PyObject *)self, self->protocol);
-        if (usable(self) && !self->lost_exc) {
-            self->lost_exc = Py_NewRef(exc);
-            tapio_datagram_fail(self->d, TAPIO_EPROTOCOL);
-        }
-    }
-    Py_DECREF(exc);
-    return rc;
-}
-
-/* The destination for sendto: NULL for the remote address. 1 when the
- * address failed and send_failed dealt with it. */
+/* The destination for sendto: NULL for the remote address. -1 with an
+ * exception to raise; for an address socket.sendto() would refuse, -3 when
+ * with an OSError (gaierror, a path too long), -2 otherwise. */
 static int destination(DatagramTransport *self, PyObject *addr,
                        const struct sockaddr **sa, socklen_t *len)
 {
@@ -333,12 +303,95 @@ static int destination(DatagramTransport *self, PyObject *addr,
     if (addr != self->to_obj) {
         if (binding_py_to_sockaddr(addr, self->family, &self->to,
                                    &self->to_len) < 0)
-            return send_failed(self) < 0 ? -1 : 1;
+            return PyErr_ExceptionMatches(PyExc_OSError) ? -3 : -2;
         Py_XSETREF(self->to_obj, Py_NewRef(addr));
     }
     *sa = (const struct sockaddr *)&self->to;
     *len = self->to_len;
     return 0;
+}
+
+/* asyncio's _fatal_error for a send that raised other than OSError: the
+ * error (the current exception) is reported, the endpoint aborts and
+ * connection_lost gets it; the caller gets None. */
+static PyObject *send_failed(DatagramTransport *self)
+{
+    PyObject *exc = binding_callback_failed(
+        self->loop, "Fatal write error on datagram transport",
+        (PyObject *)self, self->protocol);
+    if (!exc)
+        return NULL; /* SystemExit, KeyboardInterrupt */
+    /* Closing with nothing queued: connection_lost(None) is due already. */
+    if (usable(self) && (!tapio_datagram_is_closing(self->d) ||
+                         tapio_datagram_get_write_buffer_size(self->d) > 0)) {
+        Py_XSETREF(self->lost_exc, Py_NewRef(exc));
+        tapio_datagram_abort(self->d);
+    }
+    Py_DECREF(exc);
+    Py_RETURN_NONE;
+}
+
+/* An OSError refusing sendto's address (the current exception) goes to
+ * error_received, as asyncio hands socket.sendto()'s; what that raises
+ * comes out of sendto. */
+static PyObject *address_refused(DatagramTransport *self)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (!usable(self)) {
+        Py_DECREF(exc);
+        Py_RETURN_NONE;
+    }
+    PyObject *res = binding_call_method(
+        self->protocol, self->loop->state->str_error_received, exc);
+    Py_DECREF(exc);
+    if (!res)
+        return NULL;
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* libtapio's sendto; a refusal becomes the exception asyncio raises, or
+ * its fatal error where asyncio's socket.sendto() raises. */
+static PyObject *send_view(DatagramTransport *self, const void *buf,
+                           size_t len, const struct sockaddr *sa,
+                           socklen_t salen)
+{
+    /* error_received and pause_writing may run inside: in the caller's
+     * context, as in asyncio. */
+    self->loop->user_calls++;
+    int err = tapio_datagram_sendto(self->d, buf, len, sa, salen);
+    self->loop->user_calls--;
+    if (PyErr_Occurred())
+        return NULL;
+    if (err == -EDESTADDRREQ) { /* socket.sendto(data, None) */
+        PyErr_SetString(PyExc_TypeError,
+                        "sendto() needs an address: the endpoint has no "
+                        "remote address");
+        return send_failed(self);
+    }
+    if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio does */
+        errno = -err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Data whose buffer cannot be had (non-contiguous, released): asyncio
+ * queues bytes(data) behind datagrams already queued; otherwise its send
+ * fails (send_failed). */
+static PyObject *send_unbuffered(DatagramTransport *self, PyObject *data,
+                                 const struct sockaddr *sa, socklen_t salen)
+{
+    if (tapio_datagram_get_write_buffer_size(self->d) == 0)
+        return send_failed(self);
+    PyErr_Clear();
+    PyObject *copy = PyBytes_FromObject(data);
+    if (!copy)
+        return NULL;
+    PyObject *res = send_view(self, PyBytes_AS_STRING(copy),
+                              (size_t)PyBytes_GET_SIZE(copy), sa, salen);
+    Py_DECREF(copy);
+    return res;
 }
 
 static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
@@ -371,39 +424,30 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
         return PyErr_Format(PyExc_TypeError,
                             "data argument must be a bytes-like object, not "
                             "'%.100s'", data ? Py_TYPE(data)->tp_name : "None");
-    Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
 #if PY_VERSION_HEX < 0x030D0000
-    if (view.len == 0) { /* asyncio before 3.13 sends no empty datagram */
-        PyBuffer_Release(&view);
-        Py_RETURN_NONE;
-    }
+    /* asyncio before 3.13 sends no empty datagram: its len(data) comes
+     * first (and raises for a released view). */
+    Py_ssize_t size = PyObject_Size(data);
+    if (size <= 0)
+        return size < 0 ? NULL : Py_NewRef(Py_None);
 #endif
     const struct sockaddr *sa;
     socklen_t salen;
     int rc = destination(self, addr, &sa, &salen);
-    if (rc == 0 && usable(self)) {
-        /* error_received and pause_writing may run inside: in the caller's
-         * context, as in asyncio. */
-        self->loop->user_calls++;
-        int err = tapio_datagram_sendto(self->d, view.buf, (size_t)view.len,
-                                        sa, salen);
-        self->loop->user_calls--;
-        if (err == -EDESTADDRREQ) { /* socket.sendto(data, None) */
-            PyErr_SetString(PyExc_TypeError,
-                            "sendto() needs an address: the endpoint has no "
-                            "remote address");
-            (void)send_failed(self);
-        } else if (err && err != -EBADF) { /* -EBADF: dropped, as asyncio does */
-            errno = -err;
-            PyErr_SetFromErrno(PyExc_OSError);
-        }
-    }
-    PyBuffer_Release(&view);
-    if (PyErr_Occurred())
+    if (rc == -1)
         return NULL;
-    Py_RETURN_NONE;
+    if (rc == -2) /* an address socket.sendto() refuses: asyncio's fatal error */
+        return send_failed(self);
+    if (rc == -3) /* its OSError goes to error_received, as asyncio's */
+        return address_refused(self);
+    if (!usable(self))
+        Py_RETURN_NONE;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return send_unbuffered(self, data, sa, salen);
+    PyObject *res = send_view(self, view.buf, (size_t)view.len, sa, salen);
+    PyBuffer_Release(&view);
+    return res;
 }
 
 static PyObject *datagram_close(DatagramTransport *self, PyObject *unused)
@@ -468,19 +512,21 @@ static PyObject *datagram_get_write_buffer_limits(DatagramTransport *self,
     size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
     if (self->d)
         tapio_datagram_get_write_buffer_limits(self->d, &low, &high);
-    return binding_limits_tuple(low, high);
+    return binding_limits_tuple(self->limits_shown, low, high);
 }
 
 static PyObject *datagram_set_write_buffer_limits(DatagramTransport *self,
                                                   PyObject *args,
                                                   PyObject *kwargs)
 {
-    Py_ssize_t high, low;
-    if (binding_parse_limits(args, kwargs, &high, &low) < 0)
+    binding_limits limits;
+    if (binding_parse_limits(args, kwargs, &limits) < 0)
         return NULL;
+    Py_XSETREF(self->limits_shown, limits.shown);
     if (usable(self)) {
         self->loop->user_calls++;
-        tapio_datagram_set_write_buffer_limits(self->d, high, low);
+        tapio_datagram_set_write_buffer_limits(self->d, limits.high,
+                                               limits.low);
         self->loop->user_calls--;
     }
     if (PyErr_Occurred())
@@ -537,6 +583,7 @@ static int datagram_traverse(DatagramTransport *self, visitproc visit,
     Py_VISIT(self->from_obj);
     Py_VISIT(self->to_obj);
     Py_VISIT(self->context);
+    Py_VISIT(self->limits_shown);
     Py_VISIT(self->lost_exc);
     return 0;
 }
@@ -551,6 +598,7 @@ static int datagram_clear(DatagramTransport *self)
     Py_CLEAR(self->from_obj);
     Py_CLEAR(self->to_obj);
     Py_CLEAR(self->context);
+    Py_CLEAR(self->limits_shown);
     Py_CLEAR(self->lost_exc);
     return 0;
 }

@@ -92,11 +92,15 @@ static void on_pipe_lost(tapio_process *p, int fd, int err, void *user)
 {
     (void)p;
     ProcessCore *self = user;
-    if (self->pipes[fd])
+    PyObject *failed_write = NULL; /* what a write to stdin failed with */
+    if (self->pipes[fd]) {
+        failed_write = transport_take_lost_exc(self->pipes[fd]);
         transport_borrowed_end(self->pipes[fd], false);
+    }
     PyObject *args[2] = {PyLong_FromLong(fd),
-                         err ? binding_errno_exception(err)
-                             : Py_NewRef(Py_None)};
+                         failed_write ? failed_write
+                         : err        ? binding_errno_exception(err)
+                                      : Py_NewRef(Py_None)};
     if (args[0] && args[1])
         call(self, self->protocol, "pipe_connection_lost", args, 2,
              "protocol.pipe_connection_lost() failed");

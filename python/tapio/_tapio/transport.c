@@ -215,8 +215,11 @@ static PyObject *lost_exception(Transport *self, int err)
     return exc || PyErr_Occurred() ? exc : binding_errno_exception(err);
 }
 
+static void stop_asserting(Transport *self);
+
 static void detach_socket(Transport *self)
 {
+    stop_asserting(self);
     if (!self->close_view) {
         binding_detach_socket(&self->sock);
         return;
@@ -261,6 +264,13 @@ void transport_end(Transport *self)
     detach_socket(self);
     Py_CLEAR(self->protocol);
     transport_detach(self);
+}
+
+PyObject *transport_take_lost_exc(Transport *self)
+{
+    PyObject *exc = self->lost_exc;
+    self->lost_exc = NULL;
+    return exc;
 }
 
 void transport_borrowed_end(Transport *self, bool loop_closed)
@@ -439,6 +449,8 @@ Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
     self->server = NULL;
     self->prev = self->next = NULL;
     self->lost_exc = NULL;
+    self->limits_shown = NULL;
+    self->asserting_fd = -1;
     self->view_held = false;
     self->lost = false;
     self->dropped_open = false;
@@ -459,20 +471,22 @@ static bool usable(Transport *self)
     return self->t != NULL && !self->lost;
 }
 
-static PyObject *raise_tapio(int err)
+/* A write refused by libtapio, as asyncio's `method` refuses it. */
+static PyObject *raise_write_error(int err, const char *method)
 {
-    if (err == -ESHUTDOWN) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Cannot call write() after write_eof()");
-        return NULL;
-    }
-    if (err == -EBUSY) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "unable to write; sendfile is in progress");
-        return NULL;
-    }
+    if (err == -ESHUTDOWN)
+        return PyErr_Format(PyExc_RuntimeError,
+                            "Cannot call %s() after write_eof()", method);
+    if (err == -EBUSY)
+        return PyErr_Format(PyExc_RuntimeError,
+                            "unable to %s; sendfile is in progress", method);
     errno = -err;
     return PyErr_SetFromErrno(PyExc_OSError);
+}
+
+static PyObject *raise_tapio(int err)
+{
+    return raise_write_error(err, "write");
 }
 
 static bool is_bytes_like(PyObject *data)
@@ -481,13 +495,125 @@ static bool is_bytes_like(PyObject *data)
            PyMemoryView_Check(data);
 }
 
+static bool is_tls(Transport *self)
+{
+    return self->t && tapio_transport_is_tls(self->t);
+}
+
+/* asyncio's write pipe asserts its data's type; the others raise. */
+static PyObject *not_bytes_like(Transport *self, PyObject *data)
+{
+    if (self->close_view && !is_tls(self)) {
+        PyObject *text = PyObject_Repr(data);
+        if (text) {
+            PyErr_SetObject(PyExc_AssertionError, text);
+            Py_DECREF(text);
+        }
+        return NULL;
+    }
+    return PyErr_Format(PyExc_TypeError,
+                        "data argument must be a bytes-like object, "
+                        "not '%.100s'",
+                        Py_TYPE(data)->tp_name);
+}
+
+/* The data could not be sent (a non-contiguous buffer, a str in TLS):
+ * asyncio finds out in its send and fails the transport there, reporting
+ * the error, which also goes to connection_lost; the caller gets None. A
+ * transport that is closing drops the data first, as asyncio's does. */
+static PyObject *write_failed(Transport *self)
+{
+    if (!usable(self) || tapio_transport_is_closing(self->t)) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    protocol_failed(self,
+                    is_tls(self)       ? "Fatal error on SSL protocol"
+                    : self->close_view ? "Fatal write error on pipe transport"
+                                       : "Fatal write error on socket "
+                                         "transport",
+                    true);
+    return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+}
+
+/* asyncio's write pipe takes the byte count os.write() returns for a count
+ * of items: for a memoryview of items of several bytes, written whole, it
+ * keeps an empty remainder and its writer callback then fails its
+ * assertion on every loop iteration until the pipe closes, each failure
+ * reported through the exception handler. The same here, on the pipe
+ * object's own fd (libtapio writes a duplicate). */
+static PyObject *data_should_not_be_empty(PyObject *unused, PyObject *noargs)
+{
+    (void)unused;
+    (void)noargs;
+    PyErr_SetString(PyExc_AssertionError, "Data should not be empty");
+    return NULL;
+}
+
+static PyMethodDef write_ready_def = {
+    "_write_ready", data_should_not_be_empty, METH_NOARGS, NULL};
+
+static void start_asserting(Transport *self)
+{
+    int fd = PyObject_AsFileDescriptor(self->sock);
+    PyObject *callback = fd >= 0 ? PyCFunction_New(&write_ready_def, NULL)
+                                 : NULL;
+    PyObject *res = callback ? PyObject_CallMethod((PyObject *)self->loop,
+                                                   "_add_writer", "iO", fd,
+                                                   callback)
+                             : NULL;
+    if (res)
+        self->asserting_fd = fd;
+    else
+        PyErr_WriteUnraisable((PyObject *)self);
+    Py_XDECREF(res);
+    Py_XDECREF(callback);
+}
+
+/* The pipe closes: the writer goes before its fd does. asyncio's runs once
+ * more, after connection_lost in the same iteration (its event was in):
+ * that last failure comes as a callback of its own. */
+static void stop_asserting(Transport *self)
+{
+    if (self->asserting_fd < 0)
+        return;
+    PyObject *exc = binding_fetch_exception();
+    PyObject *loop = (PyObject *)self->loop;
+    PyObject *res = PyObject_CallMethod(loop, "_remove_writer", "i",
+                                        self->asserting_fd);
+    self->asserting_fd = -1;
+    PyObject *callback = res ? PyCFunction_New(&write_ready_def, NULL) : NULL;
+    PyObject *handle = callback ? PyObject_CallMethod(loop, "call_soon", "O",
+                                                      callback)
+                                : NULL;
+    if (!handle)
+        PyErr_Clear(); /* the loop closed: nothing runs any more */
+    Py_XDECREF(handle);
+    Py_XDECREF(callback);
+    Py_XDECREF(res);
+    binding_restore_exception(exc);
+}
+
+/* Whether asyncio's pipe write of `view` (of `data`) would leave that
+ * empty remainder: it had nothing buffered and len(data) is not the byte
+ * count. */
+static bool leaves_empty_remainder(Transport *self, PyObject *data,
+                                   const Py_buffer *view, size_t buffered)
+{
+    if (!self->close_view || is_tls(self) || self->asserting_fd >= 0 ||
+        buffered || view->len == 0 || !PyMemoryView_Check(data) ||
+        tapio_transport_is_closing(self->t))
+        return false;
+    Py_ssize_t items = PyObject_Size(data);
+    if (items < 0)
+        PyErr_Clear();
+    return items >= 0 && items != view->len;
+}
+
 static PyObject *transport_write(Transport *self, PyObject *data)
 {
     if (!is_bytes_like(data))
-        return PyErr_Format(PyExc_TypeError,
-                            "data argument must be a bytes-like object, "
-                            "not '%.100s'",
-                            Py_TYPE(data)->tp_name);
+        return not_bytes_like(self, data);
     if (!usable(self))
         Py_RETURN_NONE; /* asyncio drops writes once the end is due */
     int err;
@@ -500,9 +626,15 @@ static PyObject *transport_write(Transport *self, PyObject *data)
         Py_buffer view;
         if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
             self->loop->user_calls--;
-            return NULL;
+            /* A released view: asyncio's len(data) raises at once. */
+            return PyErr_ExceptionMatches(PyExc_BufferError)
+                       ? write_failed(self)
+                       : NULL;
         }
+        size_t buffered = tapio_transport_get_write_buffer_size(self->t);
         err = tapio_transport_write(self->t, view.buf, (size_t)view.len);
+        if (!err && leaves_empty_remainder(self, data, &view, buffered))
+            start_asserting(self);
         PyBuffer_Release(&view);
     }
     self->loop->user_calls--;
@@ -511,12 +643,132 @@ static PyObject *transport_write(Transport *self, PyObject *data)
     return err ? raise_tapio(err) : Py_NewRef(Py_None);
 }
 
+/* Writes the buffers of `items` (a list) with one writev; a buffer that
+ * cannot be had fails the transport (write_failed) with nothing sent, as
+ * asyncio's sendmsg() and its TLS write fail. */
+static PyObject *write_items(Transport *self, PyObject *items,
+                             const char *method)
+{
+    Py_ssize_t n = PyList_GET_SIZE(items), held = 0;
+    Py_buffer *views = PyMem_New(Py_buffer, n ? n : 1);
+    struct iovec *iov = PyMem_New(struct iovec, n ? n : 1);
+    PyObject *res = NULL;
+    if (!views || !iov) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; held < n; held++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(items, held), &views[held],
+                               PyBUF_SIMPLE) < 0) {
+            res = write_failed(self);
+            goto done;
+        }
+        iov[held].iov_base = views[held].buf;
+        iov[held].iov_len = (size_t)views[held].len;
+    }
+    if (!usable(self)) {
+        res = Py_NewRef(Py_None);
+        goto done;
+    }
+    self->loop->user_calls++; /* pause_writing: in the caller's context */
+    int err = tapio_transport_writev(self->t, iov, (int)n);
+    self->loop->user_calls--;
+    res = PyErr_Occurred() ? NULL
+          : err            ? raise_write_error(err, method)
+                           : Py_NewRef(Py_None);
+done:
+    while (held > 0)
+        PyBuffer_Release(&views[--held]);
+    PyMem_Free(views);
+    PyMem_Free(iov);
+    return res;
+}
+
+/* TLS (asyncio's _SSLProtocolTransport.writelines): nothing once closing;
+ * each item's len() is taken as it comes (what fails there raises, after
+ * the items before it went), the SSL write of the items then fails the
+ * transport for a str or a non-contiguous buffer. */
+static PyObject *tls_writelines(Transport *self, PyObject *list)
+{
+    if (!usable(self) || tapio_transport_is_closing(self->t))
+        Py_RETURN_NONE;
+    PyObject *iter = PyObject_GetIter(list);
+    PyObject *items = iter ? PyList_New(0) : NULL;
+    if (!items) {
+        Py_XDECREF(iter);
+        return NULL;
+    }
+    PyObject *item, *failed = NULL;
+    while ((item = PyIter_Next(iter))) {
+        int ok = PyObject_Size(item) >= 0 && PyList_Append(items, item) == 0;
+        Py_DECREF(item);
+        if (!ok)
+            break;
+    }
+    Py_DECREF(iter);
+    if (PyErr_Occurred())
+        failed = binding_fetch_exception();
+    PyObject *res = write_items(self, items, "writelines");
+    Py_DECREF(items);
+    if (failed) {
+        Py_XDECREF(res);
+        binding_restore_exception(failed);
+        return NULL;
+    }
+    return res;
+}
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* asyncio 3.12+'s socket writelines: a memoryview of each item (what is
+ * not a buffer raises), then one sendmsg of them all. */
+static PyObject *socket_writelines(Transport *self, PyObject *list)
+{
+    if (usable(self)) { /* after write_eof or during sendfile: refused */
+        int err = tapio_transport_write(self->t, "", 0);
+        if (err)
+            return raise_write_error(err, "writelines");
+    }
+    int truth = PyObject_IsTrue(list);
+    if (truth <= 0)
+        return truth < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *iter = PyObject_GetIter(list);
+    PyObject *items = iter ? PyList_New(0) : NULL;
+    if (!items) {
+        Py_XDECREF(iter);
+        return NULL;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(iter))) {
+        PyObject *view = PyBytes_CheckExact(item)
+                             ? Py_NewRef(item)
+                             : PyMemoryView_FromObject(item);
+        Py_DECREF(item);
+        if (!view || PyList_Append(items, view) < 0) {
+            Py_XDECREF(view);
+            break;
+        }
+        Py_DECREF(view);
+    }
+    Py_DECREF(iter);
+    PyObject *res = PyErr_Occurred() ? NULL
+                                     : write_items(self, items, "writelines");
+    Py_DECREF(items);
+    return res;
+}
+#endif
+
 static PyObject *transport_writelines(Transport *self, PyObject *list)
 {
+    if (is_tls(self))
+        return tls_writelines(self, list);
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!self->close_view)
+        return socket_writelines(self, list);
+#endif
+    /* asyncio's WriteTransport.writelines: b''.join, then write(). */
     PyObject *joined = PyBytes_FromStringAndSize(NULL, 0);
     if (!joined)
         return NULL;
-    /* b''.join accepts exactly what asyncio's writelines accepts. */
     PyObject *data = PyObject_CallMethod(joined, "join", "O", list);
     Py_DECREF(joined);
     if (!data)
@@ -610,19 +862,25 @@ static PyObject *transport_get_write_buffer_limits(Transport *self,
     size_t low = TAPIO_DEFAULT_HIGH_WATER / 4, high = TAPIO_DEFAULT_HIGH_WATER;
     if (self->t)
         tapio_transport_get_write_buffer_limits(self->t, &low, &high);
-    return binding_limits_tuple(low, high);
+    return binding_limits_tuple(self->limits_shown, low, high);
 }
 
 static PyObject *transport_set_write_buffer_limits(Transport *self,
                                                    PyObject *args,
                                                    PyObject *kwargs)
 {
-    Py_ssize_t high, low;
-    if (binding_parse_limits(args, kwargs, &high, &low) < 0)
+    binding_limits limits;
+    if (binding_parse_limits(args, kwargs, &limits) < 0)
         return NULL;
+    Py_XSETREF(self->limits_shown, limits.shown);
+    /* A TLS face pauses at size >= high: for high = 1.5 that is size >= 2,
+     * where the others' size > high is size > 1. */
+    if (limits.high_fractional && self->t && tapio_transport_is_tls(self->t))
+        limits.high++;
     if (usable(self)) {
         self->loop->user_calls++; /* pause/resume_writing: caller's context */
-        tapio_transport_set_write_buffer_limits(self->t, high, low);
+        tapio_transport_set_write_buffer_limits(self->t, limits.high,
+                                                limits.low);
         self->loop->user_calls--;
     }
     if (PyErr_Occurred()) /* pause_writing may have raised SystemExit */
@@ -734,6 +992,7 @@ static int transport_traverse(Transport *self, visitproc visit, void *arg)
     Py_VISIT(self->protocol);
     Py_VISIT(self->sock);
     Py_VISIT(self->lost_exc);
+    Py_VISIT(self->limits_shown);
     Py_VISIT(self->server);
     Py_VISIT(self->context);
     return 0;
@@ -746,6 +1005,7 @@ static int transport_clear(Transport *self)
     Py_CLEAR(self->protocol);
     Py_CLEAR(self->sock);
     Py_CLEAR(self->lost_exc);
+    Py_CLEAR(self->limits_shown);
     Py_CLEAR(self->server);
     Py_CLEAR(self->context);
     return 0;
