@@ -12,7 +12,7 @@ import socket
 import sys
 
 from . import _tapio
-from ._helpers import connection_made, socket_extra
+from ._helpers import connection_made, check_protocol, socket_extra
 from ._server import Server
 from ._tls import TLSSettings, acceptor_factory
 
@@ -134,6 +134,7 @@ class ConnectionsMixin:
             return await self._tls_connection(sock, protocol_factory, tls)
         sock.setblocking(False)
         protocol = protocol_factory()
+        check_protocol(protocol, sock)
         return await connection_made(self, self._wrap(sock, protocol), protocol)
 
     async def _connect_socket(self, infos, local_infos=None, delay=None, interleave=None,
@@ -192,6 +193,21 @@ class ConnectionsMixin:
                 raise ValueError("host and port was not specified and no sock specified")
             _check_stream_socket(sock)
         return await self._connection_transport(sock, protocol_factory, tls)
+
+    if sys.version_info < (3, 12):  # all_errors came in 3.12: before, a TypeError at the call
+        _create_connection = create_connection
+
+        async def create_connection(self, protocol_factory, host=None, port=None, *,
+                                    ssl=None, family=0, proto=0, flags=0, sock=None,
+                                    local_addr=None, server_hostname=None,
+                                    ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                    happy_eyeballs_delay=None, interleave=None):
+            return await self._create_connection(
+                protocol_factory, host, port, ssl=ssl, family=family, proto=proto,
+                flags=flags, sock=sock, local_addr=local_addr,
+                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave)
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None,
                                      sock=None, server_hostname=None,
@@ -299,8 +315,13 @@ class ConnectionsMixin:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
             path = os.fspath(path)
+            encoded = os.fsencode(path)
+            # asyncio first looks for a stale socket file there, and os.stat()
+            # refuses a NUL (an abstract name, which starts with one, is not looked for).
+            if not encoded.startswith(b"\0") and b"\0" in encoded:
+                raise ValueError("embedded null byte")
             try:
-                server = Server(self, factory, path=os.fsencode(path), backlog=backlog,
+                server = Server(self, factory, path=encoded, backlog=backlog,
                                 keep_socket_file=not cleanup_socket)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:

@@ -5,7 +5,7 @@ import socket
 import sys
 
 from . import _tapio
-from ._helpers import connection_made, socket_extra
+from ._helpers import connection_made, check_protocol, socket_extra
 
 def _check_sock_arguments(sock, **options):
     """A given socket takes no socket options, as asyncio checks."""
@@ -74,5 +74,6 @@ class DatagramMixin:
             sock.setblocking(False)
             remote = remote_address if remote_addr else None
         protocol = protocol_factory()
+        check_protocol(protocol, sock)
         transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock))
         return await connection_made(self, transport, protocol)

@@ -94,6 +94,19 @@ def socket_extra(sock):
     return extra
 
 
+def check_protocol(protocol, resource):
+    """asyncio's transports look up the protocol's connection_made as they
+    are made, so a protocol without one (None, a plain object) fails the
+    call with AttributeError before any transport exists. resource (the
+    socket or pipe it was for) is closed then, as asyncio's half-made
+    transport closes it when collected."""
+    try:
+        protocol.connection_made
+    except AttributeError:
+        resource.close()
+        raise
+
+
 def set_result_unless_cancelled(fut, result):
     if not fut.cancelled():
         fut.set_result(result)

@@ -4,11 +4,11 @@ import os
 import stat
 
 from . import _tapio
-from ._helpers import connection_made
+from ._helpers import check_protocol, connection_made
 
 
 def _pipe_fd(pipe, writing):
-    """A dup of the pipe's fd for libtapio, after asyncio's checks."""
+    """The pipe's fd, after asyncio's checks, made non-blocking."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
@@ -16,7 +16,7 @@ def _pipe_fd(pipe, writing):
                          "devices" if writing else
                          "Pipe transport is for pipes/sockets only.")
     os.set_blocking(fileno, False)
-    return os.dup(fileno)
+    return fileno
 
 
 class ChildPipe:
@@ -37,8 +37,9 @@ class PipesMixin:
             return pipe.transport, pipe.transport.get_protocol()
         protocol = protocol_factory()
         fd = _pipe_fd(pipe, writing)
+        check_protocol(protocol, pipe)
         transport = self._wrap_pipe(
-            fd=fd, pipe=pipe, protocol=protocol, extra={"pipe": pipe},
+            fd=os.dup(fd), pipe=pipe, protocol=protocol, extra={"pipe": pipe},
             mode=_tapio.PIPE_WRITE if writing else _tapio.PIPE_READ)
         return await connection_made(self, transport, protocol)
 

@@ -86,15 +86,16 @@ class Server(asyncio.AbstractServer):
     def _clients(self):
         return self._core.clients()
 
-    def close_clients(self):
-        """Close every connection this server accepted (3.13's API)."""
-        for transport in self._clients():
-            transport.close()
+    if sys.version_info >= (3, 13):  # asyncio's Server has them from 3.13 on
+        def close_clients(self):
+            """Close every connection this server accepted."""
+            for transport in self._clients():
+                transport.close()
 
-    def abort_clients(self):
-        """Abort every connection this server accepted (3.13's API)."""
-        for transport in self._clients():
-            transport.abort()
+        def abort_clients(self):
+            """Abort every connection this server accepted."""
+            for transport in self._clients():
+                transport.abort()
 
     def _wakeup(self):
         waiters, self._waiters = self._waiters, None

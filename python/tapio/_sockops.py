@@ -5,6 +5,7 @@ import errno
 import io
 import os
 import socket
+import sys
 
 try:
     import ssl
@@ -207,13 +208,21 @@ class SockOpsMixin:
             size = os.fstat(fileno).st_size
         except OSError:
             raise asyncio.SendfileNotAvailableError("not a regular file")
-        end = size if count is None else min(size, offset + count)
-        position = offset
+        # asyncio's os.sendfile() calls: each asks for the rest of count (or
+        # the file's size) from where the last ended, so an offset or count
+        # out of the C types' range is its OverflowError; 3.13 caps a call.
+        blocksize = count if count else size
         total = 0
         try:
-            while position < end:
+            while blocksize:
+                if count:
+                    blocksize = count - total
+                    if blocksize <= 0:
+                        break
+                if sys.version_info >= (3, 13):
+                    blocksize = min(blocksize, sys.maxsize // 2 + 1)
                 try:
-                    sent = os.sendfile(sock.fileno(), fileno, position, end - position)
+                    sent = os.sendfile(sock.fileno(), fileno, offset + total, blocksize)
                 except (BlockingIOError, InterruptedError):
                     await self._wait_writable(sock, _set_ready)
                     continue
@@ -222,8 +231,7 @@ class SockOpsMixin:
                         raise asyncio.SendfileNotAvailableError("os.sendfile() is not usable")
                     raise
                 if sent == 0:
-                    break  # the file is shorter than it said
-                position += sent
+                    break  # the end of the file
                 total += sent
             return total
         finally:

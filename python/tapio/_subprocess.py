@@ -14,6 +14,23 @@ from ._helpers import logger
 from ._pipes import ChildPipe
 
 
+class _PipeProtocol(asyncio.BaseProtocol):
+    """A child pipe's transport's protocol, as asyncio's SubprocessPipeProto.
+    libtapio gives the pipe's events to the process's protocol itself; a
+    protocol set in this one's place gets them instead, and the process's
+    protocol then never gets connection_lost, as in asyncio."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __repr__(self):
+        return f"<{type(self).__name__} fd={self.fd}>"
+
+
+class _ReadPipeProtocol(_PipeProtocol, asyncio.Protocol):
+    pass
+
+
 class SubprocessTransport(asyncio.SubprocessTransport):
     def __init__(self, loop, popen_args, extra=None, **popen_kwargs):
         super().__init__(extra)
@@ -39,7 +56,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         try:
             self._core = self._loop._adopt_process(
                 self, protocol, pid=self._pid, caller_reaps=caller_reaps,
-                pipes=(proc.stdin, proc.stdout, proc.stderr))
+                pipes=(proc.stdin, proc.stdout, proc.stderr),
+                pipe_protocols=(_PipeProtocol(0), _ReadPipeProtocol(1), _ReadPipeProtocol(2)))
         except BaseException:
             self._closed = True
             self._close_files()

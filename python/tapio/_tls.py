@@ -38,47 +38,61 @@ def _timeout(value, name, default):
 
 
 class TLSSettings:
-    """What one side of a TLS connection needs, checked as asyncio checks
-    it when it makes its SSLProtocol."""
+    """What one side of a TLS connection needs. They are checked as each
+    connection starts, as asyncio checks them when it makes an SSLProtocol:
+    after connecting, and for a server at each accepted connection."""
 
-    __slots__ = ("context", "server_side", "server_hostname", "handshake_timeout",
+    __slots__ = ("ssl", "server_side", "server_hostname", "handshake_timeout",
                  "shutdown_timeout")
 
     def __init__(self, ssl, server_side, server_hostname, handshake_timeout,
                  shutdown_timeout):
-        if _ssl is None:
-            raise RuntimeError("stdlib ssl module not available")
-        self.handshake_timeout = _timeout(handshake_timeout, "ssl_handshake_timeout",
-                                          HANDSHAKE_TIMEOUT)
-        self.shutdown_timeout = _timeout(shutdown_timeout, "ssl_shutdown_timeout",
-                                         SHUTDOWN_TIMEOUT)
-        if not ssl:
-            raise ValueError("TLS needs ssl=True or an SSLContext")
-        if not isinstance(ssl, _ssl.SSLContext):
-            if server_side:
-                raise ValueError("Server side SSL needs a valid SSLContext")
-            # ssl=True: asyncio's secure client default.
-            ssl = _ssl.create_default_context()
-            if not server_hostname:
-                ssl.check_hostname = False
-        self.context = ssl
+        self.ssl = ssl
         self.server_side = server_side
         self.server_hostname = server_hostname if server_hostname and not server_side else None
+        self.handshake_timeout = handshake_timeout
+        self.shutdown_timeout = shutdown_timeout
+
+    def _context(self):
+        # ssl=True means asyncio's secure client default; anything else is
+        # taken as the context (an object that is not one fails in wrap_bio).
+        context = None if isinstance(self.ssl, bool) else self.ssl
+        if context:
+            return context
+        if self.server_side:
+            raise ValueError("Server side SSL needs a valid SSLContext")
+        context = _ssl.create_default_context()
+        if not self.server_hostname:
+            context.check_hostname = False
+        return context
+
+    def engine(self):
+        """The checked settings and a new SSL object between two memory BIOs,
+        as _start_tls's keywords (asyncio's SSLProtocol checks as it makes
+        them)."""
+        if _ssl is None:
+            raise RuntimeError("stdlib ssl module not available")
+        handshake_timeout = _timeout(self.handshake_timeout, "ssl_handshake_timeout",
+                                     HANDSHAKE_TIMEOUT)
+        shutdown_timeout = _timeout(self.shutdown_timeout, "ssl_shutdown_timeout",
+                                    SHUTDOWN_TIMEOUT)
+        context = self._context()
+        incoming = _ssl.MemoryBIO()
+        outgoing = _ssl.MemoryBIO()
+        sslobj = context.wrap_bio(incoming, outgoing, server_side=self.server_side,
+                                  server_hostname=self.server_hostname)
+        return {"sslobject": sslobj, "incoming": incoming, "outgoing": outgoing,
+                "handshake_timeout": float(handshake_timeout),
+                "shutdown_timeout": float(shutdown_timeout)}
 
     def start(self, raw, protocol, on_handshake, *, connected=False):
         """Put a TLS transport for protocol over the stream transport raw;
         on_handshake(exc or None) runs once the handshake ends."""
-        incoming = _ssl.MemoryBIO()
-        outgoing = _ssl.MemoryBIO()
-        sslobj = self.context.wrap_bio(incoming, outgoing, server_side=self.server_side,
-                                       server_hostname=self.server_hostname)
+        engine = self.engine()
         extra = dict(raw._extra or {})
-        extra["sslcontext"] = self.context
-        return raw._start_tls(cls=SSLTransport, protocol=protocol, sslobject=sslobj,
-                              incoming=incoming, outgoing=outgoing, extra=extra,
-                              handshake_timeout=float(self.handshake_timeout),
-                              shutdown_timeout=float(self.shutdown_timeout),
-                              on_handshake=on_handshake, connected=connected)
+        extra["sslcontext"] = engine["sslobject"].context
+        return raw._start_tls(cls=SSLTransport, protocol=protocol, extra=extra,
+                              on_handshake=on_handshake, connected=connected, **engine)
 
 
 def _wake(waiter, exc):
@@ -94,8 +108,13 @@ async def _established(loop, settings, raw, protocol, connected=False):
     """The TLS transport over raw once its handshake succeeded; it is closed
     if the handshake fails or the caller is cancelled."""
     waiter = loop.create_future()
-    transport = settings.start(raw, protocol, lambda exc: _wake(waiter, exc),
-                               connected=connected)
+    try:
+        transport = settings.start(raw, protocol, lambda exc: _wake(waiter, exc),
+                                   connected=connected)
+    except BaseException:
+        if not connected:  # a connection made for TLS: closed (start_tls's is the caller's)
+            raw.abort()
+        raise
     try:
         await waiter
     except BaseException:
@@ -166,4 +185,9 @@ class TLSMixin:
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         settings = TLSSettings(sslcontext, server_side, server_hostname,
                                ssl_handshake_timeout, ssl_shutdown_timeout)
+        if transport.is_closing():
+            settings.engine()
+            # asyncio's SSLProtocol then waits for a handshake over a transport
+            # whose connection_lost went to the old protocol: it never ends.
+            await self.create_future()
         return await _established(self, settings, transport, protocol, connected=True)

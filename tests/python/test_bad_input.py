@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import decimal
 import fractions
+import gc
 import inspect
 import logging
 import math
@@ -971,12 +972,23 @@ def _server_port(env):
     return env.server().sockets[0].getsockname()[1]
 
 
+def _collected_after(row):
+    """The row, with garbage collected once its fixtures are closed: asyncio's
+    transport half made for a protocol without connection_made stays
+    registered under its fd until collected, and from 3.13 on a transport
+    made later on the same fd number fails for it (RuntimeError)."""
+    def run(env):
+        env.later(gc.collect)
+        return row(env)
+    return run
+
+
 def _create_rows():
     rows = []
     bad_factories = [("none", None), ("int", 42), ("returns_none", lambda: None),
                      ("returns_object", object), ("raises", lambda: 1 / 0)]
     for label, factory in bad_factories:
-        rows += [
+        rows += [(name, _collected_after(row)) for name, row in [
             (f"create_connection(factory={label})",
              lambda env, f=factory: env.loop.create_connection(f, sock=env.socketpair()[0])),
             (f"create_server(factory={label}) accepting", lambda env, f=factory:
@@ -990,7 +1002,7 @@ def _create_rows():
              lambda env, f=factory: env.loop.connect_read_pipe(f, _pipe_end(env, "r"))),
             (f"connect_write_pipe(factory={label})",
              lambda env, f=factory: env.loop.connect_write_pipe(f, _pipe_end(env, "w"))),
-        ]
+        ]]
         if label in ("none", "int", "raises"):  # asyncio may hang or raise with the others
             rows.append((f"subprocess_exec(factory={label})",
                          lambda env, f=factory: env.loop.subprocess_exec(f, "true")))
@@ -1723,41 +1735,11 @@ TABLES = {
 # asyncio's outcome and tapio's for each; a row goes back into the tables (its
 # name comes off this list) with the fix that makes it pass.
 LEFT_OUT = frozenset({
-    ('protocols', 'tls protocol connection_made missing'),
-    ('protocols', 'tls protocol connection_made raise'),
-    # The subprocess transport's protocol lives in libtapio's process core:
-    # set_protocol() on it (or on its stdin pipe) does not yet make later
-    # callbacks fail on the new protocol as asyncio's do.
-    ('transports', 'subprocess.set_protocol(None)'),
-    ('transports', 'subprocess.set_protocol(42)'),
-    ('transports', 'subprocess_stdin.set_protocol(None)'),
-    ('transports', 'subprocess_stdin.set_protocol(42)'),
-    ('transports', 'subprocess_stdin.get_protocol()'),
-    ('create', 'connect_accepted_socket(factory=returns_none)'),
-    ('create', 'connect_accepted_socket(factory=returns_object)'),
-    ('create', 'connect_accepted_socket(ssl=object())'),
+    # epoll refuses /dev/null: asyncio reports its add_reader callback's
+    # PermissionError and leaves the transport open; libtapio ends the
+    # transport with it (connection_lost), having no way yet to hand a
+    # transport's error to the loop's exception handler.
     ('create', 'connect_read_pipe(dev_null)'),
-    ('create', 'connect_read_pipe(factory=returns_none)'),
-    ('create', 'connect_read_pipe(factory=returns_object)'),
-    ('create', 'connect_read_pipe(socket)'),
-    ('create', 'connect_read_pipe(write end)'),
-    ('create', 'connect_write_pipe(factory=returns_none)'),
-    ('create', 'connect_write_pipe(factory=returns_object)'),
-    ('create', 'create_connection(all_errors=str)'),
-    ('create', 'create_connection(factory=returns_none)'),
-    ('create', 'create_connection(factory=returns_object)'),
-    ('create', 'create_connection(handshake timeout -1)'),
-    ('create', 'create_connection(handshake timeout 0)'),
-    ('create', 'create_datagram_endpoint(factory=returns_none)'),
-    ('create', 'create_datagram_endpoint(factory=returns_object)'),
-    ('create', 'create_server(factory=returns_none) accepting'),
-    ('create', 'create_server(factory=returns_object) accepting'),
-    ('create', 'create_server(ssl=object())'),
-    ('create', 'create_unix_server(nul path)'),
-    ('sock_ops', 'sock_sendfile(count=big)'),
-    ('sock_ops', 'sock_sendfile(offset=big)'),
-    ('tls_sendfile_server', 'start_tls(transport=closing)'),
-    ('tls_sendfile_server', 'start_tls(transport=tls)'),
     # tapio does what asyncio's write pipe does with a view of 4-byte items
     # (test_pipes' test_memoryview_of_wide_items), but asyncio's selector
     # keeps the writer of the closed pipe: a later row's new fd of the same
@@ -1765,6 +1747,13 @@ LEFT_OUT = frozenset({
     ('transports', 'subprocess_stdin.write(int_view)'),
     ('transports', 'write_pipe.write(int_view)'),
 })
+
+# Before 3.13, asyncio's start_tls() over a TLS transport fails inside its
+# SSLProtocols (AttributeError and TypeError reports) and never returns; 3.13
+# aborts the handshake with ConnectionAbortedError, as tapio does everywhere.
+if sys.version_info < (3, 13):
+    LEFT_OUT |= {('tls_sendfile_server', 'start_tls(transport=tls)')}
+
 
 def check_counts():
     """{table: number of rows run}, and the total."""

@@ -97,6 +97,9 @@ typedef struct Transport {
     bool dropped_open;       /* the loop closed under it: warn when freed */
     bool borrowed;           /* a child's pipe: its libtapio protocol is the
                               * process's (process.c), never replaced */
+    bool half_made;          /* accepted for a protocol without
+                              * connection_made: held open, never read
+                              * (server.c) */
 } Transport;
 
 /* The C half of a tapio Server: a libtapio server accepting on sockets

@@ -15,9 +15,12 @@ struct ProcessCore {
     PyObject *protocol;   /* None after connection_lost, as asyncio's */
     PyObject *context;    /* the protocol runs in it (a copy) */
     Transport *pipes[3];  /* the pipes as asyncio transports, or NULL */
+    PyObject *pipe_protocols; /* their protocols as made (a 3-tuple) */
     bool in_context;
     bool held;            /* libtapio may call us: in loop->processes */
     bool lost;            /* connection_lost ran */
+    bool unfinished;      /* the last event's method was missing (below) */
+    bool pipe_kept;       /* a pipe ended under a protocol set in its place */
 };
 
 /* ---- calling Python ------------------------------------------------------ */
@@ -28,12 +31,28 @@ static void failed(ProcessCore *self, const char *message)
                                        self->protocol));
 }
 
-/* protocol.<name>(*args) in the protocol's context; errors reported. */
-static void call(ProcessCore *self, PyObject *target, const char *name,
+/* The target had no such attribute: asyncio looks a protocol's method up
+ * where the event happens (an AttributeError there), and calls it later. */
+static bool lookup_failed(PyObject *target, PyObject *name)
+{
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        return false;
+    PyObject *exc = binding_fetch_exception();
+    PyObject *attr = PyObject_GetAttr(target, name);
+    bool missing = !attr && PyErr_ExceptionMatches(PyExc_AttributeError);
+    Py_XDECREF(attr);
+    PyErr_Clear();
+    binding_restore_exception(exc);
+    return missing;
+}
+
+/* target.<name>(*args) in the protocol's context; errors reported. False
+ * when target has no such method (set_protocol(None) or a non-protocol). */
+static bool call(ProcessCore *self, PyObject *target, const char *name,
                  PyObject *const *args, size_t nargs, const char *message)
 {
-    if (!target || target == Py_None)
-        return;
+    if (!target || (self->lost && target == Py_None))
+        return true; /* the protocol is None after connection_lost */
     PyObject *ctx = binding_enter(self->loop, self->context,
                                   &self->in_context);
     PyObject *vec[4] = {target};
@@ -43,11 +62,26 @@ static void call(ProcessCore *self, PyObject *target, const char *name,
     PyObject *res = meth ? PyObject_VectorcallMethod(meth, vec, nargs + 1,
                                                      NULL)
                          : NULL;
+    bool found = res || !meth || !lookup_failed(target, meth);
     Py_XDECREF(meth);
     if (!res)
         failed(self, message);
     Py_XDECREF(res);
     binding_leave(ctx, &self->in_context);
+    return found;
+}
+
+/* The protocol a user set on pipe fd's transport in place of the one it was
+ * made with (a new reference), or NULL: asyncio's pipe transport tells its
+ * own protocol of the pipe's events, which passes them on to the process's
+ * only if it is still the one made for that. */
+static PyObject *pipe_protocol_replaced(ProcessCore *self, int fd)
+{
+    Transport *view = self->pipes[fd];
+    if (!view || !view->protocol || !self->pipe_protocols ||
+        view->protocol == PyTuple_GET_ITEM(self->pipe_protocols, fd))
+        return NULL;
+    return Py_NewRef(view->protocol);
 }
 
 /* libtapio holds no more callbacks for us: let go of the cycle with the
@@ -79,19 +113,25 @@ static void on_data(tapio_process *p, int fd, const void *data, size_t len,
     ProcessCore *self = user;
     PyObject *args[2] = {PyLong_FromLong(fd),
                          PyBytes_FromStringAndSize(data, (Py_ssize_t)len)};
-    if (args[0] && args[1])
+    PyObject *replaced = pipe_protocol_replaced(self, fd);
+    if (args[0] && args[1] && replaced)
+        call(self, replaced, "data_received", &args[1], 1,
+             "protocol.data_received() failed");
+    else if (args[0] && args[1])
         call(self, self->protocol, "pipe_data_received", args, 2,
              "protocol.pipe_data_received() failed");
     else
         failed(self, "pipe_data_received");
     Py_XDECREF(args[0]);
     Py_XDECREF(args[1]);
+    Py_XDECREF(replaced);
 }
 
 static void on_pipe_lost(tapio_process *p, int fd, int err, void *user)
 {
     (void)p;
     ProcessCore *self = user;
+    PyObject *replaced = pipe_protocol_replaced(self, fd);
     PyObject *failed_write = NULL; /* what a write to stdin failed with */
     if (self->pipes[fd]) {
         failed_write = transport_take_lost_exc(self->pipes[fd]);
@@ -101,13 +141,20 @@ static void on_pipe_lost(tapio_process *p, int fd, int err, void *user)
                          failed_write ? failed_write
                          : err        ? binding_errno_exception(err)
                                       : Py_NewRef(Py_None)};
-    if (args[0] && args[1])
-        call(self, self->protocol, "pipe_connection_lost", args, 2,
-             "protocol.pipe_connection_lost() failed");
+    /* The process never learns that this pipe ended: it never finishes. */
+    self->pipe_kept |= replaced != NULL;
+    if (args[0] && args[1] && replaced)
+        call(self, replaced, "connection_lost", &args[1], 1,
+             "protocol.connection_lost() failed");
+    else if (args[0] && args[1])
+        self->unfinished = !call(self, self->protocol, "pipe_connection_lost",
+                                 args, 2,
+                                 "protocol.pipe_connection_lost() failed");
     else
         failed(self, "pipe_connection_lost");
     Py_XDECREF(args[0]);
     Py_XDECREF(args[1]);
+    Py_XDECREF(replaced);
 }
 
 static void on_exited(tapio_process *p, void *user)
@@ -119,8 +166,8 @@ static void on_exited(tapio_process *p, void *user)
     if (rc) /* the Python side's bookkeeping: Popen.returncode, debug log */
         call(self, self->owner, "_on_exit", &rc, 1, "_on_exit");
     Py_XDECREF(rc);
-    call(self, self->protocol, "process_exited", NULL, 0,
-         "protocol.process_exited() failed");
+    self->unfinished = !call(self, self->protocol, "process_exited", NULL, 0,
+                             "protocol.process_exited() failed");
 }
 
 static void on_lost(tapio_process *p, int err, void *user)
@@ -129,10 +176,14 @@ static void on_lost(tapio_process *p, int err, void *user)
     (void)err; /* libtapio ends a process without an error */
     ProcessCore *self = user;
     Py_INCREF(self);
+    /* asyncio finishes (connection_lost) after the event that completes
+     * the set, once it found the protocol's method for it: a protocol that
+     * lacked it (set_protocol(None)) never gets connection_lost. */
     self->lost = true;
     PyObject *none = Py_None;
-    call(self, self->protocol, "connection_lost", &none, 1,
-         "protocol.connection_lost() failed");
+    if (!self->unfinished && !self->pipe_kept)
+        call(self, self->protocol, "connection_lost", &none, 1,
+             "protocol.connection_lost() failed");
     call(self, self->owner, "_on_lost", NULL, 0, "_on_lost");
     Py_XSETREF(self->protocol, Py_NewRef(Py_None));
     let_go(self);
@@ -143,16 +194,20 @@ static void on_pause(tapio_process *p, void *user)
 {
     (void)p;
     ProcessCore *self = user;
-    call(self, self->protocol, "pause_writing", NULL, 0,
+    PyObject *replaced = pipe_protocol_replaced(self, 0);
+    call(self, replaced ? replaced : self->protocol, "pause_writing", NULL, 0,
          "protocol.pause_writing() failed");
+    Py_XDECREF(replaced);
 }
 
 static void on_resume(tapio_process *p, void *user)
 {
     (void)p;
     ProcessCore *self = user;
-    call(self, self->protocol, "resume_writing", NULL, 0,
+    PyObject *replaced = pipe_protocol_replaced(self, 0);
+    call(self, replaced ? replaced : self->protocol, "resume_writing", NULL, 0,
          "protocol.resume_writing() failed");
+    Py_XDECREF(replaced);
 }
 
 static const tapio_subprocess_protocol process_protocol = {
@@ -180,8 +235,9 @@ static int make_pipe_view(ProcessCore *self, int fd, PyObject *file)
     ModuleState *st = self->loop->state;
     PyTypeObject *type = fd == 0 ? st->WritePipeTransportType
                                  : st->ReadPipeTransportType;
-    Transport *view = transport_new_of(type, self->loop, Py_None, file, extra,
-                                       self->context);
+    Transport *view = transport_new_of(type, self->loop,
+                                       PyTuple_GET_ITEM(self->pipe_protocols, fd),
+                                       file, extra, self->context);
     Py_DECREF(extra);
     if (!view)
         return -1;
@@ -198,28 +254,32 @@ static int fd_of_file(PyObject *file)
     return file == Py_None ? -1 : PyObject_AsFileDescriptor(file);
 }
 
-/* _adopt_process(owner, protocol, *, pid, pipes, caller_reaps=False): a
- * ProcessCore over the child `pid`; pipes are the Popen's (stdin, stdout,
- * stderr) file objects or None (libtapio reads and writes duplicates).
+/* _adopt_process(owner, protocol, *, pid, pipes, pipe_protocols,
+ * caller_reaps=False): a ProcessCore over the child `pid`; pipes are the
+ * Popen's (stdin, stdout, stderr) file objects or None (libtapio reads and
+ * writes duplicates), pipe_protocols their transports' protocols.
  * With caller_reaps the exit comes from set_exited (a child watcher). A
  * failure raises; the child is killed then (and reaped unless
  * caller_reaps). */
 PyObject *process_core_adopt(LoopCore *loop, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"owner", "protocol", "pid", "pipes",
-                            "caller_reaps", NULL};
-    PyObject *owner, *protocol, *pipes = NULL;
+                            "pipe_protocols", "caller_reaps", NULL};
+    PyObject *owner, *protocol, *pipes = NULL, *pipe_protocols = NULL;
     int pid = 0, caller_reaps = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iO!p", names, &owner,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$iO!O!p", names, &owner,
                                      &protocol, &pid, &PyTuple_Type, &pipes,
+                                     &PyTuple_Type, &pipe_protocols,
                                      &caller_reaps))
         return NULL;
-    if (pid <= 0 || !pipes) {
-        PyErr_SetString(PyExc_TypeError, "pid and pipes are required");
+    if (pid <= 0 || !pipes || !pipe_protocols) {
+        PyErr_SetString(PyExc_TypeError,
+                        "pid, pipes and pipe_protocols are required");
         return NULL;
     }
-    if (PyTuple_GET_SIZE(pipes) != 3)
-        return PyErr_Format(PyExc_ValueError, "pipes must be 3 files or None");
+    if (PyTuple_GET_SIZE(pipes) != 3 || PyTuple_GET_SIZE(pipe_protocols) != 3)
+        return PyErr_Format(PyExc_ValueError,
+                            "pipes and pipe_protocols must have 3 items");
     tapio_process_adopt_options opts = {
         .pid = pid, .caller_reaps = caller_reaps, .dup_fds = true};
     for (int i = 0; i < 3; i++)
@@ -236,7 +296,9 @@ PyObject *process_core_adopt(LoopCore *loop, PyObject *args, PyObject *kw)
     self->protocol = Py_NewRef(protocol);
     self->context = PyContext_CopyCurrent();
     self->pipes[0] = self->pipes[1] = self->pipes[2] = NULL;
+    self->pipe_protocols = Py_NewRef(pipe_protocols);
     self->in_context = self->held = self->lost = false;
+    self->unfinished = self->pipe_kept = false;
     PyObject_GC_Track(self);
     if (!self->context || PySet_Add(loop->processes, (PyObject *)self) < 0) {
         Py_DECREF(self);
@@ -376,6 +438,7 @@ static int process_traverse(ProcessCore *self, visitproc visit, void *arg)
     Py_VISIT(self->owner);
     Py_VISIT(self->protocol);
     Py_VISIT(self->context);
+    Py_VISIT(self->pipe_protocols);
     for (int i = 0; i < 3; i++)
         Py_VISIT(self->pipes[i]);
     return 0;
@@ -388,6 +451,7 @@ static int process_clear(ProcessCore *self)
     Py_CLEAR(self->context);
     for (int i = 0; i < 3; i++)
         Py_CLEAR(self->pipes[i]);
+    Py_CLEAR(self->pipe_protocols);
     return 0;
 }
 

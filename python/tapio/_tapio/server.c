@@ -2,6 +2,41 @@
  * connection gets a protocol from protocol_factory and a Transport. */
 #include "binding.h"
 
+/* A connection whose transport could not be made: SystemExit and
+ * KeyboardInterrupt leave the loop, anything else is reported in debug mode
+ * only, as asyncio's accept task does. */
+static void creation_failed(ServerCore *self)
+{
+    PyObject *exc = binding_fetch_exception();
+    if (exc && binding_is_exit_exception(exc)) {
+        binding_restore_exception(exc);
+        loop_core_set_pending(self->loop);
+        return;
+    }
+    if (exc && self->loop->debug)
+        binding_report(self->loop,
+                       "Error on transport creation for incoming connection",
+                       exc, NULL, NULL);
+    Py_XDECREF(exc);
+}
+
+/* asyncio's transport looks the protocol's connection_made up as it is
+ * made: 0 when the protocol has none (the AttributeError reported as a
+ * failed creation), 1 when it has, -1 on another error. */
+static int has_connection_made(ServerCore *self, PyObject *protocol)
+{
+    PyObject *method = PyObject_GetAttr(
+        protocol, self->loop->state->str_connection_made);
+    if (method) {
+        Py_DECREF(method);
+        return 1;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        return -1;
+    creation_failed(self);
+    return 0;
+}
+
 static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
                                             void **user)
 {
@@ -17,27 +52,21 @@ static const tapio_protocol *accept_factory(tapio_server *server, void *arg,
     }
     PyObject *protocol = ctx ? PyObject_CallNoArgs(self->protocol_factory)
                              : NULL;
-    Transport *t = protocol ? transport_new(self->loop, protocol, NULL, Py_None,
-                                            ctx)
-                            : NULL;
+    int made = protocol ? has_connection_made(self, protocol) : -1;
+    Transport *t = made >= 0 ? transport_new(self->loop, protocol, NULL,
+                                             Py_None, ctx)
+                             : NULL;
     Py_XDECREF(protocol);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
     if (!table) {
-        PyObject *exc = binding_fetch_exception();
-        if (exc && binding_is_exit_exception(exc)) {
-            binding_restore_exception(exc);
-            loop_core_set_pending(self->loop);
-        } else if (exc && self->loop->debug) { /* asyncio: debug mode only */
-            binding_report(self->loop,
-                           "Error on transport creation for incoming "
-                           "connection",
-                           exc, NULL, NULL);
-            Py_DECREF(exc);
-        }
+        creation_failed(self);
         Py_XDECREF(t);
         binding_leave(ctx, &entered);
         return NULL; /* libtapio closes the connection */
     }
+    /* Without connection_made asyncio's transport failed half made: its
+     * connection stays open, unread, attached to the server. */
+    t->half_made = !made;
     binding_leave(ctx, &entered);
     t->server = (ServerCore *)Py_NewRef((PyObject *)self);
     transport_attach(t); /* libtapio's reference until connection_lost */

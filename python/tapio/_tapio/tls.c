@@ -422,6 +422,8 @@ static void handshake_done(tapio_transport *t, int err, void *arg)
         if (!exc && !PyErr_Occurred())
             exc = binding_errno_exception(err);
     }
+    if (!err && face->lost_exc) /* connection_made failed: as asyncio's */
+        Py_SETREF(exc, Py_NewRef(face->lost_exc)); /* waiter, that error */
     if (e)
         e->handshaking = false;
     PyObject *callback = e ? e->on_handshake : NULL;

@@ -140,10 +140,21 @@ static void on_connection_made(tapio_transport *t, void *user)
         leave(self, ctx);
         return;
     }
+    if (self->half_made) {
+        tapio_transport_pause_reading(t);
+        leave(self, ctx);
+        return;
+    }
     PyObject *res = call_protocol(self, self->loop->state->str_connection_made,
                                   (PyObject *)self);
+    /* A TLS transport's is fatal: asyncio's SSLProtocol calls it from the
+     * raw transport's buffer_updated, whose failure closes the connection. */
+    bool tls = tapio_transport_is_tls(t);
     if (!res)
-        protocol_failed(self, "protocol.connection_made() failed", false);
+        protocol_failed(self, tls ? "Fatal error: protocol.buffer_updated() "
+                                    "call failed."
+                                  : "protocol.connection_made() failed",
+                        tls);
     Py_XDECREF(res);
     leave(self, ctx);
 }
@@ -455,6 +466,7 @@ Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
     self->lost = false;
     self->dropped_open = false;
     self->borrowed = false;
+    self->half_made = false;
     PyObject_GC_Track(self);
     return self;
 }
