@@ -253,8 +253,24 @@ TAPIO_API int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb,
 TAPIO_API bool tapio_remove_reader(tapio_loop *loop, int fd);
 TAPIO_API bool tapio_remove_writer(tapio_loop *loop, int fd);
 /** Whether a transport, server or other libtapio object (not an fd watcher)
- *  has fd registered with the loop, so that add_reader/add_writer refuse it. */
+ *  has fd registered with the loop, or fd is a live alias of such an fd
+ *  (tapio_fd_dup_alias), so that add_reader/add_writer refuse it. */
 TAPIO_API bool tapio_fd_is_owned(const tapio_loop *loop, int fd);
+/** The fd a transport, server or endpoint owns that fd is or stands for
+ *  (fd itself, or the duplicate of a live alias), or -1. */
+TAPIO_API int tapio_fd_owner(const tapio_loop *loop, int fd);
+/**
+ * A duplicate of fd (close-on-exec) to hand to a *_from_fd call, for a
+ * caller that keeps fd open (asyncio's sock= arguments: the user's socket
+ * object keeps its number). The transport then works on its own fd: closing
+ * fd, or its number coming back for another file, cannot make the
+ * transport read, write or close that other file. While fd still refers
+ * to the same socket as the owned duplicate, it counts as owned
+ * (tapio_fd_is_owned, tapio_fd_owner, add_reader/add_writer's -EBUSY);
+ * the check compares the files (fstat), so it ends by itself when fd is
+ * closed or reused. Returns the duplicate or a negative errno.
+ */
+TAPIO_API int tapio_fd_dup_alias(tapio_loop *loop, int fd);
 
 /* ----------------------------------------------------------------------
  * Signals (loop.add_signal_handler): the callback runs as a loop callback,

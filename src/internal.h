@@ -188,6 +188,7 @@ TAPIO__HIDDEN void tapio__workers_join(tapio_loop *loop);
 /* ---- signals -------------------------------------------------------- */
 
 TAPIO__HIDDEN void tapio__signals_release(tapio_loop *loop);
+TAPIO__HIDDEN void tapio__fd_aliases_free(tapio_loop *loop);
 
 /* ---- the loop ------------------------------------------------------- */
 
@@ -200,6 +201,8 @@ struct tapio_loop {
 
     tapio__io **fds;             /* fd -> watcher */
     size_t nfds;
+    int *alias_of;               /* caller's fd -> libtapio's dup, or -1 */
+    size_t nalias;
     tapio__io **changes;         /* watchers whose interest changed */
     size_t nchanges, changes_cap;
 

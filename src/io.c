@@ -194,6 +194,8 @@ static int user_watcher_get(tapio_loop *loop, int fd, user_watcher **out)
     int err = check_pollable(fd);
     if (err)
         return err;
+    if (fd < (int)loop->nalias && tapio_fd_is_owned(loop, fd))
+        return -EBUSY; /* a caller's alias of an owned socket */
     tapio__io *io = (size_t)fd < loop->nfds ? loop->fds[fd] : NULL;
     if (io) {
         if (!io->user)
@@ -270,12 +272,6 @@ int tapio_add_reader(tapio_loop *loop, int fd, tapio_fd_callback cb, void *arg)
 int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb, void *arg)
 {
     return add_watch(loop, fd, 1, cb, arg);
-}
-
-bool tapio_fd_is_owned(const tapio_loop *loop, int fd)
-{
-    return fd >= 0 && (size_t)fd < loop->nfds && loop->fds[fd] &&
-           !loop->fds[fd]->user;
 }
 
 bool tapio_remove_reader(tapio_loop *loop, int fd)

@@ -393,6 +393,7 @@ int tapio_loop_close(tapio_loop *loop)
     pthread_mutex_destroy(&loop->work_lock);
     pthread_cond_destroy(&loop->work_cond);
     free(loop->fds);
+    tapio__fd_aliases_free(loop);
     free(loop->changes);
     free(loop->read_buf);
     free(loop);

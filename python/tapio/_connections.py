@@ -126,16 +126,17 @@ class ConnectionsMixin:
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
-    def _wrap(self, sock, protocol):
-        return self._wrap_socket(sock, protocol, socket_extra(sock))
-
-    async def _connection_transport(self, sock, protocol_factory, tls=None):
+    async def _connection_transport(self, sock, protocol_factory, tls, user_sock):
+        """The transport over a connected socket: one libtapio connected, or
+        the user's own (user_sock: libtapio works on a dup of its fd, so
+        that closing it cannot point the transport at another file)."""
         if tls is not None:
-            return await self._tls_connection(sock, protocol_factory, tls)
+            return await self._tls_connection(sock, protocol_factory, tls, user_sock)
         sock.setblocking(False)
         protocol = protocol_factory()
         check_protocol(protocol, sock)
-        return await connection_made(self, self._wrap(sock, protocol), protocol)
+        transport = self._wrap_socket(sock, protocol, socket_extra(sock), user_sock)
+        return await connection_made(self, transport, protocol)
 
     async def _connect_socket(self, infos, local_infos=None, delay=None, interleave=None,
                               all_errors=False):
@@ -170,7 +171,8 @@ class ConnectionsMixin:
             server_hostname = host
         tls = _tls_settings(ssl, False, server_hostname, ssl_handshake_timeout,
                             ssl_shutdown_timeout)
-        if sock is not None:
+        user_sock = sock is not None
+        if user_sock:
             _check_ssl_socket(sock)
         if host is not None or port is not None:
             if sock is not None:
@@ -192,7 +194,7 @@ class ConnectionsMixin:
             if sock is None:
                 raise ValueError("host and port was not specified and no sock specified")
             _check_stream_socket(sock)
-        return await self._connection_transport(sock, protocol_factory, tls)
+        return await self._connection_transport(sock, protocol_factory, tls, user_sock)
 
     if sys.version_info < (3, 12):  # all_errors came in 3.12: before, a TypeError at the call
         _create_connection = create_connection
@@ -217,6 +219,7 @@ class ConnectionsMixin:
         _check_tls_args(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
         tls = _tls_settings(ssl, False, server_hostname, ssl_handshake_timeout,
                             ssl_shutdown_timeout)
+        user_sock = sock is not None
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -227,7 +230,7 @@ class ConnectionsMixin:
             if sock is None:
                 raise ValueError("no path and sock were specified")
             _check_stream_socket(sock, socket.AF_UNIX)
-        return await self._connection_transport(sock, protocol_factory, tls)
+        return await self._connection_transport(sock, protocol_factory, tls, user_sock)
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
                                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
@@ -236,7 +239,8 @@ class ConnectionsMixin:
         _check_stream_socket(sock)
         return await self._connection_transport(
             sock, protocol_factory,
-            _tls_settings(ssl, True, None, ssl_handshake_timeout, ssl_shutdown_timeout))
+            _tls_settings(ssl, True, None, ssl_handshake_timeout, ssl_shutdown_timeout),
+            user_sock=True)
 
     # ---- servers ----------------------------------------------------------
 

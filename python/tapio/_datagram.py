@@ -53,7 +53,8 @@ class DatagramMixin:
                                        reuse_port=None, allow_broadcast=None, sock=None):
         # reuse_address is gone, as from asyncio since Python 3.11.
         remote = None
-        if sock is not None:
+        user_sock = sock is not None  # libtapio then works on a dup of its fd
+        if user_sock:
             _check_sock_arguments(sock, local_addr=local_addr,
                                   remote_addr=remote_addr, family=family, proto=proto,
                                   flags=flags, reuse_port=reuse_port,
@@ -75,5 +76,5 @@ class DatagramMixin:
             remote = remote_address if remote_addr else None
         protocol = protocol_factory()
         check_protocol(protocol, sock)
-        transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock))
+        transport = self._wrap_datagram(sock, protocol, remote, socket_extra(sock), user_sock)
         return await connection_made(self, transport, protocol)

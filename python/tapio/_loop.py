@@ -250,10 +250,13 @@ class Loop(ConnectionsMixin, DatagramMixin, PipesMixin, SubprocessMixin, Sendfil
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     def _watch(self, add, fd, callback, args):
+        """add(fd, callback, *args) -> its handle; an fd a transport owns
+        (or the user's socket given to one as sock=) is asyncio's
+        RuntimeError."""
         self._check_closed()
         fileno = _fileobj_to_fd(fd)
         try:
-            add(fileno, callback, *args)
+            return add(fileno, callback, *args)
         except OSError as exc:
             if exc.errno == errno.EBUSY:
                 self._ensure_fd_no_transport(fd, fileno)

@@ -32,16 +32,13 @@ class Server(asyncio.AbstractServer):
         self._serving_forever_fut = None
         if sock is not None:
             sock.setblocking(False)
-            where["fds"] = [sock.fileno()]
-        try:
-            self._core = loop._serve(self, protocol_factory, accepted_extra,
-                                     backlog=backlog, **where)
-        except BaseException:
-            if sock is not None:
-                sock.detach()  # libtapio has closed the fd
-            raise
-        # Views of libtapio's listening sockets (the user's own socket object
-        # when given), detached before libtapio closes them.
+            where["fds"] = [sock.fileno()]  # libtapio serves on a dup
+        self._core = loop._serve(self, protocol_factory, accepted_extra,
+                                 backlog=backlog, **where)
+        # The user's own socket object (closed by close(), as asyncio closes
+        # it), or views of libtapio's listening sockets, detached before
+        # libtapio closes them.
+        self._user_sock = sock is not None
         self._sockets = [sock] if sock is not None else [
             socket.socket(fileno=fd) for fd in self._core.fds()]
 
@@ -74,8 +71,11 @@ class Server(asyncio.AbstractServer):
         sockets, self._sockets = self._sockets, None
         if sockets is None:
             return
-        for sock in sockets:  # libtapio closes the fds
-            sock.detach()
+        for sock in sockets:  # libtapio closes its fds
+            if self._user_sock:
+                sock.close()
+            else:
+                sock.detach()
         self._core.close(self._wakeup)
         if not self._core.clients():
             self._wakeup()  # at once, as asyncio wakes wait_closed()

@@ -29,7 +29,7 @@ class SockOpsMixin:
 
     def _wait_fd(self, add, remove, fd, callback, fut, *args):
         """Watch fd until fut is done; the watcher goes away with it."""
-        handle = add(fd, callback, fut, *args)
+        handle = self._watch(add, fd, callback, (fut, *args))
 
         def done(_fut):
             if not handle.cancelled():

@@ -163,13 +163,13 @@ def acceptor_factory(loop, protocol_factory, settings):
 
 
 class TLSMixin:
-    async def _tls_connection(self, sock, protocol_factory, settings):
+    async def _tls_connection(self, sock, protocol_factory, settings, user_sock):
         """create_connection's and connect_accepted_socket's ssl= path."""
         sock.setblocking(False)
         protocol = protocol_factory()
         # The stream's own protocol is never called: TLS takes it over before
         # its connection_made.
-        raw = self._wrap_socket(sock, asyncio.Protocol(), socket_extra(sock))
+        raw = self._wrap_socket(sock, asyncio.Protocol(), socket_extra(sock), user_sock)
         transport = await _established(self, settings, raw, protocol)
         return transport, protocol
 

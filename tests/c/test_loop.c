@@ -834,3 +834,60 @@ TEST(add_reader_refuses_a_transport_fd)
     CHECK(!tapio_fd_is_owned(loop, -1));
     close(peer);
 }
+
+TEST(dup_alias_owns_the_callers_fd_while_it_is_the_same_socket)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    int mine = fds[0], peer = fds[1];
+    int dup = tapio_fd_dup_alias(loop, mine);
+    CHECK(dup >= 0 && dup != mine);
+    CHECK(fcntl(dup, F_GETFD) & FD_CLOEXEC);
+    /* Nothing owns the dup yet: the alias counts for nothing. */
+    CHECK(!tapio_fd_is_owned(loop, mine));
+    conn *c = conn_wrap_fd(loop, dup);
+    CHECK_EQ_INT(tapio_fd_owner(loop, mine), dup);
+    CHECK_EQ_INT(tapio_fd_owner(loop, dup), dup);
+    CHECK_EQ_INT(tapio_fd_owner(loop, peer), -1);
+    struct watch w = {0};
+    CHECK_ERR(tapio_add_reader(loop, mine, on_fd, &w), -EBUSY);
+    CHECK_ERR(tapio_add_writer(loop, mine, on_fd, &w), -EBUSY);
+
+    /* The caller closes its fd and the number comes back for another
+     * socket: that one is not the transport's, and the transport's writes
+     * and close do not reach it. */
+    close(mine);
+    int other[2];
+    socket_pair(AF_UNIX, other);
+    if (other[0] != mine) { /* the number, whichever fd took it first */
+        CHECK(dup2(other[0], mine) == mine);
+        close(other[0]);
+    }
+    CHECK(!tapio_fd_is_owned(loop, mine));
+    CHECK_EQ_INT(tapio_fd_owner(loop, mine), -1);
+    CHECK_OK(tapio_add_reader(loop, mine, on_fd, &w));
+    CHECK(tapio_remove_reader(loop, mine));
+    CHECK_OK(tapio_transport_write(c->t, "to the peer", 11));
+    tapio_transport_close(c->t);
+    RUN_UNTIL(loop, c->lost, 5);
+    char buf[32];
+    CHECK_EQ_INT(recv(peer, buf, sizeof(buf), 0), 11);
+    set_nonblocking(other[1]);
+    CHECK(recv(other[1], buf, sizeof(buf), 0) < 0 && errno == EAGAIN);
+    CHECK(fcntl(mine, F_GETFD) >= 0); /* still open */
+    close(mine);
+    close(other[1]);
+    close(peer);
+}
+
+TEST(dup_alias_of_a_bad_fd_fails)
+{
+    tapio_loop *loop = test_loop();
+    CHECK_ERR(tapio_fd_dup_alias(loop, -1), -EBADF);
+    int closed_fd = dup(0);
+    CHECK(closed_fd >= 0);
+    close(closed_fd);
+    CHECK_ERR(tapio_fd_dup_alias(loop, closed_fd), -EBADF);
+    CHECK_EQ_INT(tapio_fd_owner(loop, closed_fd), -1);
+}

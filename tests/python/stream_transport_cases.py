@@ -7,6 +7,7 @@ the shared half of test_tcp.py and test_unix.py.
 """
 
 import asyncio
+import errno
 import gc
 import os
 import socket
@@ -16,7 +17,7 @@ import warnings
 import weakref
 
 from .support import (EchoProtocol, RecordingBufferedProtocol, RecordingProtocol,
-                      wait_until)
+                      pair_on_fd_number, wait_until)
 
 BIG = 16 << 20  # more than any socket buffer holds, so some stays in the transport
 
@@ -646,6 +647,132 @@ class StreamTransportCases:
             self.assertEqual(await protocol.received(23), b"over an accepted socket")
         self.run_coro(test())
         self.assertEqual(client.recv(100), b"over an accepted socket")
+
+    def _adopters(self):
+        """The ways a transport is made over the user's own socket."""
+        adopters = {"create_connection": lambda f, s: self.loop.create_connection(f, sock=s),
+                    "connect_accepted_socket": self.loop.connect_accepted_socket}
+        if self.family == socket.AF_UNIX:
+            adopters["create_unix_connection"] = (
+                lambda f, s: self.loop.create_unix_connection(f, sock=s))
+        return adopters
+
+    def _check_untouched(self, first, second):
+        """The pair on a reused fd number got nothing and is still open."""
+        for sock in (first, second):
+            sock.setblocking(False)
+            with self.assertRaises(BlockingIOError):
+                sock.recv(100)
+        first.sendall(b"still mine")
+        second.settimeout(5)
+        self.assertEqual(second.recv(100), b"still mine")
+
+    async def _adopt_then_reuse(self, adopt):
+        """A transport over the user's socket, which the user then closed;
+        its fd number now belongs to the first of a new socket pair."""
+        mine, peer = self.raw_socket_pair()
+        self.addCleanup(peer.close)
+        transport, protocol = await adopt(RecordingProtocol, mine)
+        fd = mine.fileno()
+        mine.close()
+        first, second = pair_on_fd_number(fd)
+        self.addCleanup(first.close)
+        self.addCleanup(second.close)
+        return transport, protocol, fd, first, second
+
+    def test_write_after_the_user_closed_its_sock_spares_the_reused_fd(self):
+        # asyncio sends through the user's socket object: once the user has
+        # closed it, write() fails with EBADF (connection_lost gets it), and
+        # nothing reaches whatever file got the fd number back.
+        async def test(adopt):
+            transport, protocol, fd, first, second = await self._adopt_then_reuse(adopt)
+            transport.write(b"not for the new socket")
+            exc = await asyncio.wait_for(protocol.lost, 5)
+            self.assertIsInstance(exc, OSError)
+            self.assertEqual(exc.errno, errno.EBADF)
+            transport.close()
+            await asyncio.sleep(0.01)
+            self.assertEqual(first.fileno(), fd)
+            self._check_untouched(first, second)
+
+        for name, adopt in self._adopters().items():
+            with self.subTest(name):
+                self.run_coro(test(adopt))
+
+    def test_close_after_the_user_closed_its_sock_spares_the_reused_fd(self):
+        async def test(adopt):
+            transport, protocol, fd, first, second = await self._adopt_then_reuse(adopt)
+            transport.close()
+            self.assertIsNone(await asyncio.wait_for(protocol.lost, 5))
+            self.assertEqual(first.fileno(), fd)
+            os.fstat(fd)  # not closed by the transport
+            self._check_untouched(first, second)
+
+        for name, adopt in self._adopters().items():
+            with self.subTest(name):
+                self.run_coro(test(adopt))
+
+    def test_users_sock_is_closed_with_the_transport(self):
+        # The transport owns the user's socket object: connection_lost
+        # leaves it closed, as asyncio closes it.
+        async def test(adopt):
+            mine, peer = self.raw_socket_pair()
+            self.addCleanup(peer.close)
+            transport, protocol = await adopt(RecordingProtocol, mine)
+            self.assertEqual(transport.get_extra_info("socket").fileno(), mine.fileno())
+            with self.assertRaisesRegex(RuntimeError, "is used by transport"):
+                self.loop.add_reader(mine, print)
+            transport.close()
+            await asyncio.wait_for(protocol.lost, 5)
+            self.assertEqual(mine.fileno(), -1)
+            peer.settimeout(5)
+            self.assertEqual(peer.recv(100), b"")
+
+        for name, adopt in self._adopters().items():
+            with self.subTest(name):
+                self.run_coro(test(adopt))
+
+    async def _server_on_users_sock(self):
+        sock = socket.socket(self.family)
+        if self.family == socket.AF_UNIX:
+            sock.bind(os.path.join(self.temp_dir(), "users.sock"))
+            server = await self.loop.create_unix_server(EchoProtocol, sock=sock)
+        else:
+            sock.bind((self.host, 0))
+            server = await self.loop.create_server(EchoProtocol, sock=sock)
+        return server, sock
+
+    def test_server_on_users_sock_closes_it(self):
+        async def test():
+            server, sock = await self._server_on_users_sock()
+            self.assertEqual(server.sockets[0].fileno(), sock.fileno())
+            transport, protocol = await self.connect(server)
+            transport.write(b"served")
+            self.assertEqual(await protocol.received(6), b"served")
+            transport.close()
+            server.close()
+            self.assertEqual(sock.fileno(), -1)
+            await server.wait_closed()
+        self.run_coro(test())
+
+    def test_server_close_after_the_user_closed_its_sock_spares_the_reused_fd(self):
+        async def test():
+            server, sock = await self._server_on_users_sock()
+            fd = sock.fileno()
+            sock.close()
+            first, second = pair_on_fd_number(fd)
+            self.addCleanup(first.close)
+            self.addCleanup(second.close)
+            try:
+                server.close()
+            except (ValueError, OSError):  # asyncio's: remove_reader(-1), or
+                # (3.13, Unix) getsockname() for its socket file, on the
+                # closed socket
+                self.assertEqual(self.loop_name, "asyncio")
+            await asyncio.sleep(0.01)
+            self.assertEqual(first.fileno(), fd)
+            self._check_untouched(first, second)
+        self.run_coro(test())
 
     def test_connect_accepted_socket_refuses_a_datagram_socket(self):
         with socket.socket(self.family, socket.SOCK_DGRAM) as sock:

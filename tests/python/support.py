@@ -217,6 +217,19 @@ class UnixEndpoints(Endpoints):
         return socket.socketpair(socket.AF_UNIX)
 
 
+def pair_on_fd_number(fd):
+    """A connected socket pair whose first socket has the number fd, just
+    freed: what another part of the program opening a socket may get."""
+    first, second = socket.socketpair()
+    if second.fileno() == fd:
+        first, second = second, first
+    if first.fileno() != fd:
+        os.dup2(first.fileno(), fd, inheritable=False)
+        first.close()
+        first = socket.socket(fileno=fd)
+    return first, second
+
+
 def nonblocking(*socks):
     for sock in socks:
         sock.setblocking(False)

@@ -17,7 +17,7 @@ import tempfile
 from asyncio import selector_events
 
 from .loops import loop_tests
-from .support import ExhaustedFds, nonblocking, wait_until
+from .support import ExhaustedFds, nonblocking, pair_on_fd_number, wait_until
 
 LOOPS = ("asyncio", "tapio")
 
@@ -377,6 +377,45 @@ class DatagramEndpointTests(DatagramCases):
             client = self.plain_socket()
             client.sendto(b"given", sock.getsockname())
             self.assertEqual(await self.recvfrom(client), (b"given", sock.getsockname()))
+        self.run_coro(test())
+
+    def test_sendto_after_the_user_closed_its_sock_spares_the_reused_fd(self):
+        # asyncio sends through the user's socket object: once the user has
+        # closed it, sendto() gives error_received(EBADF); no datagram goes
+        # to the socket that got the number back, and close() leaves it open.
+        async def test():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            transport, protocol = await self.endpoint(sock=sock)
+            fd = sock.fileno()
+            sock.close()
+            first, second = pair_on_fd_number(fd)
+            self.addCleanup(first.close)
+            self.addCleanup(second.close)
+            client = self.plain_socket()
+            transport.sendto(b"not for the new socket", client.getsockname())
+            self.assertEqual([type(e) for e in protocol.errors], [OSError])
+            self.assertEqual(protocol.errors[0].errno, errno.EBADF)
+            transport.close()
+            await asyncio.wait_for(protocol.lost, DEFAULT_TIMEOUT)
+            self.assertEqual(first.fileno(), fd)
+            nonblocking(first, second, client)
+            for s in (first, second, client):
+                with self.assertRaises(BlockingIOError):
+                    s.recv(100)
+            first.sendall(b"still mine")
+            self.assertEqual(second.recv(100), b"still mine")
+        self.run_coro(test())
+
+    def test_users_sock_is_closed_with_the_endpoint(self):
+        async def test():
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.addCleanup(sock.close)
+            sock.bind(("127.0.0.1", 0))
+            transport, protocol = await self.endpoint(sock=sock)
+            transport.close()
+            await asyncio.wait_for(protocol.lost, DEFAULT_TIMEOUT)
+            self.assertEqual(sock.fileno(), -1)
         self.run_coro(test())
 
     def test_transport_classes(self):

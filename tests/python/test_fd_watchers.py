@@ -6,7 +6,7 @@ import re
 import socket
 
 from .loops import loop_tests
-from .support import RecordingProtocol, nonblocking, wait_until
+from .support import RecordingProtocol, nonblocking, pair_on_fd_number, wait_until
 
 LOOPS = ("asyncio", "tapio")
 
@@ -210,6 +210,41 @@ class FdWatcherTests:
         transport.close()  # a closing transport's fd no longer counts
         self.assertFalse(self.loop.remove_reader(self.a))
         self.run_coro(protocol.lost)
+
+    def test_sock_ops_on_a_socket_a_transport_owns_are_refused(self):
+        async def test():
+            transport, protocol = await self.loop.create_connection(RecordingProtocol,
+                                                                    sock=self.a)
+            with self.assertRaisesRegex(RuntimeError, f"^File descriptor {self.a.fileno()} "
+                                                      f"is used by transport"):
+                await self.loop.sock_recv(self.a, 10)
+            transport.close()
+            await protocol.lost
+        self.run_coro(test())
+
+    def test_reused_number_of_a_closed_sock_is_another_socket(self):
+        # The user closed the socket it gave a transport and the number now
+        # belongs to another socket. tapio compares the sockets themselves:
+        # the new one is free to watch. asyncio goes by the number and still
+        # takes it for the transport's.
+        async def test():
+            transport, protocol = await self.loop.create_connection(RecordingProtocol,
+                                                                    sock=self.a)
+            fd = self.a.fileno()
+            self.a.close()
+            first, second = pair_on_fd_number(fd)
+            self.addCleanup(first.close)
+            self.addCleanup(second.close)
+            if self.loop_name == "tapio":
+                self.loop.add_reader(first, print)
+                self.assertTrue(self.loop.remove_reader(first))
+            else:
+                with self.assertRaisesRegex(RuntimeError, "is used by transport"):
+                    self.loop.add_reader(first, print)
+            transport.close()
+            await protocol.lost
+            os.fstat(fd)
+        self.run_coro(test())
 
     def test_fd_owned_by_a_datagram_transport_is_refused(self):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -426,6 +426,35 @@ class ReadPipeTests(PipeCases):
 @loop_tests(LOOPS)
 class WritePipeTests(PipeCases):
 
+    def test_write_pipe_closed_by_the_user_spares_the_reused_fd(self):
+        # The user closes the pipe object it gave and another pipe gets its
+        # number. tapio writes on its own duplicate: the bytes go down the
+        # pipe that was given. asyncio writes by the number, into the new
+        # pipe.
+        async def test():
+            rfile, wfile = self.pipe()
+            os.set_blocking(rfile.fileno(), False)
+            transport, protocol = await self.write_pipe(wfile)
+            other_r, other_w = os.pipe()
+            self.addCleanup(os.close, other_r)
+            self.addCleanup(os.close, other_w)
+            os.set_blocking(other_r, False)
+            fd = wfile.fileno()
+            wfile.close()
+            os.dup2(other_w, fd)  # the number now writes into the other pipe
+            self.addCleanup(os.close, fd)
+            transport.write(b"for the given pipe")
+            if self.loop_name == "tapio":
+                self.assertEqual(await self.read_fd(rfile.fileno(), 18), b"for the given pipe")
+                with self.assertRaises(BlockingIOError):
+                    os.read(other_r, 100)
+            else:
+                self.assertEqual(await self.read_fd(other_r, 18), b"for the given pipe")
+            transport.close()
+            await asyncio.wait_for(protocol.lost, 5)
+            os.fstat(fd)  # not closed by the transport
+        self.run_coro(test())
+
     def test_writes_reach_the_reader(self):
         async def test():
             rfile, wfile = self.pipe()

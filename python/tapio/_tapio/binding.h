@@ -84,6 +84,9 @@ typedef struct Transport {
     PyObject *protocol;
     PyObject *sock;          /* socket (or pipe) object viewing the fd */
     bool close_view;         /* a pipe object on a dup: close, not detach */
+    bool sock_dup;           /* the user's socket object (sock=); libtapio
+                              * works on a dup: close it, not detach */
+    int user_fd;             /* its fd number, shown as asyncio shows it */
     PyObject *lost_exc;      /* for connection_lost after a protocol error */
     PyObject *limits_shown;  /* binding_limits' shown, or NULL */
     int asserting_fd;        /* a write pipe's fd failing asyncio's writer
@@ -247,6 +250,8 @@ int binding_parse_limits(PyObject *args, PyObject *kwargs,
                          binding_limits *out);
 PyObject *binding_limits_tuple(PyObject *shown, size_t low, size_t high);
 void binding_detach_socket(PyObject **sock);
+void binding_close_socket(PyObject **sock);
+bool binding_socket_closed(PyObject *sock);
 void binding_warn_unclosed(PyObject *transport);
 
 /* sockaddr.c: addresses in the forms of Python's socket module. */
@@ -304,6 +309,7 @@ extern PyType_Spec datagram_transport_spec;
 PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
                         Py_ssize_t nargs);
 void datagram_release_all(LoopCore *loop);
+PyObject *datagram_of_fd(LoopCore *loop, int fd);
 PyObject *datagram_socket(PyObject *module, PyObject *args, PyObject *kwargs);
 
 /* process.c */

@@ -184,6 +184,30 @@ void binding_detach_socket(PyObject **sock)
     Py_CLEAR(*sock);
 }
 
+/* The user's own socket object (sock=) is closed at the end, as asyncio
+ * closes it: libtapio worked on a dup of its fd. */
+void binding_close_socket(PyObject **sock)
+{
+    PyObject *res = *sock && *sock != Py_None
+                        ? PyObject_CallMethod(*sock, "close", NULL)
+                        : Py_NewRef(Py_None);
+    if (!res)
+        PyErr_WriteUnraisable(*sock);
+    Py_XDECREF(res);
+    Py_CLEAR(*sock);
+}
+
+/* Whether the user closed the socket object it gave (fileno() is -1):
+ * asyncio's next send through that object fails with EBADF. */
+bool binding_socket_closed(PyObject *sock)
+{
+    PyObject *fileno = PyObject_CallMethod(sock, "fileno", NULL);
+    long fd = fileno ? PyLong_AsLong(fileno) : 0;
+    Py_XDECREF(fileno);
+    PyErr_Clear();
+    return fd == -1;
+}
+
 /* asyncio's ResourceWarning for a transport that was never closed. */
 void binding_warn_unclosed(PyObject *transport)
 {

@@ -15,6 +15,9 @@ struct DatagramTransport {
     LoopCore *loop;
     PyObject *protocol;
     PyObject *sock;          /* socket object viewing the fd */
+    bool sock_dup;           /* the user's socket object (sock=); libtapio
+                              * works on a dup: close it, not detach */
+    int user_fd;             /* its fd number, shown as asyncio shows it */
     PyObject *address;       /* the remote address given, or None */
     PyObject *context;       /* contextvars.Context its protocol runs in */
     PyObject *limits_shown;  /* binding_limits' shown, or NULL */
@@ -136,14 +139,20 @@ static void on_error_received(tapio_datagram *d, int err, void *user)
 
 static void detach_socket(DatagramTransport *self)
 {
-    binding_detach_socket(&self->sock);
+    if (self->sock_dup)
+        binding_close_socket(&self->sock);
+    else
+        binding_detach_socket(&self->sock);
 }
 
-/* libtapio is done with it: connection_lost ran, or the loop closed. */
-static void forget(DatagramTransport *self)
+/* libtapio is done with it: connection_lost ran, or the loop closed (the
+ * user's socket object then stays open, as asyncio leaves it, until this
+ * transport is collected). */
+static void forget(DatagramTransport *self, bool loop_closed)
 {
     self->lost = true;
-    detach_socket(self);
+    if (!(loop_closed && self->sock_dup))
+        detach_socket(self);
     if (PySet_Discard(self->loop->datagrams, (PyObject *)self) < 0)
         PyErr_WriteUnraisable((PyObject *)self);
 }
@@ -162,7 +171,7 @@ static void on_connection_lost(tapio_datagram *d, int err, void *user)
              "protocol.connection_lost() failed");
     Py_XDECREF(exc);
     Py_CLEAR(self->protocol);
-    forget(self);
+    forget(self, false);
     Py_DECREF(self);
 }
 
@@ -193,14 +202,19 @@ static const tapio_datagram_protocol datagram_protocol = {
 
 /* ---- creation and loop close --------------------------------------------- */
 
-/* _wrap_datagram(sock, protocol, address, extra): the transport over a
- * datagram socket; libtapio owns the fd from now on. */
+/* _wrap_datagram(sock, protocol, address, extra, user_sock=False): the
+ * transport over a datagram socket. libtapio owns a socket it made; the
+ * user's own (sock=) keeps its fd, libtapio works on a dup aliased to it
+ * (as _wrap_socket). */
 PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
                         Py_ssize_t nargs)
 {
-    if (nargs != 4)
+    if (nargs != 4 && nargs != 5)
         return PyErr_Format(PyExc_TypeError,
-                            "_wrap_datagram() takes 4 arguments");
+                            "_wrap_datagram() takes 4 or 5 arguments");
+    int user_sock = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
+    if (user_sock < 0)
+        return NULL;
     PyObject *sock = args[0], *address = args[2];
     PyObject *fileno = PyObject_CallMethod(sock, "fileno", NULL);
     PyObject *family = fileno ? PyObject_GetAttrString(sock, "family") : NULL;
@@ -233,6 +247,17 @@ PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
         return NULL;
     }
     PyObject_GC_Track(self);
+    self->user_fd = fd;
+    if (user_sock) {
+        fd = tapio_fd_dup_alias(loop->loop, fd);
+        if (fd < 0) { /* the user's socket is untouched */
+            errno = -fd;
+            PyErr_SetFromErrno(PyExc_OSError);
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->sock_dup = true;
+    }
     int err = tapio_datagram_from_fd(loop->loop, fd,
                                      remote_len ? (struct sockaddr *)&remote
                                                 : NULL,
@@ -241,7 +266,10 @@ PyObject *datagram_wrap(LoopCore *loop, PyObject *const *args,
     if (err || PySet_Add(loop->datagrams, (PyObject *)self) < 0) {
         if (err) {
             self->d = NULL;
-            detach_socket(self); /* libtapio closed the fd */
+            if (self->sock_dup) /* libtapio closed its dup only */
+                Py_CLEAR(self->sock);
+            else
+                detach_socket(self); /* libtapio closed the fd */
             errno = -err;
             PyErr_SetFromErrno(PyExc_OSError);
         }
@@ -266,7 +294,7 @@ void datagram_release_all(LoopCore *loop)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(open); i++) {
         DatagramTransport *self = (DatagramTransport *)PyList_GET_ITEM(open, i);
         self->dropped_open = !tapio_datagram_is_closing(self->d);
-        forget(self);
+        forget(self, true);
     }
     Py_DECREF(open);
 }
@@ -276,6 +304,24 @@ void datagram_release_all(LoopCore *loop)
 static bool usable(DatagramTransport *self)
 {
     return self->d && !self->lost;
+}
+
+/* The open (not closing) endpoint in the loop's set whose libtapio fd is
+ * `fd` (a new reference), or NULL. */
+PyObject *datagram_of_fd(LoopCore *loop, int fd)
+{
+    PyObject *iter = PyObject_GetIter(loop->datagrams), *item;
+    while (iter && (item = PyIter_Next(iter))) {
+        DatagramTransport *self = (DatagramTransport *)item;
+        if (usable(self) && tapio_datagram_fd(self->d) == fd &&
+            !tapio_datagram_is_closing(self->d)) {
+            Py_DECREF(iter);
+            return item;
+        }
+        Py_DECREF(item);
+    }
+    Py_XDECREF(iter);
+    return NULL;
 }
 
 /* The destination for sendto: NULL for the remote address. -1 with an
@@ -442,6 +488,13 @@ static PyObject *datagram_sendto(DatagramTransport *self, PyObject *const *args,
         return address_refused(self);
     if (!usable(self))
         Py_RETURN_NONE;
+    if (self->sock_dup && !tapio_datagram_get_write_buffer_size(self->d) &&
+        binding_socket_closed(self->sock)) {
+        /* asyncio's send through the closed socket object: EBADF, given
+         * to error_received; libtapio's dup is not used. */
+        on_error_received(self->d, -EBADF, self);
+        Py_RETURN_NONE;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return send_unbuffered(self, data, sa, salen);
@@ -554,9 +607,11 @@ static PyObject *datagram_repr(DatagramTransport *self)
                         : self->d && tapio_datagram_is_closing(self->d)
                             ? " closing"
                             : "";
+    int fd = self->d ? tapio_datagram_fd(self->d) : -1;
+    if (fd >= 0 && self->sock_dup)
+        fd = self->user_fd; /* the number asyncio shows: the socket's */
     return PyUnicode_FromFormat(
-        "<%s%s fd=%d bufsize=%zu>", Py_TYPE(self)->tp_name, state,
-        self->d ? tapio_datagram_fd(self->d) : -1,
+        "<%s%s fd=%d bufsize=%zu>", Py_TYPE(self)->tp_name, state, fd,
         self->d ? tapio_datagram_get_write_buffer_size(self->d) : (size_t)0);
 }
 
@@ -568,6 +623,8 @@ static void datagram_finalize(DatagramTransport *self)
         return;
     self->dropped_open = false;
     binding_warn_unclosed((PyObject *)self);
+    if (self->sock_dup)
+        detach_socket(self); /* closes it, as asyncio's __del__ */
 }
 
 static int datagram_traverse(DatagramTransport *self, visitproc visit,

@@ -344,56 +344,31 @@ static PyObject *remove_watcher(LoopCore *self, PyObject *watchers,
     Py_RETURN_TRUE;
 }
 
-/* fd's datagram transport in the loop's set (a new reference), or NULL. */
-static PyObject *datagram_of_fd(LoopCore *self, int fd)
-{
-    PyObject *iter = PyObject_GetIter(self->datagrams), *d;
-    while (iter && (d = PyIter_Next(iter))) {
-        PyObject *sock = PyObject_CallMethod(d, "get_extra_info", "s", "socket");
-        PyObject *fileno = sock && sock != Py_None
-                               ? PyObject_CallMethod(sock, "fileno", NULL)
-                               : NULL;
-        long found = fileno ? PyLong_AsLong(fileno) : -1;
-        Py_XDECREF(sock);
-        Py_XDECREF(fileno);
-        PyErr_Clear();
-        if (found == fd) {
-            Py_DECREF(iter);
-            return d;
-        }
-        Py_DECREF(d);
-    }
-    Py_XDECREF(iter);
-    return NULL;
-}
-
 /* The open (not closing) transport whose fd is `fd`, or None: asyncio
  * refuses fd watchers on such an fd. libtapio says at once whether anything
- * owns the fd; only then are the transports walked, to name the owner. */
+ * owns the fd, and which of its fds `fd` stands for (the user's own socket
+ * given as sock= is an alias of libtapio's dup); only then are the
+ * transports walked, to name the owner. */
 static PyObject *loop_transport_of_fd(LoopCore *self, PyObject *arg)
 {
     int fd = fd_of(arg);
     if (fd < 0)
         return NULL;
-    if (self->closed || !self->loop || !tapio_fd_is_owned(self->loop, fd))
+    int owned = self->closed || !self->loop ? -1
+                                            : tapio_fd_owner(self->loop, fd);
+    if (owned < 0)
         Py_RETURN_NONE;
     Transport *head = &self->open_transports;
     for (Transport *t = head->next; t != head; t = t->next) {
-        if (t->t && tapio_transport_fd(t->t) == fd &&
+        if (t->t && tapio_transport_fd(t->t) == owned &&
             !tapio_transport_is_closing(t->t))
             return Py_NewRef((PyObject *)t);
     }
-    PyObject *d = datagram_of_fd(self, fd);
-    if (d) {
-        PyObject *closing = PyObject_CallMethod(d, "is_closing", NULL);
-        int is_closing = closing ? PyObject_IsTrue(closing) : -1;
-        Py_XDECREF(closing);
-        if (is_closing == 0)
-            return d;
-        Py_DECREF(d);
-        if (is_closing < 0)
-            return NULL;
-    }
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *d = datagram_of_fd(self, owned);
+    if (d || PyErr_Occurred())
+        return d;
     Py_RETURN_NONE;
 }
 
@@ -516,20 +491,26 @@ static void close_core(LoopCore *self)
 
 /* ---- transports and servers ------------------------------------------ */
 
-/* _wrap_socket(sock, protocol, extra): a Transport over a connected stream
- * socket. libtapio owns the fd from now on; the socket object is detached
- * when the transport ends. */
+/* _wrap_socket(sock, protocol, extra, user_sock=False): a Transport over a
+ * connected stream socket. A socket libtapio made is a view: libtapio owns
+ * its fd and the object is detached when the transport ends. The user's
+ * own socket (sock=) keeps its fd: libtapio works on a dup aliased to it,
+ * and the object is closed when the transport ends, as asyncio closes it. */
 static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
                                   Py_ssize_t nargs)
 {
-    if (nargs != 3)
-        return PyErr_Format(PyExc_TypeError, "_wrap_socket() takes 3 arguments");
+    if (nargs != 3 && nargs != 4)
+        return PyErr_Format(PyExc_TypeError,
+                            "_wrap_socket() takes 3 or 4 arguments");
     if (!check_open(self))
         return NULL;
+    int user_sock = nargs == 4 ? PyObject_IsTrue(args[3]) : 0;
+    if (user_sock < 0)
+        return NULL;
     PyObject *fileno = PyObject_CallMethod(args[0], "fileno", NULL);
-    int fd = fileno ? PyLong_AsLong(fileno) : -1;
+    int user_fd = fileno ? PyLong_AsLong(fileno) : -1;
     Py_XDECREF(fileno);
-    if (fd < 0 && PyErr_Occurred())
+    if (user_fd < 0 && PyErr_Occurred())
         return NULL;
     Transport *t = transport_new(self, args[1], args[0], args[2], NULL);
     const tapio_protocol *table = t ? transport_table(t) : NULL;
@@ -537,11 +518,22 @@ static PyObject *loop_wrap_socket(LoopCore *self, PyObject *const *args,
         Py_XDECREF(t);
         return NULL;
     }
+    int fd = user_sock ? tapio_fd_dup_alias(self->loop, user_fd) : user_fd;
+    if (fd < 0 && user_sock) {
+        Py_DECREF(t);
+        return set_errno_error(fd);
+    }
+    t->sock_dup = user_sock;
+    t->user_fd = user_fd;
     int err = tapio_transport_from_fd(self->loop, fd, table, t, &t->t);
-    if (err) {
+    if (err) { /* libtapio closed fd: the view has nothing left */
         t->t = NULL;
-        PyObject *res = PyObject_CallMethod(args[0], "detach", NULL);
-        Py_XDECREF(res);
+        if (!user_sock) {
+            PyObject *res = PyObject_CallMethod(args[0], "detach", NULL);
+            Py_XDECREF(res);
+        }
+        t->sock_dup = false;
+        Py_CLEAR(t->sock);
         Py_DECREF(t);
         return set_errno_error(err);
     }

@@ -2,6 +2,8 @@
  * connection gets a protocol from protocol_factory and a Transport. */
 #include "binding.h"
 
+#include <unistd.h>
+
 /* A connection whose transport could not be made: SystemExit and
  * KeyboardInterrupt leave the loop, anything else is reported in debug mode
  * only, as asyncio's accept task does. */
@@ -108,6 +110,22 @@ static int fds_from_py(PyObject *seq, int **fdv, size_t *n)
     return 0;
 }
 
+/* The user keeps its listening sockets (their objects are asyncio's
+ * Server.sockets): libtapio serves on dups aliased to them. */
+static int dup_user_fds(tapio_loop *loop, int *fdv, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int fd = tapio_fd_dup_alias(loop, fdv[i]);
+        if (fd < 0) {
+            while (i > 0)
+                close(fdv[--i]);
+            return fd;
+        }
+        fdv[i] = fd;
+    }
+    return 0;
+}
+
 /* getaddrinfo's (family, type, proto, canonname, address) tuples as
  * libtapio's addresses; storage holds the sockaddrs they point to. */
 static int addresses_from_py(PyObject *seq, tapio_server_address **addrs,
@@ -168,8 +186,10 @@ static int listen_on(ServerCore *self, listen_spec *spec)
         int *fdv = NULL;
         size_t n = 0;
         err = fds_from_py(spec->fds, &fdv, &n) < 0 ? 1
-              : tapio_server_from_fds(loop, fdv, n, &spec->opts,
-                                      accept_factory, self, out);
+              : dup_user_fds(loop, fdv, n);
+        if (!err)
+            err = tapio_server_from_fds(loop, fdv, n, &spec->opts,
+                                        accept_factory, self, out);
         PyMem_Free(fdv);
     } else {
         tapio_server_address *addrs = NULL;

@@ -486,6 +486,10 @@ PyObject *transport_start_tls(Transport *raw, PyObject *args,
     Transport *face = transport_new_of(cls, raw->loop, protocol, raw->sock,
                                        extra, NULL);
     const tapio_protocol *table = face ? transport_table(face) : NULL;
+    if (face) { /* the user's own socket object goes on with the face */
+        face->sock_dup = raw->sock_dup;
+        face->user_fd = raw->user_fd;
+    }
     PyTLS *e = table ? engine_new(sslobj, incoming, outgoing, extra) : NULL;
     if (!e) {
         Py_XDECREF(face);
@@ -504,6 +508,7 @@ PyObject *transport_start_tls(Transport *raw, PyObject *args,
                               &face->t);
     if (err) {
         face->t = NULL;
+        face->sock_dup = false;
         Py_CLEAR(face->sock); /* still the raw transport's */
         Py_DECREF(face);
         errno = -err;

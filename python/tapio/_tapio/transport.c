@@ -73,9 +73,10 @@ void transport_release_all(LoopCore *loop)
     while (head->next != head) {
         Transport *self = head->next;
         self->dropped_open = self->t && !tapio_transport_is_closing(self->t);
-        /* A socket view is detached (libtapio closes the fd); a pipe object
-         * stays open, as asyncio leaves it when the loop closes under it. */
-        if (!self->close_view)
+        /* A socket view is detached (libtapio closes the fd); a pipe or the
+         * user's socket object stays open, as asyncio leaves it when the
+         * loop closes under it. */
+        if (!self->close_view && !self->sock_dup)
             detach_socket(self);
         transport_detach(self);
     }
@@ -231,20 +232,14 @@ static void stop_asserting(Transport *self);
 static void detach_socket(Transport *self)
 {
     stop_asserting(self);
-    if (!self->close_view) {
+    if (!self->close_view && !self->sock_dup) {
         binding_detach_socket(&self->sock);
         return;
     }
-    /* A pipe object: libtapio had its own dup, the object is closed as
-     * asyncio closes the pipe at the end (unless somebody set _pipe to
-     * None, as asyncio's own tests do). */
-    PyObject *res = self->sock && self->sock != Py_None
-                        ? PyObject_CallMethod(self->sock, "close", NULL)
-                        : Py_NewRef(Py_None);
-    if (!res)
-        PyErr_WriteUnraisable(self->sock);
-    Py_XDECREF(res);
-    Py_CLEAR(self->sock);
+    /* A pipe or the user's socket object: libtapio had its own dup, the
+     * object is closed as asyncio closes it at the end (unless somebody set
+     * _pipe to None, as asyncio's own tests do). */
+    binding_close_socket(&self->sock);
 }
 
 static void on_connection_lost(tapio_transport *t, int err, void *user)
@@ -457,6 +452,8 @@ Transport *transport_new_of(PyTypeObject *type, LoopCore *loop,
     self->protocol = Py_NewRef(protocol);
     self->sock = Py_XNewRef(sock);
     self->close_view = false;
+    self->sock_dup = false;
+    self->user_fd = -1;
     self->server = NULL;
     self->prev = self->next = NULL;
     self->lost_exc = NULL;
@@ -622,12 +619,30 @@ static bool leaves_empty_remainder(Transport *self, PyObject *data,
     return items >= 0 && items != view->len;
 }
 
+/* The user closed the socket object it gave (sock=): asyncio's send
+ * through that object fails with EBADF, a fatal error, when nothing is
+ * queued. libtapio's dup would still send; the transport fails instead. */
+static bool send_fails_as_asyncio(Transport *self, PyObject *data)
+{
+    if (!self->sock || tapio_transport_get_write_buffer_size(self->t))
+        return false; /* asyncio only queues: no send is tried */
+    Py_ssize_t len = PyObject_Size(data);
+    if (len < 0)
+        PyErr_Clear(); /* the write itself reports it */
+    if (len <= 0 || !binding_socket_closed(self->sock))
+        return false;
+    tapio_transport_fail(self->t, -EBADF);
+    return true;
+}
+
 static PyObject *transport_write(Transport *self, PyObject *data)
 {
     if (!is_bytes_like(data))
         return not_bytes_like(self, data);
     if (!usable(self))
         Py_RETURN_NONE; /* asyncio drops writes once the end is due */
+    if (self->sock_dup && send_fails_as_asyncio(self, data))
+        Py_RETURN_NONE;
     int err;
     /* pause_writing may run inside: in the caller's context. */
     self->loop->user_calls++;
@@ -971,6 +986,8 @@ static PyObject *transport_repr(Transport *self)
                             ? " closing"
                             : "";
     int fd = self->t ? tapio_transport_fd(self->t) : -1;
+    if (fd >= 0 && self->sock_dup)
+        fd = self->user_fd; /* the number asyncio shows: the socket's */
     size_t size = self->t ? tapio_transport_get_write_buffer_size(self->t) : 0;
     return PyUnicode_FromFormat("<%s%s fd=%d read=%s write=<bufsize=%zu>>",
                                 Py_TYPE(self)->tp_name, state, fd,
@@ -991,8 +1008,8 @@ static void transport_finalize(Transport *self)
         return; /* a pipe whose object was taken away warns no more */
     self->dropped_open = false;
     binding_warn_unclosed((PyObject *)self);
-    if (self->close_view)
-        detach_socket(self); /* closes the pipe object, as asyncio's __del__ */
+    if (self->close_view || self->sock_dup)
+        detach_socket(self); /* closes the object, as asyncio's __del__ */
 }
 
 static int transport_traverse(Transport *self, visitproc visit, void *arg)
