@@ -2,7 +2,9 @@
 # Every test of the project, each suite's summary kept, one total at the end:
 #   1. the C tests under ASan+UBSan, on the epoll and the poll backend (ctest),
 #      the threaded ones under TSan, and a short run of each libFuzzer target
-#      (scripts/run-fuzzers.sh; FUZZ_SMOKE_SECONDS each, default 10)
+#      (scripts/run-fuzzers.sh; FUZZ_SMOKE_SECONDS each, default 10), and a
+#      C program built against an installed libtapio with find_package and
+#      with pkg-config (tests/packaging/check-install.sh, in build-install)
 #   2. for each CPython on the machine (scripts/find-pythons.sh; PYTHONS="..."
 #      to choose): the Python suite, the same tests on tapio and on stock
 #      asyncio, and CPython's own test_asyncio against tapio
@@ -91,6 +93,7 @@ python_suites() {
 run c ctest_suite
 run tsan tsan_suite
 run fuzz env FUZZ_SECONDS="${FUZZ_SMOKE_SECONDS:-10}" ./scripts/run-fuzzers.sh
+run install ./tests/packaging/check-install.sh
 export PYTHONPATH=python
 for interpreter in $PYTHONS; do
     python_suites "$interpreter"

@@ -23,25 +23,20 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import tomllib
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAME = "tapio"
-SUMMARY = "asyncio's transports and protocols in C: a drop-in asyncio event loop"
-REQUIRES_PYTHON = ">=3.11"
-CLASSIFIERS = [
-    "Development Status :: 3 - Alpha",
-    "Framework :: AsyncIO",
-    "Operating System :: POSIX :: Linux",
-    "Programming Language :: C",
-    "Programming Language :: Python :: 3",
-    "Programming Language :: Python :: 3 :: Only",
-    "Programming Language :: Python :: 3.11",
-    "Programming Language :: Python :: 3.12",
-    "Programming Language :: Python :: 3.13",
-    "Programming Language :: Python :: 3.14",
-    "Programming Language :: Python :: Implementation :: CPython",
-]
+
+
+def _project():
+    """pyproject.toml's [project] table: the package's metadata."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+PROJECT = _project()
+NAME = PROJECT["name"]
 
 
 def version():
@@ -97,10 +92,15 @@ def _package_files():
 
 
 def metadata():
+    """Core metadata of [project]; the README is the long description."""
     lines = ["Metadata-Version: 2.1", f"Name: {NAME}", f"Version: {version()}",
-             f"Summary: {SUMMARY}", f"Requires-Python: {REQUIRES_PYTHON}"]
-    lines += [f"Classifier: {c}" for c in CLASSIFIERS]
-    return "\n".join(lines) + "\n"
+             f"Summary: {PROJECT['description']}",
+             f"Requires-Python: {PROJECT['requires-python']}"]
+    lines += [f"Classifier: {c}" for c in PROJECT["classifiers"]]
+    lines.append("Description-Content-Type: text/markdown")
+    with open(os.path.join(ROOT, PROJECT["readme"]), encoding="utf-8") as f:
+        readme = f.read()
+    return "\n".join(lines) + "\n\n" + readme
 
 
 def _tag():

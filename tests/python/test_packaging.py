@@ -13,6 +13,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import tomllib
 import unittest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,6 +103,20 @@ class InstalledPackage:
         self.assertEqual(fields["Requires-Python"], ">=3.11")
         running = "Programming Language :: Python :: %d.%d" % sys.version_info[:2]
         self.assertIn(running, fields.get_all("Classifier"))
+
+    def test_metadata_is_pyproject_tomls(self):
+        with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+            project = tomllib.load(f)["project"]
+        [metadata] = glob.glob(os.path.join(self.target.name, "tapio-*.dist-info", "METADATA"))
+        with open(metadata, encoding="utf-8") as f:
+            fields = email.parser.Parser().parse(f)
+        self.assertEqual(fields["Name"], project["name"])
+        self.assertEqual(fields["Summary"], project["description"])
+        self.assertEqual(fields["Requires-Python"], project["requires-python"])
+        self.assertEqual(fields.get_all("Classifier"), project["classifiers"])
+        self.assertEqual(fields["Description-Content-Type"], "text/markdown")
+        with open(os.path.join(REPO, project["readme"]), encoding="utf-8") as f:
+            self.assertEqual(fields.get_payload(), f.read())
 
     def test_the_package_is_its_python_files_and_the_extension(self):
         source = os.path.join(REPO, "python", "tapio")
