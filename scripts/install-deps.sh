@@ -6,7 +6,7 @@ set -eu
 # cmake and ninja-build build everything, `pip install .` included (its
 # backend, tools/tapio_build.py, drives the same CMake build); clang and its
 # libFuzzer runtime (libclang-rt-14-dev) build the fuzzers.
-PACKAGES="cmake ninja-build gcc clang libclang-rt-14-dev pkg-config libuv1-dev python3-dev python3-uvloop python3-aiohttp python3-websockets python3-uvicorn python3-httptools wrk openssl libssl-dev libpython3.11-testsuite"
+PACKAGES="cmake ninja-build gcc clang libclang-rt-14-dev pkg-config libuv1-dev python3-dev python3-uvloop python3-aiohttp python3-websockets python3-uvicorn python3-httptools gunicorn wrk openssl libssl-dev libpython3.11-testsuite"
 
 missing=""
 for pkg in $PACKAGES; do

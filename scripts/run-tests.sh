@@ -10,7 +10,8 @@
 #      asyncio, and CPython's own test_asyncio against tapio
 #   3. the connection soak (memory and fds flat over 100,000 cycles; 20,000
 #      TLS cycles), with PYTHON
-#   4. aiohttp and websockets on tapio (with Debian's python3, which has them)
+#   4. aiohttp and websockets on tapio, and tapio's gunicorn workers (with
+#      Debian's python3, which has aiohttp, websockets, uvicorn and gunicorn)
 # The last line is "N passed, N failed" over all of them.
 set -u
 
@@ -102,9 +103,10 @@ if python_build "$PYTHON" "$PY_BUILD" >"$LOGS/build.out" 2>&1; then
     run soak "$PYTHON" tests/python/soak_connections.py
     run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
     run leaks "$PYTHON" tests/python/leak_loops.py --cycles 10000
-    # aiohttp and websockets are Debian packages, importable by Debian's python.
+    # aiohttp, websockets, uvicorn and gunicorn are Debian packages,
+    # importable by Debian's python.
     python_build /usr/bin/python3 "$PY_BUILD-debian" >"$LOGS/build.out" 2>&1 &&
-        run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite
+        run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite workers_suite
 else
     cat "$LOGS/build.out"
     echo "0 passed, 1 failed" >"$LOGS/python-build.log"
