@@ -1728,10 +1728,9 @@ TABLES = {
     "protocols": _table(_protocol_rows()),
 }
 
-# Rows left out of the tables for now: on these tapio still differs from
-# asyncio (on at least one of Python 3.11, 3.12, 3.13), in code that is being
-# reworked (transports, TLS, pipes, subprocesses, connections, servers,
-# sock_* methods). `python3 -m tests.python.test_bad_input [pattern]` prints
+# Rows left out of the tables: on these tapio's outcome differs from stock
+# asyncio's (on at least one of Python 3.11, 3.12, 3.13), each for the reason
+# given beside it. `python3 -m tests.python.test_bad_input [pattern]` prints
 # asyncio's outcome and tapio's for each; a row goes back into the tables (its
 # name comes off this list) with the fix that makes it pass.
 LEFT_OUT = frozenset({
