@@ -59,6 +59,7 @@ struct tapio__io {
     bool dirty;         /* on the loop's change list */
     bool registered;    /* known to the backend */
     bool user;          /* an add_reader/add_writer watcher */
+    uint32_t poll_tag;  /* io_uring: the poll request in flight, or 0 */
     tapio__io_cb cb;
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events
@@ -76,6 +77,9 @@ TAPIO__HIDDEN void tapio__io_set(tapio_loop *loop, tapio__io *io, unsigned want)
 TAPIO__HIDDEN void tapio__io_flush_changes(tapio_loop *loop);
 /* Called by backends for each ready fd. */
 TAPIO__HIDDEN void tapio__io_dispatch(tapio_loop *loop, int fd, unsigned events);
+/* The same for a backend that knows the watcher. */
+TAPIO__HIDDEN void tapio__io_deliver(tapio_loop *loop, tapio__io *io,
+                                     unsigned events);
 TAPIO__HIDDEN void tapio__io_close_all(tapio_loop *loop);
 
 /* ---- backends ------------------------------------------------------- */
@@ -97,6 +101,7 @@ typedef struct tapio__backend {
 
 TAPIO__HIDDEN extern const tapio__backend tapio__backend_epoll;
 TAPIO__HIDDEN extern const tapio__backend tapio__backend_poll;
+TAPIO__HIDDEN extern const tapio__backend tapio__backend_io_uring;
 
 /* ---- handles and timers --------------------------------------------- */
 
@@ -196,7 +201,7 @@ TAPIO__HIDDEN void tapio__fd_aliases_free(tapio_loop *loop);
 
 struct tapio_loop {
     const tapio__backend *backend;
-    int backend_fd;              /* epoll fd */
+    int backend_fd;              /* epoll or io_uring fd */
     void *backend_data;          /* the backend's own state */
 
     tapio__io **fds;             /* fd -> watcher */

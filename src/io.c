@@ -139,8 +139,12 @@ void tapio__io_dispatch(tapio_loop *loop, int fd, unsigned events)
     if (fd < 0 || (size_t)fd >= loop->nfds)
         return;
     tapio__io *io = loop->fds[fd];
-    if (!io)
-        return;
+    if (io)
+        tapio__io_deliver(loop, io, events);
+}
+
+void tapio__io_deliver(tapio_loop *loop, tapio__io *io, unsigned events)
+{
     /* An error or hang-up wakes whatever waits; the syscall reports it. */
     if (events & TAPIO__ERROR)
         events |= io->want;

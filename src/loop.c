@@ -23,7 +23,22 @@ static const tapio__backend *choose_backend(void)
     const char *name = getenv("TAPIO_BACKEND");
     if (name && strcmp(name, "poll") == 0)
         return &tapio__backend_poll;
+    if (name && strcmp(name, "io_uring") == 0)
+        return &tapio__backend_io_uring;
     return &tapio__backend_epoll;
+}
+
+/* io_uring may be missing (an old kernel: ENOSYS), forbidden (seccomp,
+ * kernel.io_uring_disabled: EPERM, EACCES) or short of a feature or of
+ * memory: epoll serves instead. */
+static int init_backend(tapio_loop *loop)
+{
+    int err = loop->backend->init(loop);
+    if (err && loop->backend == &tapio__backend_io_uring) {
+        loop->backend = &tapio__backend_epoll;
+        err = loop->backend->init(loop);
+    }
+    return err;
 }
 
 static void default_error_handler(tapio_loop *loop, const char *message,
@@ -76,7 +91,7 @@ int tapio_loop_new(tapio_loop **out)
         loop->read_buf = NULL;
         goto fail;
     }
-    err = loop->backend->init(loop);
+    err = init_backend(loop);
     if (err)
         goto fail;
     err = tapio__wakeup_init(loop);

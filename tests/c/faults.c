@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include <execinfo.h>
+#include <liburing.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string.h>
@@ -29,6 +30,7 @@ static const char *const names[FAULT_COUNT] = {
     [FAULT_EPOLL_CTL] = "epoll_ctl", [FAULT_MALLOC] = "malloc",
     [FAULT_CALLOC] = "calloc",       [FAULT_REALLOC] = "realloc",
     [FAULT_STRDUP] = "strdup",       [FAULT_POSIX_SPAWN] = "posix_spawn",
+    [FAULT_URING_INIT] = "io_uring_queue_init_params",
 };
 
 /* Worker threads (name resolution, exit waiters) call some of these too:
@@ -224,6 +226,17 @@ int tapio_fault_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
     FAIL_WITH(FAULT_EPOLL_CTL, -1);
     return epoll_ctl(epfd, op, fd, ev);
+}
+
+int tapio_fault_io_uring_queue_init_params(unsigned entries,
+                                           struct io_uring *ring,
+                                           struct io_uring_params *p);
+int tapio_fault_io_uring_queue_init_params(unsigned entries,
+                                           struct io_uring *ring,
+                                           struct io_uring_params *p)
+{
+    FAIL_WITH(FAULT_URING_INIT, -errno);
+    return io_uring_queue_init_params(entries, ring, p);
 }
 
 void *tapio_fault_malloc(size_t n);

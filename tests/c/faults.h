@@ -40,6 +40,7 @@ typedef enum fault_call {
     FAULT_REALLOC,
     FAULT_STRDUP,
     FAULT_POSIX_SPAWN, /* returns the error instead of setting errno */
+    FAULT_URING_INIT,  /* io_uring_queue_init_params: returns -errno */
     FAULT_COUNT
 } fault_call;
 

@@ -851,3 +851,37 @@ TEST(faults_loop_new)
     printf("loop_new: %u (call, n) combinations failed and checked\n",
            checked);
 }
+
+static void count_call(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    ++*(int *)arg;
+}
+
+/* A kernel without io_uring (ENOSYS), or one that forbids it (seccomp or
+ * kernel.io_uring_disabled: EPERM; EACCES), or short of memory for the
+ * ring: the loop asked for io_uring runs on epoll, with no fd left over. */
+TEST(faults_io_uring_unavailable_falls_back_to_epoll)
+{
+    const char *wanted = getenv("TAPIO_BACKEND");
+    if (!wanted || strcmp(wanted, "io_uring") != 0) {
+        printf("not the io_uring run: nothing to fall back from\n");
+        return;
+    }
+    static const int errs[] = {ENOSYS, EPERM, EACCES, ENOMEM};
+    for (size_t i = 0; i < NSPECS(errs); i++) {
+        int fds_before = count_open_fds();
+        tapio_loop *loop = NULL;
+        fault_arm(FAULT_URING_INIT, 1, errs[i]);
+        int err = tapio_loop_new(&loop);
+        CHECK(fault_disarm());
+        CHECK_OK(err);
+        CHECK(strcmp(tapio_loop_backend(loop), "epoll") == 0);
+        int ran = 0;
+        CHECK(tapio_call_soon(loop, count_call, &ran) != NULL);
+        CHECK_OK(tapio_loop_run_once(loop));
+        CHECK(ran == 1);
+        CHECK_OK(tapio_loop_close(loop));
+        CHECK(count_open_fds() == fds_before);
+    }
+}
