@@ -51,6 +51,10 @@ typedef struct tapio__io tapio__io;
 
 /* Called with the ready bits (TAPIO__READ/WRITE/ERROR) of the watcher's fd. */
 typedef void (*tapio__io_cb)(tapio_loop *loop, tapio__io *io, unsigned events);
+/* What a completion-based backend received for a watcher: n > 0 bytes at
+ * data (valid during the call only), 0 at EOF, or -errno. */
+typedef void (*tapio__io_received_cb)(tapio_loop *loop, tapio__io *io,
+                                      const char *data, ssize_t n);
 
 struct tapio__io {
     int fd;
@@ -59,8 +63,19 @@ struct tapio__io {
     bool dirty;         /* on the loop's change list */
     bool registered;    /* known to the backend */
     bool user;          /* an add_reader/add_writer watcher */
-    uint32_t poll_tag;  /* io_uring: the poll request in flight, or 0 */
+    /* io_uring's requests in flight (0: none): a poll for `polled`, a
+     * multishot receive (being cancelled: its data still comes). */
+    uint32_t poll_tag, recv_tag;
+    unsigned char polled;
+    bool recv_cancelling;
+    bool recv_refused;  /* not connected (a listening socket): polled */
     tapio__io_cb cb;
+    /* Set by an owner that takes bytes rather than readiness (a socket):
+     * a backend that receives by completion (io_uring) serves READ interest
+     * by calling it; the others report readiness through cb as ever. */
+    tapio__io_received_cb received;
+    bool by_readiness;  /* ...except while this is set (a protocol that
+                           lends its own buffer: read straight into it) */
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events
      * that never come. NULL: the loop's error handler is told. */
@@ -97,6 +112,11 @@ typedef struct tapio__backend {
     int (*wait)(tapio_loop *loop, int timeout_ms);
     /* Hand what the last wait found to tapio__io_dispatch. */
     void (*dispatch)(tapio_loop *loop);
+    /* The error a receive for io met that is not handed out yet (0: none).
+     * A backend that receives ahead of the owner may have taken the
+     * socket's error (a reset) before the owner's send, which then sees
+     * only EPIPE. NULL for backends that do not receive. */
+    int (*received_error)(tapio_loop *loop, const tapio__io *io);
 } tapio__backend;
 
 TAPIO__HIDDEN extern const tapio__backend tapio__backend_epoll;

@@ -59,6 +59,9 @@ void tapio__io_detach(tapio_loop *loop, tapio__io *io)
     if (io->registered)
         loop->backend->remove(loop, io);
     io->want = io->armed = 0;
+    /* What is still in flight for the fd is not this watcher's any more. */
+    io->poll_tag = io->recv_tag = 0;
+    io->recv_cancelling = false;
     if (io->fd >= 0 && (size_t)io->fd < loop->nfds && loop->fds[io->fd] == io)
         loop->fds[io->fd] = NULL;
 }

@@ -40,6 +40,17 @@ typedef struct fd_transport {
         void *arg;
     } sf;
 
+    /* Bytes a completion-based backend received while reading was
+     * stopped (it had them before its receive was cancelled), with the
+     * EOF or error that followed them; handed over when reading resumes. */
+    struct {
+        char *data;
+        size_t len, cap;
+        bool ended;      /* `end` follows the bytes */
+        int end;         /* 0: EOF, else -errno */
+        bool scheduled;  /* a handover is queued */
+    } held;
+
     tapio__addresses addr;
 } fd_transport;
 
@@ -192,11 +203,30 @@ static bool flush_queued(const fd_transport *f)
     return !tapio__list_empty(&f->flush_node);
 }
 
+static void schedule_handover(fd_transport *f);
+
+/* A protocol that lends its buffer is read into directly (no copy out of
+ * the backend's buffers): its socket waits for readiness. */
+static void choose_read_mode(fd_transport *f)
+{
+    const tapio_protocol *proto = f->base.proto;
+    bool by_readiness = proto && proto->get_buffer;
+    if (!f->io.received || by_readiness == f->io.by_readiness)
+        return;
+    f->io.by_readiness = by_readiness;
+    f->io.armed = 0; /* re-applied in the new mode */
+    tapio__io_set(f->base.loop, &f->io, f->io.want);
+}
+
 static void update_interest(fd_transport *f)
 {
     unsigned want = 0;
-    if (!f->base.read_stop && !is_closing(&f->base))
+    if (!f->base.read_stop && !is_closing(&f->base)) {
         want |= TAPIO__READ;
+        if (TAPIO__UNLIKELY(f->held.len || f->held.ended))
+            schedule_handover(f);
+        choose_read_mode(f);
+    }
     if ((f->wend > f->wstart && !flush_queued(f)) ||
         f->sf.active)
         want |= TAPIO__WRITE;
@@ -312,6 +342,143 @@ static void read_into_protocol(fd_transport *f)
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         fatal_error(f, -errno, NULL);
     }
+}
+
+/* ---- reading by completion (io_uring) ----------------------------------- */
+
+/* Bytes for a protocol that lends its buffer: copied in, as much as each
+ * buffer takes; what is left when the protocol stops reading is held. */
+static void hold(fd_transport *f, const char *data, ssize_t n);
+
+static void lend_copy(fd_transport *f, const char *data, size_t len)
+{
+    tapio_transport *t = &f->base;
+    while (len && !is_closing(t)) {
+        if (t->read_stop) {
+            hold(f, data, (ssize_t)len);
+            return;
+        }
+        size_t cap = len;
+        char *buf = t->proto->get_buffer(t, len, &cap, t->user);
+        if (!buf || cap == 0) {
+            if (!is_closing(t))
+                fatal_error(f, TAPIO_EPROTOCOL,
+                            "get_buffer() returned an empty buffer");
+            return;
+        }
+        size_t n = cap < len ? cap : len;
+        memcpy(buf, data, n);
+        if (t->proto->buffer_updated)
+            t->proto->buffer_updated(t, n, t->user);
+        data += n;
+        len -= n;
+    }
+}
+
+/* What was received goes to the protocol as a read's result would. */
+static void take_received(fd_transport *f, const char *data, ssize_t n)
+{
+    tapio_transport *t = &f->base;
+    const tapio_protocol *proto = t->proto;
+    if (n > 0) {
+        if (proto && proto->get_buffer)
+            lend_copy(f, data, (size_t)n);
+        else if (proto && proto->data_received)
+            proto->data_received(t, data, (size_t)n, t->user);
+    } else if (n == 0) {
+        kind_ops(f)->eof(f);
+    } else if (n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR) {
+        fatal_error(f, (int)n, NULL);
+    }
+}
+
+static void hold(fd_transport *f, const char *data, ssize_t n)
+{
+    if (f->held.ended)
+        return; /* nothing comes after the end */
+    if (n <= 0) {
+        f->held.ended = true;
+        f->held.end = (int)n;
+        return;
+    }
+    size_t need = f->held.len + (size_t)n;
+    if (need > f->held.cap) {
+        size_t cap = f->held.cap ? f->held.cap : 16 * 1024;
+        while (cap < need)
+            cap *= 2;
+        char *grown = realloc(f->held.data, cap);
+        if (!grown) {
+            fatal_error(f, -ENOMEM, "holding received data");
+            return;
+        }
+        f->held.data = grown;
+        f->held.cap = cap;
+    }
+    memcpy(f->held.data + f->held.len, data, (size_t)n);
+    f->held.len = need;
+}
+
+static void held_free(fd_transport *f)
+{
+    free(f->held.data);
+    memset(&f->held, 0, sizeof(f->held));
+}
+
+/* Reading resumed: the held bytes, then their end, as the next reads. */
+static void hand_over(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    fd_transport *f = arg;
+    tapio_transport *t = &f->base;
+    f->held.scheduled = false;
+    if (!released(t) && !is_closing(t) && !t->read_stop) {
+        char *data = f->held.data;
+        size_t len = f->held.len;
+        bool ended = f->held.ended;
+        int end = f->held.end;
+        memset(&f->held, 0, sizeof(f->held)); /* taking may hold again */
+        if (len)
+            take_received(f, data, (ssize_t)len);
+        free(data);
+        if (ended && !is_closing(t)) {
+            if (t->read_stop)
+                hold(f, NULL, end);
+            else
+                take_received(f, NULL, end);
+        }
+    }
+    tapio_transport_unref(t);
+}
+
+static void schedule_handover(fd_transport *f)
+{
+    if (f->held.scheduled)
+        return;
+    tapio_transport_ref(&f->base);
+    if (!tapio_call_soon(f->base.loop, hand_over, f)) {
+        tapio_transport_unref(&f->base);
+        fatal_error(f, -ENOMEM, "scheduling received data");
+        return;
+    }
+    f->held.scheduled = true;
+}
+
+/* A socket's bytes, EOF or error from a completion-based backend. They
+ * may come after a pause (received before the cancel reached the
+ * kernel), or after held ones: those wait for reading to resume, in
+ * order. After a close, nothing more is read, as with read(2). */
+static void socket_received(tapio_loop *loop, tapio__io *io,
+                            const char *data, ssize_t n)
+{
+    (void)loop;
+    fd_transport *f = tapio__container_of(io, fd_transport, io);
+    tapio_transport *t = &f->base;
+    if (is_closing(t))
+        return;
+    if (t->read_stop || f->held.len || f->held.ended)
+        hold(f, data, n);
+    else
+        take_received(f, data, n);
 }
 
 /* A write pipe reads only to learn that its reader went away. */
@@ -469,6 +636,19 @@ static void drained(fd_transport *f)
     }
 }
 
+/* A send failed. EPIPE may hide the reset a receive in flight took first
+ * (io_uring): the connection ends with the reset, as read(2) would tell. */
+static void send_failed(fd_transport *f, int err)
+{
+    tapio_loop *loop = f->base.loop;
+    if (err == -EPIPE && loop->backend->received_error) {
+        int received = loop->backend->received_error(loop, &f->io);
+        if (received)
+            err = received;
+    }
+    fatal_error(f, err, NULL);
+}
+
 static void flush_buffer(fd_transport *f)
 {
     struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
@@ -476,7 +656,7 @@ static void flush_buffer(fd_transport *f)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        fatal_error(f, -errno, NULL);
+        send_failed(f, -errno);
         return;
     }
     f->wstart += (size_t)n;
@@ -549,7 +729,7 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
     if (!buffered(f) && iovcnt <= IOV_MAX) {
         ssize_t n = send_iov(f, iov, iovcnt);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            fatal_error(f, -errno, NULL);
+            send_failed(f, -errno);
             return 0;
         }
         sent = n > 0 ? (size_t)n : 0;
@@ -809,6 +989,7 @@ static void read_pipe_release(tapio_transport *t)
 static void fd_free(tapio_transport *t)
 {
     free(fdt(t)->wbuf);
+    held_free(fdt(t));
     free(t);
 }
 
@@ -1096,6 +1277,8 @@ static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
                           TAPIO_DEFAULT_HIGH_WATER, &f->addr);
     tapio__io_init(&f->io, fd, on_io);
     f->io.refused = on_io_refused;
+    if (kind == TAPIO__SOCKET)
+        f->io.received = socket_received;
     tapio__list_init(&f->flush_node);
     if (kind == TAPIO__READ_PIPE)
         ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;

@@ -5,10 +5,21 @@
  * which the transports and add_reader users rely on). Every change of an
  * iteration and the wait itself go to the kernel in one io_uring_enter.
  *
+ * A watcher that takes bytes (io->received: sockets) has its READ interest
+ * served by receive requests instead, into a ring of buffers the loop
+ * provides to the kernel, so that an idle connection holds no buffer and
+ * a read costs no system call of its own. Each receive completes once and
+ * is made again with the next batch, like the polls: a multishot receive
+ * would go on pulling everything that arrives into the loop's buffers,
+ * and a paused reader would no longer hold its peer back through TCP's
+ * window. A paused watcher's receive is cancelled; what the kernel
+ * received before the cancel (one buffer at most) still goes to
+ * io->received, whose owner holds it until reading resumes.
+ *
  * A request's user_data is (fd << 32 | tag), the tag unique per request:
- * a completion whose tag is not the one its watcher waits for belongs to a
+ * a completion whose tag is not one its watcher waits for belongs to a
  * request already cancelled, or to an fd closed and reused since, and is
- * dropped. */
+ * dropped (its buffer given back to the ring). */
 #include "../internal.h"
 
 #include <liburing.h>
@@ -21,9 +32,22 @@
 /* The user_data of requests whose completion needs nothing (removals). */
 #define NO_COMPLETION UINT64_MAX
 
+/* The receive buffers: the loop's, shared by all its connections (8 MiB
+ * of address space, touched as traffic needs). 256 receives can complete
+ * between two dispatches; more end with ENOBUFS and are made again once
+ * buffers are back. */
+#define RECV_GROUP 0
+#define RECV_BUFFERS 256
+#define RECV_BUFFER_SIZE (32 * 1024)
+
 typedef struct ring_state {
     struct io_uring ring;
     uint32_t last_tag;
+    /* Set up at the first receive; registering may fail on an old
+     * kernel, and the watchers then wait for readiness. */
+    struct io_uring_buf_ring *recv_ring;
+    char *recv_buffers;
+    enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
 } ring_state;
 
 static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
@@ -52,6 +76,8 @@ static void ring_backend_destroy(tapio_loop *loop)
     ring_state *st = state(loop);
     if (st) {
         io_uring_queue_exit(&st->ring);
+        free(st->recv_ring);
+        free(st->recv_buffers);
         free(st);
     }
     loop->backend_data = NULL;
@@ -86,41 +112,148 @@ static unsigned poll_mask(unsigned want)
            ((want & TAPIO__WRITE) ? POLLOUT : 0);
 }
 
-static int cancel_poll(ring_state *st, tapio__io *io)
+/* ---- receive buffers ---------------------------------------------------- */
+
+static char *recv_buffer(ring_state *st, unsigned bid)
+{
+    return st->recv_buffers + (size_t)bid * RECV_BUFFER_SIZE;
+}
+
+static void give_back(ring_state *st, unsigned bid)
+{
+    io_uring_buf_ring_add(st->recv_ring, recv_buffer(st, bid), RECV_BUFFER_SIZE,
+                          (unsigned short)bid,
+                          io_uring_buf_ring_mask(RECV_BUFFERS), 0);
+    io_uring_buf_ring_advance(st->recv_ring, 1);
+}
+
+static bool setup_recv_buffers(ring_state *st)
+{
+    size_t ring_size = RECV_BUFFERS * sizeof(struct io_uring_buf);
+    if (posix_memalign((void **)&st->recv_ring, 4096, ring_size)) {
+        st->recv_ring = NULL;
+        return false;
+    }
+    /* Page-aligned, as the kernel copies into them fastest. */
+    if (posix_memalign((void **)&st->recv_buffers, 4096,
+                       (size_t)RECV_BUFFERS * RECV_BUFFER_SIZE)) {
+        st->recv_buffers = NULL;
+        return false;
+    }
+    io_uring_buf_ring_init(st->recv_ring);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)st->recv_ring,
+        .ring_entries = RECV_BUFFERS,
+        .bgid = RECV_GROUP,
+    };
+    if (io_uring_register_buf_ring(&st->ring, &reg, 0) < 0)
+        return false;
+    for (unsigned bid = 0; bid < RECV_BUFFERS; bid++)
+        give_back(st, bid);
+    return true;
+}
+
+/* Whether READ interest is served by receiving (set up on first use). */
+static bool receives(ring_state *st, const tapio__io *io)
+{
+    if (!io->received || io->by_readiness || io->recv_refused)
+        return false;
+    if (st->recv_state == RECV_UNTRIED) {
+        bool ok = setup_recv_buffers(st);
+        if (!ok) {
+            free(st->recv_ring);
+            free(st->recv_buffers);
+            st->recv_ring = NULL;
+            st->recv_buffers = NULL;
+        }
+        st->recv_state = ok ? RECV_READY : RECV_UNAVAILABLE;
+    }
+    return st->recv_state == RECV_READY;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static int cancel_request(ring_state *st, int fd, uint32_t tag)
 {
     struct io_uring_sqe *sqe = get_sqe(st);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_poll_remove(sqe, request_id(io->fd, io->poll_tag));
+    io_uring_prep_cancel64(sqe, request_id(fd, tag), 0);
     io_uring_sqe_set_data64(sqe, NO_COMPLETION);
-    io->poll_tag = 0;
+    return 0;
+}
+
+/* Make the watcher's poll request wait for `mask` (0: none). */
+static int set_polling(ring_state *st, tapio__io *io, unsigned mask)
+{
+    if (io->poll_tag && io->polled == mask)
+        return 0; /* that request is still waiting */
+    if (io->poll_tag) {
+        if (cancel_request(st, io->fd, io->poll_tag) < 0)
+            return -EBUSY;
+        io->poll_tag = 0;
+    }
+    if (!mask)
+        return 0;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    io->poll_tag = next_tag(st);
+    io->polled = (unsigned char)mask;
+    io_uring_prep_poll_add(sqe, io->fd, poll_mask(mask));
+    io_uring_sqe_set_data64(sqe, request_id(io->fd, io->poll_tag));
+    return 0;
+}
+
+/* Start or cancel the watcher's receive. A receive being cancelled while
+ * wanted again is made anew when its completion comes (it requeues the
+ * watcher). */
+static int set_receiving(ring_state *st, tapio__io *io, bool on)
+{
+    if (on && !io->recv_tag) {
+        struct io_uring_sqe *sqe = get_sqe(st);
+        if (!sqe)
+            return -EBUSY;
+        io->recv_tag = next_tag(st);
+        io->recv_cancelling = false;
+        io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = RECV_GROUP;
+        io_uring_sqe_set_data64(sqe, request_id(io->fd, io->recv_tag));
+    } else if (!on && io->recv_tag && !io->recv_cancelling) {
+        if (cancel_request(st, io->fd, io->recv_tag) < 0)
+            return -EBUSY;
+        io->recv_cancelling = true;
+    }
     return 0;
 }
 
 static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
 {
     ring_state *st = state(loop);
-    if (io->poll_tag && io->armed == want)
-        return 0; /* that request is still waiting */
-    if (io->poll_tag && cancel_poll(st, io) < 0)
-        return -EBUSY;
-    struct io_uring_sqe *sqe = get_sqe(st);
-    if (!sqe)
-        return -EBUSY;
-    io->poll_tag = next_tag(st);
-    io_uring_prep_poll_add(sqe, io->fd, poll_mask(want));
-    io_uring_sqe_set_data64(sqe, request_id(io->fd, io->poll_tag));
-    io->registered = true;
-    return 0;
+    unsigned poll_want = want;
+    if (receives(st, io)) {
+        poll_want &= ~TAPIO__READ;
+        int err = set_receiving(st, io, want & TAPIO__READ);
+        if (err)
+            return err;
+    }
+    int err = set_polling(st, io, poll_want);
+    if (!err)
+        io->registered = true;
+    return err;
 }
 
-/* The removal goes to the kernel at once: the request holds the file, and
- * the owner may be about to close the fd (a peer waits for its FIN, a
+/* The cancels go to the kernel at once: a request holds the file, and the
+ * owner may be about to close the fd (a peer waits for its FIN, a
  * listening port is to be free again) with no further iteration to come. */
 static void ring_backend_remove(tapio_loop *loop, tapio__io *io)
 {
     ring_state *st = state(loop);
-    if (io->poll_tag && cancel_poll(st, io) == 0)
+    bool cancelled = io->poll_tag || (io->recv_tag && !io->recv_cancelling);
+    (void)set_polling(st, io, 0);
+    (void)set_receiving(st, io, false);
+    if (cancelled)
         io_uring_submit(&st->ring);
     io->registered = false;
 }
@@ -155,19 +288,66 @@ static unsigned to_tapio_events(int res)
            ((res & (POLLERR | POLLHUP)) ? TAPIO__ERROR : 0);
 }
 
-/* A watcher's poll completed: it is no longer armed, and is re-armed with
- * the loop's next batch of changes unless its owner drops it meanwhile. */
-static void poll_completed(tapio_loop *loop, uint64_t id, int res)
+static tapio__io *watcher_of(tapio_loop *loop, uint64_t id)
 {
     int fd = (int)(id >> 32);
-    uint32_t tag = (uint32_t)id;
-    tapio__io *io = (size_t)fd < loop->nfds ? loop->fds[fd] : NULL;
-    if (!io || io->poll_tag != tag)
-        return;
-    io->poll_tag = 0;
+    return (size_t)fd < loop->nfds ? loop->fds[fd] : NULL;
+}
+
+/* The watcher is to be brought in line with its interest again by the
+ * loop's next batch of changes (a request ended), unless its owner
+ * changes or drops it meanwhile. */
+static void requeue(tapio_loop *loop, tapio__io *io)
+{
     io->armed = 0;
     tapio__io_set(loop, io, io->want);
+}
+
+static void poll_completed(tapio_loop *loop, tapio__io *io, int res)
+{
+    io->poll_tag = 0;
+    requeue(loop, io);
     tapio__io_deliver(loop, io, to_tapio_events(res));
+}
+
+/* A receive's completion: bytes, EOF (0) or an error; cancelled, or out
+ * of buffers (the next one is made once buffers are back). */
+static void recv_completed(tapio_loop *loop, tapio__io *io,
+                           const struct io_uring_cqe *cqe, const char *data)
+{
+    io->recv_tag = 0;
+    io->recv_cancelling = false;
+    requeue(loop, io);
+    if (cqe->res == -ENOBUFS || cqe->res == -ECANCELED)
+        return;
+    if (cqe->res == -ENOTCONN) {
+        /* A socket that was never connected (a listening one, handed
+         * over as a connection) fails a receive at once, where readiness
+         * would never come: wait for it as the other backends do. */
+        io->recv_refused = true;
+        return;
+    }
+    io->received(loop, io, data, cqe->res);
+}
+
+static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
+{
+    ring_state *st = state(loop);
+    uint64_t id = io_uring_cqe_get_data64(cqe);
+    const char *data = NULL;
+    unsigned bid = 0;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        data = recv_buffer(st, bid);
+    }
+    tapio__io *io = id == NO_COMPLETION ? NULL : watcher_of(loop, id);
+    uint32_t tag = (uint32_t)id;
+    if (io && io->poll_tag == tag)
+        poll_completed(loop, io, cqe->res);
+    else if (io && io->recv_tag == tag)
+        recv_completed(loop, io, cqe, data);
+    if (data)
+        give_back(st, bid);
 }
 
 static void ring_backend_dispatch(tapio_loop *loop)
@@ -178,13 +358,26 @@ static void ring_backend_dispatch(tapio_loop *loop)
     io_uring_for_each_cqe(ring, head, cqe) {
         if (loop->interrupted)
             break; /* the rest is handed out by the next dispatch */
-        uint64_t id = io_uring_cqe_get_data64(cqe);
-        int res = cqe->res;
         seen++;
-        if (id != NO_COMPLETION)
-            poll_completed(loop, id, res);
+        completed(loop, cqe);
     }
     io_uring_cq_advance(ring, seen);
+}
+
+static int ring_backend_received_error(tapio_loop *loop, const tapio__io *io)
+{
+    struct io_uring *ring = &state(loop)->ring;
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    if (!io->recv_tag)
+        return 0;
+    uint64_t id = request_id(io->fd, io->recv_tag);
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (io_uring_cqe_get_data64(cqe) == id && cqe->res < 0 &&
+            cqe->res != -ENOBUFS && cqe->res != -ECANCELED)
+            return cqe->res;
+    }
+    return 0;
 }
 
 const tapio__backend tapio__backend_io_uring = {
@@ -195,4 +388,5 @@ const tapio__backend tapio__backend_io_uring = {
     .remove = ring_backend_remove,
     .wait = ring_backend_wait,
     .dispatch = ring_backend_dispatch,
+    .received_error = ring_backend_received_error,
 };

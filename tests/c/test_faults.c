@@ -24,6 +24,7 @@
 #include "tls_certs.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -884,4 +885,47 @@ TEST(faults_io_uring_unavailable_falls_back_to_epoll)
         CHECK_OK(tapio_loop_close(loop));
         CHECK(count_open_fds() == fds_before);
     }
+}
+
+/* io_uring receives a socket's bytes by completion: libtapio makes no
+ * read(2) of its own for them (the other backends read once per event). */
+static void count_bytes(tapio_transport *t, const void *data, size_t len,
+                        void *user)
+{
+    (void)t, (void)data;
+    *(size_t *)user += len;
+}
+
+static const tapio_protocol counting_protocol = {.data_received = count_bytes};
+
+TEST(faults_io_uring_receives_without_read_calls)
+{
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    int fds[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    size_t got = 0;
+    tapio_transport *t;
+    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &counting_protocol, &got,
+                                     &t));
+    fault_arm(FAULT_READ, UINT_MAX, EIO); /* counts, never fails */
+    for (size_t sent = 100; sent <= 2000; sent += 100) {
+        char chunk[100];
+        memset(chunk, 'x', sizeof chunk);
+        CHECK(write(fds[1], chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+        for (int i = 0; i < 1000 && got < sent; i++)
+            CHECK_OK(tapio_loop_run_once(loop));
+        CHECK_EQ_INT(got, sent);
+    }
+    unsigned reads = fault_calls(FAULT_READ);
+    CHECK(!fault_disarm());
+    if (ring)
+        CHECK_EQ_INT(reads, 0);
+    else
+        CHECK(reads >= 20);
+    tapio_transport_close(t);
+    CHECK_OK(tapio_loop_run_once(loop)); /* connection_lost */
+    CHECK_OK(tapio_loop_close(loop));
+    close(fds[1]);
 }

@@ -1,0 +1,218 @@
+/*
+ * test_receiving.c — reading a socket, whatever the backend does to read.
+ *
+ * epoll and poll report readiness and the transport reads; io_uring
+ * receives ahead of the protocol, into the loop's buffers. These tests pin
+ * what the protocol sees to asyncio's rules either way: no data_received
+ * while paused, every byte once and in order, EOF after the bytes, nothing
+ * after close. On io_uring they make bytes arrive while a receive is in
+ * flight and reading pauses (the kernel completes it before the cancel
+ * reaches it), so the transport holds them until reading resumes.
+ */
+#include "harness.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Pause `c`'s transport and, in the same callback, have the peer send:
+ * a receive in flight completes with these bytes before the pause can
+ * reach the kernel. */
+typedef struct pause_then_send {
+    conn *c;
+    int peer;
+    const void *data;
+    size_t len;
+    bool done;
+} pause_then_send;
+
+static void do_pause_then_send(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    pause_then_send *p = arg;
+    tapio_transport_pause_reading(p->c->t);
+    CHECK(send(p->peer, p->data, p->len, 0) == (ssize_t)p->len);
+    p->done = true;
+}
+
+static void pause_with_bytes_in_flight(tapio_loop *loop, conn *c, int peer,
+                                       const void *data, size_t len)
+{
+    pause_then_send p = {c, peer, data, len, false};
+    CHECK(tapio_call_soon(loop, do_pause_then_send, &p) != NULL);
+    RUN_UNTIL(loop, p.done, 10);
+}
+
+TEST(receiving_paused_holds_bytes_until_resumed)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    unsigned char *data = pattern_new(3000);
+    CHECK(send(peer, data, 1000, 0) == 1000);
+    RUN_UNTIL(loop, c->rx.len == 1000, 10);
+
+    pause_with_bytes_in_flight(loop, c, peer, data + 1000, 1000);
+    CHECK(!tapio_transport_is_reading(c->t));
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(c->rx.len, 1000); /* nothing while paused */
+
+    tapio_transport_resume_reading(c->t);
+    CHECK(send(peer, data + 2000, 1000, 0) == 1000);
+    RUN_UNTIL(loop, c->rx.len == 3000, 10);
+    CHECK(pattern_check(c->rx.p, 0, 3000)); /* once each, in order */
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(c->rx.len, 3000);
+    free(data);
+    close(peer);
+}
+
+/* Paused again by the held bytes' own data_received: the rest waits for
+ * the next resume. */
+static void pause_on_every_chunk(tapio_transport *t, const void *data,
+                                 size_t len, void *user)
+{
+    conn_on_data(t, data, len, user);
+    tapio_transport_pause_reading(t);
+}
+
+static const tapio_protocol pausing_protocol = {
+    .connection_made = conn_on_made,
+    .data_received = pause_on_every_chunk,
+    .eof_received = conn_on_eof,
+    .connection_lost = conn_on_lost,
+};
+
+TEST(receiving_pause_inside_data_received_keeps_order)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    conn *c = conn_new();
+    conn_wrap(loop, fds[0], &pausing_protocol, c);
+    unsigned char *data = pattern_new(64 * 1024);
+    size_t sent = 0;
+    while (sent < 64 * 1024) {
+        CHECK(send(fds[1], data + sent, 4096, 0) == 4096);
+        sent += 4096;
+        size_t before = c->rx.len;
+        if (before < sent) {
+            tapio_transport_resume_reading(c->t);
+            RUN_UNTIL(loop, c->rx.len > before, 10);
+        }
+        CHECK(!tapio_transport_is_reading(c->t));
+        run_briefly(loop, 2);
+    }
+    while (c->rx.len < sent) {
+        size_t before = c->rx.len;
+        tapio_transport_resume_reading(c->t);
+        RUN_UNTIL(loop, c->rx.len > before, 10);
+    }
+    CHECK_EQ_INT(c->rx.len, sent);
+    CHECK(pattern_check(c->rx.p, 0, sent));
+    free(data);
+    close(fds[1]);
+}
+
+TEST(receiving_eof_while_paused_follows_the_held_bytes)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    c->keep_open = true;
+    unsigned char *data = pattern_new(500);
+    pause_with_bytes_in_flight(loop, c, peer, data, 500);
+    CHECK(shutdown(peer, SHUT_WR) == 0);
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(c->rx.len, 0);
+    CHECK_EQ_INT(c->eofs, 0);
+
+    tapio_transport_resume_reading(c->t);
+    RUN_UNTIL(loop, c->eofs == 1, 10);
+    CHECK_EQ_INT(c->rx.len, 500);
+    CHECK_EQ_INT(c->rx_at_eof, 500);
+    CHECK(pattern_check(c->rx.p, 0, 500));
+    CHECK_EQ_INT(c->lost, 0); /* kept open by eof_received */
+    free(data);
+    close(peer);
+}
+
+/* Closed with bytes held and a receive in flight: connection_lost once,
+ * nothing after it (conn checks), no fd or memory left (the harness and
+ * the sanitizers check). */
+TEST(receiving_close_with_bytes_held_and_in_flight)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    unsigned char *data = pattern_new(2000);
+    pause_with_bytes_in_flight(loop, c, peer, data, 1000);
+    run_briefly(loop, 2);
+    tapio_transport_resume_reading(c->t);
+    tapio_transport_close(c->t);
+    CHECK(send(peer, data + 1000, 1000, 0) == 1000);
+    RUN_UNTIL(loop, c->lost == 1, 10);
+    CHECK_EQ_INT(c->lost_err, 0);
+    CHECK_EQ_INT(c->rx.len, 0); /* closing stops reading at once */
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(c->lost, 1);
+    free(data);
+    close(peer);
+}
+
+/* A protocol that lends its buffer, switched in mid-stream and out again:
+ * every byte once, in order, through whichever protocol is current. */
+typedef struct lending {
+    conn c; /* first: the harness's view */
+    unsigned char buf[700];
+    bytes got;
+} lending;
+
+static void *lend(tapio_transport *t, size_t hint, size_t *len, void *user)
+{
+    (void)t, (void)hint;
+    lending *l = user;
+    *len = sizeof l->buf;
+    return l->buf;
+}
+
+static void lent_filled(tapio_transport *t, size_t n, void *user)
+{
+    (void)t;
+    lending *l = user;
+    bytes_append(&l->got, l->buf, n);
+}
+
+static const tapio_protocol lending_protocol = {
+    .connection_made = conn_on_made,
+    .get_buffer = lend,
+    .buffer_updated = lent_filled,
+    .eof_received = conn_on_eof,
+    .connection_lost = conn_on_lost,
+};
+
+TEST(receiving_switch_to_a_lending_protocol_and_back)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    unsigned char *data = pattern_new(30000);
+    CHECK(send(peer, data, 10000, 0) == 10000);
+    RUN_UNTIL(loop, c->rx.len == 10000, 10);
+
+    lending *l = (lending *)conn_alloc(sizeof(lending));
+    tapio_transport_set_protocol(c->t, &lending_protocol, l);
+    CHECK(send(peer, data + 10000, 10000, 0) == 10000);
+    RUN_UNTIL(loop, l->got.len == 10000, 10);
+    CHECK(pattern_check(l->got.p, 10000, 10000));
+
+    tapio_transport_set_protocol(c->t, &conn_protocol, c);
+    CHECK(send(peer, data + 20000, 10000, 0) == 10000);
+    RUN_UNTIL(loop, c->rx.len == 20000, 10);
+    CHECK(pattern_check(c->rx.p + 10000, 20000, 10000));
+    CHECK_EQ_INT(l->got.len, 10000);
+    bytes_free(&l->got);
+    free(data);
+    close(peer);
+}
