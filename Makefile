@@ -7,6 +7,9 @@
 #               asyncio and CPython's test_asyncio on tapio
 #   make fuzz   the libFuzzer targets (tests/fuzz, clang), FUZZ_SECONDS each
 #               (default 60), from their seed corpus
+#   make docs   the HTML documentation (Doxygen: docs/*.md and the C API
+#               reference from include/tapio.h) into $(BUILD)-docs/html;
+#               any Doxygen warning fails it
 # Other targets: build, examples, bench (the tables, their numbers as JSON in
 # $(BUILD)/bench-results/ and charts of them in docs/charts/), install
 # (PREFIX=...), clean.
@@ -22,7 +25,7 @@ BENCH_RESULTS = $(BUILD)/bench-results
 # The charts need matplotlib, which Debian's python3 has.
 CHARTS_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build examples bench test fuzz install clean
+.PHONY: all deps build examples bench docs test fuzz install clean
 
 all: examples bench
 
@@ -48,6 +51,9 @@ bench: build
 	$(PYTHON) bench/http_run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/http.json
 	$(CHARTS_PYTHON) bench/charts.py --out docs/charts $(BENCH_RESULTS)/*.json
 
+docs:
+	BUILD=$(BUILD) ./scripts/build-docs.sh
+
 test: deps
 	PYTHON=$(PYTHON) BUILD=$(BUILD) ./scripts/run-tests.sh
 
@@ -58,4 +64,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-sanitize build-tsan build-fuzz
+	rm -rf $(BUILD) $(BUILD)-docs build-sanitize build-tsan build-fuzz
