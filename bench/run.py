@@ -4,6 +4,9 @@
 Usage: python3 bench/run.py --build-dir BUILD [--seconds S] [--rounds N] [--quick]
                             [--out FILE] [--json FILE]
 
+--json FILE writes every table's numbers as JSON as well (bench/charts.py
+draws them); udp_run.py, tls_run.py and http_run.py take it too.
+
 Every server binary found in BUILD/bench/ is started once on a free port of
 127.0.0.1. For each configuration (message size x connection count) the servers
 take turns under bench/load_client, so that a noisy machine slows them all
@@ -11,9 +14,6 @@ alike; with several rounds each server's median is kept. The server's own CPU
 time (utime + stime from /proc) is read around each run, giving CPU time per
 request. Absolute numbers vary from machine to machine and run to run; the
 ratios to `floor` (a bare epoll echo server) within one run are the result.
-
---json FILE writes every table's numbers as JSON as well (bench/charts.py
-draws them); udp_run.py, tls_run.py and http_run.py take it too.
 
 Exits 1 on a harness failure (a server that does not start or stop cleanly, a
 load client error); a server whose binary is missing is only reported missing.
@@ -176,6 +176,25 @@ def reference_for(name, floor="floor"):
     return floor
 
 
+def record_table(title, names, results, reference, unit):
+    """Appends a table's rows to TABLES; a missing row has no numbers."""
+    rows = []
+    for name in names:
+        row = {"name": name, "reference": reference(name)}
+        if name in results:
+            row.update(zip(("rps", "cpu_us", "user_us"), results[name]))
+        rows.append(row)
+    TABLES.append({"title": title, "unit": unit, "rows": rows})
+
+
+def write_json(path, heading):
+    """The run's tables as JSON: {"heading", "tables": [{"title", "unit",
+    "rows": [{"name", "reference", "rps", "cpu_us", "user_us"}]}]}."""
+    with open(path, "w") as f:
+        json.dump({"heading": heading, "tables": TABLES}, f, indent=1)
+        f.write("\n")
+
+
 def table(title, names, results, reference=reference_for, unit="request"):
     """Markdown table; `results` maps a name to (rps, cpu_us, user_us), or lacks
     it if missing; reference(name) names the row it is compared with. The
@@ -197,25 +216,6 @@ def table(title, names, results, reference=reference_for, unit="request"):
         lines.append(f"| {name} | {rps:,.0f} | {cpu:.2f} | {user:.2f} | {ref} "
                      f"| {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
     return "\n".join(lines) + "\n"
-
-
-def record_table(title, names, results, reference, unit):
-    """Appends a table's rows to TABLES; a missing row has no numbers."""
-    rows = []
-    for name in names:
-        row = {"name": name, "reference": reference(name)}
-        if name in results:
-            row.update(zip(("rps", "cpu_us", "user_us"), results[name]))
-        rows.append(row)
-    TABLES.append({"title": title, "unit": unit, "rows": rows})
-
-
-def write_json(path, heading):
-    """The run's tables as JSON: {"heading", "tables": [{"title", "unit",
-    "rows": [{"name", "reference", "rps", "cpu_us", "user_us"}]}]}."""
-    with open(path, "w") as f:
-        json.dump({"heading": heading, "tables": TABLES}, f, indent=1)
-        f.write("\n")
 
 
 def size_label(size):
