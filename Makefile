@@ -51,7 +51,7 @@ bench: build
 	$(PYTHON) bench/http_run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/http.json
 	$(CHARTS_PYTHON) bench/charts.py --out docs/charts $(BENCH_RESULTS)/*.json
 
-docs:
+docs: deps
 	BUILD=$(BUILD) ./scripts/build-docs.sh
 
 test: deps
