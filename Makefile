@@ -7,7 +7,12 @@
 #               asyncio and CPython's test_asyncio on tapio
 #   make fuzz   the libFuzzer targets (tests/fuzz, clang), FUZZ_SECONDS each
 #               (default 60), from their seed corpus
-# Other targets: build, examples, bench, install (PREFIX=...), clean.
+#   make docs   the HTML documentation (Doxygen: docs/*.md and the C API
+#               reference from include/tapio.h) into $(BUILD)-docs/html;
+#               any Doxygen warning fails it
+# Other targets: build, examples, bench (the tables, their numbers as JSON in
+# $(BUILD)/bench-results/ and charts of them in docs/charts/), install
+# (PREFIX=...), clean.
 # PYTHON=... chooses the interpreter `make` builds for; PYTHONS="..." the
 # ones `make test` runs (default: scripts/find-pythons.sh).
 
@@ -16,8 +21,11 @@ PREFIX ?= /usr/local
 PYTHON ?= python3
 BENCH_ARGS ?= --quick
 FUZZ_SECONDS ?= 60
+BENCH_RESULTS = $(BUILD)/bench-results
+# The charts need matplotlib, which Debian's python3 has.
+CHARTS_PYTHON ?= /usr/bin/python3
 
-.PHONY: all deps build examples bench test fuzz install clean
+.PHONY: all deps build examples bench docs test fuzz install clean
 
 all: examples bench
 
@@ -36,10 +44,15 @@ examples: build
 	PYTHONPATH=python $(PYTHON) -m unittest -v tests.python.test_doc_examples
 
 bench: build
-	$(PYTHON) bench/run.py --build-dir $(BUILD) $(BENCH_ARGS)
-	$(PYTHON) bench/udp_run.py --build-dir $(BUILD) $(BENCH_ARGS)
-	$(PYTHON) bench/tls_run.py --build-dir $(BUILD) $(BENCH_ARGS)
-	$(PYTHON) bench/http_run.py --build-dir $(BUILD) $(BENCH_ARGS)
+	mkdir -p $(BENCH_RESULTS)
+	$(PYTHON) bench/run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/echo.json
+	$(PYTHON) bench/udp_run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/udp.json
+	$(PYTHON) bench/tls_run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/tls.json
+	$(PYTHON) bench/http_run.py --build-dir $(BUILD) $(BENCH_ARGS) --json $(BENCH_RESULTS)/http.json
+	$(CHARTS_PYTHON) bench/charts.py --out docs/charts $(BENCH_RESULTS)/*.json
+
+docs: deps
+	BUILD=$(BUILD) ./scripts/build-docs.sh
 
 test: deps
 	PYTHON=$(PYTHON) BUILD=$(BUILD) ./scripts/run-tests.sh
@@ -51,4 +64,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) build-sanitize build-tsan build-fuzz
+	rm -rf $(BUILD) $(BUILD)-docs build-sanitize build-tsan build-fuzz

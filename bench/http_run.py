@@ -3,7 +3,7 @@
 on tapio, uvloop and asyncio, under wrk.
 
 Usage: python3 bench/http_run.py --build-dir BUILD [--seconds S] [--rounds N]
-                                 [--quick] [--out FILE] [--python PY]
+                                 [--quick] [--out FILE] [--json FILE] [--python PY]
 
 For each framework, rows: a 13-byte body over keep-alive connections, a
 16 KiB body over keep-alive connections, and a 13-byte body with

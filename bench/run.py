@@ -2,7 +2,10 @@
 """Runs the benchmark's echo servers side by side and reports ratios to the floor.
 
 Usage: python3 bench/run.py --build-dir BUILD [--seconds S] [--rounds N] [--quick]
-                            [--out FILE]
+                            [--out FILE] [--json FILE]
+
+--json FILE writes every table's numbers as JSON as well (bench/charts.py
+draws them); udp_run.py, tls_run.py and http_run.py take it too.
 
 Every server binary found in BUILD/bench/ is started once on a free port of
 127.0.0.1. For each configuration (message size x connection count) the servers
@@ -17,6 +20,7 @@ load client error); a server whose binary is missing is only reported missing.
 """
 import argparse
 import functools
+import json
 import os
 import select
 import signal
@@ -50,6 +54,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 CLIENT_SLACK = 30.0  # beyond warm-up + run time, before a load client is declared hung
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Every table this run made, as numbers: what --json writes.
+TABLES = []
 
 
 class HarnessError(Exception):
@@ -170,9 +176,30 @@ def reference_for(name, floor="floor"):
     return floor
 
 
+def record_table(title, names, results, reference, unit):
+    """Appends a table's rows to TABLES; a missing row has no numbers."""
+    rows = []
+    for name in names:
+        row = {"name": name, "reference": reference(name)}
+        if name in results:
+            row.update(zip(("rps", "cpu_us", "user_us"), results[name]))
+        rows.append(row)
+    TABLES.append({"title": title, "unit": unit, "rows": rows})
+
+
+def write_json(path, heading):
+    """The run's tables as JSON: {"heading", "tables": [{"title", "unit",
+    "rows": [{"name", "reference", "rps", "cpu_us", "user_us"}]}]}."""
+    with open(path, "w") as f:
+        json.dump({"heading": heading, "tables": TABLES}, f, indent=1)
+        f.write("\n")
+
+
 def table(title, names, results, reference=reference_for, unit="request"):
     """Markdown table; `results` maps a name to (rps, cpu_us, user_us), or lacks
-    it if missing; reference(name) names the row it is compared with."""
+    it if missing; reference(name) names the row it is compared with. The
+    numbers are kept in TABLES too."""
+    record_table(title, names, results, reference, unit)
     lines = [f"### {title}", "",
              f"| server | {unit}s/s | CPU µs/{unit} | of which user | compared with | "
              "rps ratio | CPU ratio |",
@@ -255,6 +282,8 @@ def parse_args(doc=__doc__, add_arguments=None,
     parser.add_argument("--quick", action="store_true",
                         help="1 s per run, 1 round, unless given otherwise")
     parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--json", help="also write the tables' numbers to this "
+                        "file as JSON (for bench/charts.py)")
     parser.add_argument("--python", default=default_python(), help=python_help)
     if add_arguments:
         add_arguments(parser)
@@ -318,7 +347,7 @@ def harness(args, body):
     """Runs body(servers), which starts servers into the list `servers` and
     returns the report, then stops them. On a HarnessError: says so, kills
     the servers still running and returns 1. Else writes the report to
-    --out, if given, and returns 0."""
+    --out and its numbers to --json, if given, and returns 0."""
     servers = []
     try:
         report = body(servers)
@@ -333,6 +362,8 @@ def harness(args, body):
     if args.out:
         with open(args.out, "w") as f:
             f.write(report)
+    if args.json:
+        write_json(args.json, report.split("\n", 1)[0])
     return 0
 
 

@@ -2,7 +2,7 @@
 """Runs the TLS echo servers side by side and reports ratios to the TLS floor.
 
 Usage: python3 bench/tls_run.py --build-dir BUILD [--seconds S] [--rounds N]
-                                [--quick] [--out FILE] [--python PY]
+                                [--quick] [--out FILE] [--json FILE] [--python PY]
                                 [--py-loops L,...] [--py-modes M,...]
                                 [--server NAME=COMMAND ...]
 

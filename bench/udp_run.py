@@ -2,7 +2,7 @@
 """Runs the UDP echo servers side by side and reports ratios.
 
 Usage: python3 bench/udp_run.py --build-dir BUILD [--seconds S] [--rounds N]
-                                [--quick] [--out FILE] [--python PY]
+                                [--quick] [--out FILE] [--json FILE] [--python PY]
 
 The UDP counterpart of bench/run.py, whose server handling, load runs and
 options it reuses. Every server is started once on a free UDP port of

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file tapio.h
  * tapio.h — asyncio's transports and protocols, in C.
  *
  * This header is the C API reference. It follows the asyncio documentation
@@ -36,7 +37,8 @@ extern "C" {
 #define TAPIO_API
 #endif
 
-/*
+/** @{ */
+/**
  * The version, defined here only: CMake (project version, tapio.pc, the
  * shared library's soname), the Python package (`tapio.__version__`, the
  * wheel's metadata) and the build backend all read these three lines.
@@ -44,6 +46,7 @@ extern "C" {
 #define TAPIO_VERSION_MAJOR 0
 #define TAPIO_VERSION_MINOR 1
 #define TAPIO_VERSION_PATCH 0
+/** @} */
 
 #define TAPIO__STR(x) #x
 #define TAPIO__XSTR(x) TAPIO__STR(x)
@@ -52,18 +55,23 @@ extern "C" {
     TAPIO__XSTR(TAPIO_VERSION_MAJOR) "." TAPIO__XSTR(TAPIO_VERSION_MINOR) \
     "." TAPIO__XSTR(TAPIO_VERSION_PATCH)
 
-/* asyncio's defaults for write flow control: a stream, pipe or datagram
+/** asyncio's defaults for write flow control: a stream, pipe or datagram
  * transport's high-water mark (a TLS transport's is 512 KiB, as asyncio's
  * SSL transports); low defaults to high / 4. */
 #define TAPIO_DEFAULT_HIGH_WATER (64 * 1024)
-/* A write-buffer limit not given (None in asyncio): the transport kind's
+/** A write-buffer limit not given (None in asyncio): the transport kind's
  * default. Any negative value means the same. */
 #define TAPIO_LIMIT_DEFAULT ((ssize_t)-1)
 
+/** An event loop (asyncio's event loop): tapio_loop_new() makes one. */
 typedef struct tapio_loop tapio_loop;
+/** A scheduled callback (asyncio's Handle or TimerHandle). */
 typedef struct tapio_handle tapio_handle;
+/** A stream, pipe or TLS transport (asyncio's Transport). */
 typedef struct tapio_transport tapio_transport;
+/** A listening server (asyncio's Server). */
 typedef struct tapio_server tapio_server;
+/** A pending outgoing connection, for tapio_connect_cancel(). */
 typedef struct tapio_connect_req tapio_connect_req;
 
 /**
@@ -76,21 +84,26 @@ TAPIO_API const char *tapio_version(void);
 /** Name of a (negative) error code returned by tapio, e.g. "Connection refused". */
 TAPIO_API const char *tapio_strerror(int err);
 
-/*
+/**
  * Name resolution failures are getaddrinfo's EAI_* codes (negative in glibc)
  * moved below TAPIO_EAI_BASE, so they never collide with a negative errno:
  * TAPIO_ERR_EAI(EAI_NONAME). tapio_strerror names them as gai_strerror does.
  */
 #define TAPIO_EAI_BASE (-3000)
+/** The tapio error code of getaddrinfo's `eai` (an EAI_* code). */
 #define TAPIO_ERR_EAI(eai) (TAPIO_EAI_BASE + (eai))
+/** @{ */
 /** True for a name resolution failure; tapio_error_eai gives its EAI_* code. */
 TAPIO_API bool tapio_error_is_eai(int err);
 TAPIO_API int tapio_error_eai(int err);
+/** @} */
 
-/* ======================================================================
- * Event loop
- * ====================================================================== */
+/**
+ * @defgroup loop Event loop
+ * @{
+ */
 
+/** A loop callback: call_soon, call_later, call_at, call_soon_threadsafe. */
 typedef void (*tapio_callback)(tapio_loop *loop, void *arg);
 
 /**
@@ -133,8 +146,10 @@ TAPIO_API void tapio_loop_stop(tapio_loop *loop);
  */
 TAPIO_API void tapio_loop_interrupt(tapio_loop *loop);
 
+/** Whether the loop is running (inside run_forever or run_once). */
 TAPIO_API bool tapio_loop_is_running(const tapio_loop *loop);
 
+/** @{ */
 /**
  * Hooks around a poll that may block (timeout other than 0): `before` runs
  * just before it, `after` just after with 0 or a negative errno (-EINTR when
@@ -146,6 +161,7 @@ typedef void (*tapio_poll_hook)(tapio_loop *loop, int result, void *arg);
 TAPIO_API void tapio_loop_set_poll_hooks(tapio_loop *loop,
                                          tapio_poll_hook before,
                                          tapio_poll_hook after, void *arg);
+/** @} */
 
 /** The name of the loop's I/O backend: "epoll" or "poll". */
 TAPIO_API const char *tapio_loop_backend(const tapio_loop *loop);
@@ -169,7 +185,10 @@ TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
                                             tapio_error_handler handler,
                                             void *arg);
 
-/* ----------------------------------------------------------------------
+/** @} */
+
+/**
+ * @defgroup callbacks Callbacks and timers
  * Callbacks and timers (asyncio's Handle and TimerHandle)
  *
  * call_soon/call_later/call_at return a handle owned by the loop: it is valid
@@ -177,7 +196,8 @@ TAPIO_API void tapio_loop_set_error_handler(tapio_loop *loop,
  * To keep using it beyond that point, take a reference with
  * tapio_handle_ref() and drop it with tapio_handle_unref(); a referenced
  * handle stays valid even after its loop is closed.
- * ---------------------------------------------------------------------- */
+ * @{
+ */
 
 /** Run cb(loop, arg) on the next iteration, in FIFO order. NULL on -ENOMEM. */
 TAPIO_API tapio_handle *tapio_call_soon(tapio_loop *loop, tapio_callback cb,
@@ -208,6 +228,7 @@ TAPIO_API tapio_handle *tapio_call_at(tapio_loop *loop, double when,
 TAPIO_API int tapio_call_soon_threadsafe(tapio_loop *loop, tapio_callback cb,
                                          void *arg);
 
+/** @{ */
 /**
  * A thread's handle for scheduling calls on a loop that it may outlive:
  * tapio_waker_call is tapio_call_soon_threadsafe, and keeps working
@@ -219,6 +240,7 @@ typedef struct tapio_waker tapio_waker;
 TAPIO_API tapio_waker *tapio_waker_new(tapio_loop *loop);
 TAPIO_API int tapio_waker_call(tapio_waker *waker, tapio_callback cb,
                                void *arg);
+/** @} */
 /** Release the waker (any thread); NULL is ignored. */
 TAPIO_API void tapio_waker_free(tapio_waker *waker);
 
@@ -228,16 +250,24 @@ TAPIO_API void tapio_waker_free(tapio_waker *waker);
  * loop was closed). Harmless at any time while the handle is valid.
  */
 TAPIO_API bool tapio_handle_cancel(tapio_handle *h);
+/** Whether the handle was cancelled. */
 TAPIO_API bool tapio_handle_cancelled(const tapio_handle *h);
 /** The deadline of a timer handle in loop time; 0 for call_soon handles. */
 TAPIO_API double tapio_handle_when(const tapio_handle *h);
+/** Take a reference that keeps the handle valid (see above). */
 TAPIO_API void tapio_handle_ref(tapio_handle *h);
+/** Drop a reference taken with tapio_handle_ref(). */
 TAPIO_API void tapio_handle_unref(tapio_handle *h);
 
-/* ----------------------------------------------------------------------
- * File descriptor watchers (loop.add_reader / add_writer)
- * ---------------------------------------------------------------------- */
+/** @} */
 
+/**
+ * @defgroup watchers File descriptor watchers
+ * File descriptor watchers (loop.add_reader / add_writer)
+ * @{
+ */
+
+/** An fd watcher's callback (add_reader, add_writer). */
 typedef void (*tapio_fd_callback)(tapio_loop *loop, int fd, void *arg);
 
 /**
@@ -247,10 +277,12 @@ typedef void (*tapio_fd_callback)(tapio_loop *loop, int fd, void *arg);
  */
 TAPIO_API int tapio_add_reader(tapio_loop *loop, int fd, tapio_fd_callback cb,
                                void *arg);
+/** As tapio_add_reader, for fd being writable. */
 TAPIO_API int tapio_add_writer(tapio_loop *loop, int fd, tapio_fd_callback cb,
                                void *arg);
 /** Returns true if a watcher was removed. */
 TAPIO_API bool tapio_remove_reader(tapio_loop *loop, int fd);
+/** As tapio_remove_reader, for the writer. */
 TAPIO_API bool tapio_remove_writer(tapio_loop *loop, int fd);
 /** Whether a transport, server or other libtapio object (not an fd watcher)
  *  has fd registered with the loop, or fd is a live alias of such an fd
@@ -272,11 +304,16 @@ TAPIO_API int tapio_fd_owner(const tapio_loop *loop, int fd);
  */
 TAPIO_API int tapio_fd_dup_alias(tapio_loop *loop, int fd);
 
-/* ----------------------------------------------------------------------
+/** @} */
+
+/**
+ * @defgroup signals Signals
  * Signals (loop.add_signal_handler): the callback runs as a loop callback,
  * never inside the signal handler. One loop per signal number in a process.
- * ---------------------------------------------------------------------- */
+ * @{
+ */
 
+/** A signal handler's callback, run from the loop. */
 typedef void (*tapio_signal_callback)(tapio_loop *loop, int signum, void *arg);
 
 /** -EINVAL for SIGKILL/SIGSTOP or an invalid number, -EBUSY if another loop has it. */
@@ -285,9 +322,12 @@ TAPIO_API int tapio_add_signal_handler(tapio_loop *loop, int signum,
 /** Restores the default disposition. Returns true if a handler was removed. */
 TAPIO_API bool tapio_remove_signal_handler(tapio_loop *loop, int signum);
 
-/* ======================================================================
- * Protocols
- * ====================================================================== */
+/** @} */
+
+/**
+ * @defgroup protocols Protocols
+ * @{
+ */
 
 /**
  * A protocol is a const table of callbacks plus a user pointer, passed as the
@@ -332,16 +372,20 @@ typedef struct tapio_protocol {
     void (*buffer_updated)(tapio_transport *t, size_t nbytes, void *user);
 } tapio_protocol;
 
-/* Fatal protocol error reported through connection_lost by tapio_transport_fail(). */
+/** Fatal protocol error reported through connection_lost by tapio_transport_fail(). */
 #define TAPIO_EPROTOCOL (-EPROTO)
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup transports Stream transports
  * Stream transports (TCP, Unix stream sockets; asyncio's Transport)
  *
  * A transport lives from creation until its connection_lost callback has run;
  * then the loop frees it. Hold a reference (tapio_transport_ref) to use the
  * pointer after that; every call on a closed transport is then harmless.
- * ====================================================================== */
+ * @{
+ */
 
 /**
  * Queue bytes for sending; the caller may reuse `data` at once. Writes made
@@ -398,6 +442,7 @@ TAPIO_API ssize_t tapio_transport_sendfile_cancel(tapio_transport *t);
  * the transport cannot (see can_write_eof).
  */
 TAPIO_API int tapio_transport_write_eof(tapio_transport *t);
+/** Whether tapio_transport_write_eof() can shut the write side. */
 TAPIO_API bool tapio_transport_can_write_eof(const tapio_transport *t);
 
 /**
@@ -418,15 +463,18 @@ TAPIO_API void tapio_transport_abort(tapio_transport *t);
  */
 TAPIO_API void tapio_transport_fail(tapio_transport *t, int err);
 
+/** True once the transport is closing or closed. */
 TAPIO_API bool tapio_transport_is_closing(const tapio_transport *t);
 
 /** Stop calling data_received until resume_reading. Idempotent. */
 TAPIO_API void tapio_transport_pause_reading(tapio_transport *t);
+/** Call data_received again after pause_reading. Idempotent. */
 TAPIO_API void tapio_transport_resume_reading(tapio_transport *t);
 /** False when paused or closing (a TLS transport, as asyncio's, tells
  * only whether its protocol paused it). */
 TAPIO_API bool tapio_transport_is_reading(const tapio_transport *t);
 
+/** Bytes buffered for writing. */
 TAPIO_API size_t tapio_transport_get_write_buffer_size(const tapio_transport *t);
 
 /**
@@ -439,6 +487,7 @@ TAPIO_API size_t tapio_transport_get_write_buffer_size(const tapio_transport *t)
 TAPIO_API int tapio_transport_set_write_buffer_limits(tapio_transport *t,
                                                       ssize_t high,
                                                       ssize_t low);
+/** The write watermarks. */
 TAPIO_API void tapio_transport_get_write_buffer_limits(const tapio_transport *t,
                                                        size_t *low,
                                                        size_t *high);
@@ -459,13 +508,16 @@ TAPIO_API int tapio_write_limits_check(bool has_high, ssize_t high,
 TAPIO_API void tapio_transport_set_protocol(tapio_transport *t,
                                             const tapio_protocol *proto,
                                             void *user);
+/** The protocol, and its user pointer in *user (if not NULL). */
 TAPIO_API const tapio_protocol *tapio_transport_get_protocol(
     const tapio_transport *t, void **user);
 
+/** The loop the transport belongs to. */
 TAPIO_API tapio_loop *tapio_transport_loop(const tapio_transport *t);
 
 /** Extra info: the socket fd (-1 once closed). */
 TAPIO_API int tapio_transport_fd(const tapio_transport *t);
+/** @{ */
 /**
  * Extra info: the peer's / local address, as they were when the transport
  * was made (still given after it closed, as asyncio gives them). -ENOTCONN
@@ -477,8 +529,11 @@ TAPIO_API int tapio_transport_peername(const tapio_transport *t,
 TAPIO_API int tapio_transport_sockname(const tapio_transport *t,
                                        struct sockaddr_storage *addr,
                                        socklen_t *len);
+/** @} */
 
+/** Take a reference that keeps the pointer valid (see above). */
 TAPIO_API void tapio_transport_ref(tapio_transport *t);
+/** Drop a reference taken with tapio_transport_ref(). */
 TAPIO_API void tapio_transport_unref(tapio_transport *t);
 
 /**
@@ -490,7 +545,10 @@ TAPIO_API int tapio_transport_from_fd(tapio_loop *loop, int fd,
                                       const tapio_protocol *proto, void *user,
                                       tapio_transport **out);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup tls TLS
  * TLS (asyncio's SSL transport: ssl=, start_tls)
  *
  * A TLS transport is a tapio_transport whose bytes are plaintext: it is a
@@ -509,35 +567,42 @@ TAPIO_API int tapio_transport_from_fd(tapio_loop *loop, int fd,
  *   the socket's own buffer is over its limits, so they count too;
  * - pause_reading stops data_received; the layer stops reading the socket
  *   once 256 KiB of records wait undecrypted.
+ *
  * Errors reach connection_lost (and the handshake callback) as
  * TAPIO_ETLS (a TLS protocol error), TAPIO_ETLS_VERIFY (the peer's
  * certificate was refused), -ECONNABORTED (the handshake timed out),
  * -ETIMEDOUT (the shutdown timed out), -ECONNRESET (the peer closed during
  * the handshake) or the socket's errno; tapio_tls_error() describes the
  * last one.
- * ====================================================================== */
+ * @{
+ */
 
+/** A TLS protocol error (connection_lost, handshake callbacks). */
 #define TAPIO_ETLS (-3500)
+/** The peer's certificate was refused. */
 #define TAPIO_ETLS_VERIFY (-3501)
 
+/** @{ */
 /** asyncio's defaults, in seconds. */
-#define TAPIO_TLS_HANDSHAKE_TIMEOUT 60.0
-#define TAPIO_TLS_SHUTDOWN_TIMEOUT 30.0
+#define TAPIO_TLS_HANDSHAKE_TIMEOUT 60.0 /**< the handshake's */
+#define TAPIO_TLS_SHUTDOWN_TIMEOUT 30.0  /**< the shutdown's */
+/** @} */
 
 /** A TLS configuration (an OpenSSL SSL_CTX), shared by many connections. */
 typedef struct tapio_tls_context tapio_tls_context;
 
+/** What tapio_tls_context_new() makes a context with. */
 typedef struct tapio_tls_context_options {
-    bool server;               /* accept connections (else connect) */
-    const char *cert_file;     /* PEM certificate chain; required for servers */
-    const char *key_file;      /* PEM private key (NULL: in cert_file) */
-    const char *ca_file;       /* trusted CAs (PEM); with ca_path NULL too, */
-    const char *ca_path;       /* the system's store is trusted */
-    bool no_verify;            /* client: accept any server (insecure) */
-    bool no_hostname_check;    /* client: verify the chain only */
-    bool require_client_cert;  /* server: ask for one and refuse without */
-    const char *alpn;          /* comma-separated protocols, "h2,http/1.1" */
-    const char *ciphers;       /* OpenSSL cipher list for TLS <= 1.2 */
+    bool server;               /**< accept connections (else connect) */
+    const char *cert_file;     /**< PEM certificate chain; required for servers */
+    const char *key_file;      /**< PEM private key (NULL: in cert_file) */
+    const char *ca_file;       /**< trusted CAs (PEM); with ca_path NULL too, */
+    const char *ca_path;       /**< the system's store is trusted */
+    bool no_verify;            /**< client: accept any server (insecure) */
+    bool no_hostname_check;    /**< client: verify the chain only */
+    bool require_client_cert;  /**< server: ask for one and refuse without */
+    const char *alpn;          /**< comma-separated protocols, "h2,http/1.1" */
+    const char *ciphers;       /**< OpenSSL cipher list for TLS <= 1.2 */
 } tapio_tls_context_options;
 
 /**
@@ -548,7 +613,9 @@ typedef struct tapio_tls_context_options {
  */
 TAPIO_API int tapio_tls_context_new(const tapio_tls_context_options *opts,
                                     tapio_tls_context **out);
+/** Take a reference to the context. */
 TAPIO_API void tapio_tls_context_ref(tapio_tls_context *ctx);
+/** Drop a reference; the last one frees the context. */
 TAPIO_API void tapio_tls_context_unref(tapio_tls_context *ctx);
 /** The OpenSSL SSL_CTX, for settings the options do not cover. */
 TAPIO_API void *tapio_tls_context_ssl_ctx(tapio_tls_context *ctx);
@@ -588,16 +655,17 @@ typedef struct tapio_tls_engine {
     void (*destroy)(void *state);
 } tapio_tls_engine;
 
+/** How a connection uses TLS (tapio_tls_start, connect and server options). */
 typedef struct tapio_tls_options {
-    tapio_tls_context *context;   /* OpenSSL: the configuration, or */
-    const tapio_tls_engine *engine; /* another engine and its state */
-    void *engine_state;           /* (destroyed by the transport, even when
+    tapio_tls_context *context;   /**< OpenSSL: the configuration, or */
+    const tapio_tls_engine *engine; /**< another engine and its state */
+    void *engine_state;           /**< (destroyed by the transport, even when
                                      the call fails) */
-    bool server_side;             /* with context: accept, else connect */
-    const char *server_hostname;  /* client: SNI and the name verified */
-    double handshake_timeout;     /* seconds; 0: TAPIO_TLS_HANDSHAKE_TIMEOUT */
-    double shutdown_timeout;      /* seconds; 0: TAPIO_TLS_SHUTDOWN_TIMEOUT */
-    bool skip_connection_made;    /* the protocol already saw the connection
+    bool server_side;             /**< with context: accept, else connect */
+    const char *server_hostname;  /**< client: SNI and the name verified */
+    double handshake_timeout;     /**< seconds; 0: TAPIO_TLS_HANDSHAKE_TIMEOUT */
+    double shutdown_timeout;      /**< seconds; 0: TAPIO_TLS_SHUTDOWN_TIMEOUT */
+    bool skip_connection_made;    /**< the protocol already saw the connection
                                      (asyncio's start_tls does not call
                                      connection_made again) */
 } tapio_tls_options;
@@ -637,7 +705,8 @@ TAPIO_API const char *tapio_tls_error(const tapio_transport *t);
 /** The engine state (the binding's, for another engine); NULL once the
  *  engine was destroyed (after connection_lost). */
 TAPIO_API void *tapio_tls_engine_state(const tapio_transport *t);
-/* Extra info of the OpenSSL engine from the end of the handshake until
+/** @{ */
+/** Extra info of the OpenSSL engine from the end of the handshake until
  * connection_lost has run (NULL otherwise): the cipher's name, the protocol
  * ("TLSv1.3"), the ALPN protocol chosen, the peer's certificate (an X509 *,
  * borrowed) and the SSL object (an SSL *). */
@@ -646,8 +715,12 @@ TAPIO_API const char *tapio_tls_version(const tapio_transport *t);
 TAPIO_API const char *tapio_tls_alpn(const tapio_transport *t);
 TAPIO_API void *tapio_tls_peer_certificate(const tapio_transport *t);
 TAPIO_API void *tapio_tls_ssl(const tapio_transport *t);
+/** @} */
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup pipes Pipes
  * Pipes (loop.connect_read_pipe / connect_write_pipe)
  *
  * A pipe transport is a tapio_transport over one end of a pipe, FIFO,
@@ -658,12 +731,15 @@ TAPIO_API void *tapio_tls_ssl(const tapio_transport *t);
  * Read side: data_received, then at EOF eof_received (its answer is ignored,
  * as asyncio ignores it for pipes) and connection_lost(0); write and
  * write_eof return -ENOTSUP.
+ *
  * Write side: write/writev with flow control; write_eof closes it; the
  * reader going away closes it with connection_lost(-EPIPE) if data was
  * still queued, (0) otherwise. Writing to a pipe whose reader left raises
  * SIGPIPE unless the process ignores it, as Python does.
- * ====================================================================== */
+ * @{
+ */
 
+/** A transport reading the read end `fd` of a pipe (asyncio's connect_read_pipe). */
 TAPIO_API int tapio_pipe_read(tapio_loop *loop, int fd,
                               const tapio_protocol *proto, void *user,
                               tapio_transport **out);
@@ -678,11 +754,15 @@ TAPIO_API int tapio_pipe_read(tapio_loop *loop, int fd,
 TAPIO_API int tapio_pipe_read_relayed(tapio_loop *loop, int fd,
                                       const tapio_protocol *proto, void *user,
                                       tapio_transport **out);
+/** A transport writing to the write end `fd` of a pipe (asyncio's connect_write_pipe). */
 TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
                                const tapio_protocol *proto, void *user,
                                tapio_transport **out);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup subprocesses Subprocesses
  * Subprocesses (loop.subprocess_exec; asyncio's SubprocessTransport and
  * SubprocessProtocol)
  *
@@ -695,14 +775,18 @@ TAPIO_API int tapio_pipe_write(tapio_loop *loop, int fd,
  * Closing the loop kills and reaps children still running (and closes
  * their pidfds), without callbacks.
  *
- * Testing hook: with TAPIO_FAULT_PIDFD_OPEN=<errno> in the environment,
+ * Testing hook: with TAPIO_FAULT_PIDFD_OPEN=\<errno\> in the environment,
  * pidfd_open fails with that errno, as on kernels without pidfds or under
  * seccomp, so that the fallback can be tested.
- * ====================================================================== */
+ * @{
+ */
 
+/** A child process and its pipes (asyncio's SubprocessTransport). */
 typedef struct tapio_process tapio_process;
 
+/** The callbacks of a subprocess (asyncio's SubprocessProtocol); any may be NULL. */
 typedef struct tapio_subprocess_protocol {
+    /** The pipes are connected; called once, from the loop. */
     void (*connection_made)(tapio_process *p, void *user);
     /** Output of the child's stdout (fd 1) or stderr (fd 2). */
     void (*pipe_data_received)(tapio_process *p, int fd, const void *data,
@@ -710,29 +794,34 @@ typedef struct tapio_subprocess_protocol {
     /** A pipe closed: 0 at its end, or a negative errno. */
     void (*pipe_connection_lost)(tapio_process *p, int fd, int err,
                                  void *user);
+    /** The child exited (tapio_process_returncode() gives its status). */
     void (*process_exited)(tapio_process *p, void *user);
+    /** The process exited and every pipe closed: called once, last. */
     void (*connection_lost)(tapio_process *p, int err, void *user);
+    /** @{ */
     /** Flow control of the child's stdin pipe. */
     void (*pause_writing)(tapio_process *p, void *user);
     void (*resume_writing)(tapio_process *p, void *user);
+    /** @} */
 } tapio_subprocess_protocol;
 
-/* What each of the child's stdin, stdout and stderr is; any value >= 0 is
+/** What each of the child's stdin, stdout and stderr is; any value >= 0 is
  * an fd of the parent that the child gets in that place. */
-#define TAPIO_STDIO_PIPE (-1)    /* a pipe to the parent */
-#define TAPIO_STDIO_INHERIT (-2) /* the parent's own */
-#define TAPIO_STDIO_DEVNULL (-3) /* /dev/null */
-#define TAPIO_STDIO_STDOUT (-4)  /* stderr only: into the stdout pipe/fd */
+#define TAPIO_STDIO_PIPE (-1)    /**< a pipe to the parent */
+#define TAPIO_STDIO_INHERIT (-2) /**< the parent's own */
+#define TAPIO_STDIO_DEVNULL (-3) /**< /dev/null */
+#define TAPIO_STDIO_STDOUT (-4)  /**< stderr only: into the stdout pipe/fd */
 
+/** What tapio_process_spawn() runs, and how. */
 typedef struct tapio_process_options {
-    const char *file;        /* program; without a '/', searched in PATH */
-    char *const *argv;       /* NULL-terminated; argv[0] is the name */
-    const char *shell;       /* instead of file and argv: /bin/sh -c shell
+    const char *file;        /**< program; without a '/', searched in PATH */
+    char *const *argv;       /**< NULL-terminated; argv[0] is the name */
+    const char *shell;       /**< instead of file and argv: /bin/sh -c shell
                                 (asyncio's subprocess_shell) */
-    char *const *env;        /* NULL-terminated, or NULL to inherit */
-    const char *cwd;         /* or NULL */
-    int stdio[3];            /* TAPIO_STDIO_* or an fd; 0 means PIPE */
-    bool new_session;        /* setsid() in the child */
+    char *const *env;        /**< NULL-terminated, or NULL to inherit */
+    const char *cwd;         /**< or NULL */
+    int stdio[3];            /**< TAPIO_STDIO_* or an fd; 0 means PIPE */
+    bool new_session;        /**< setsid() in the child */
 } tapio_process_options;
 
 /**
@@ -748,17 +837,17 @@ TAPIO_API int tapio_process_spawn(tapio_loop *loop,
 /** How tapio_process_adopt takes a child over. Every field must be set:
  * an fd of 0 is the parent's stdin, not "none". */
 typedef struct tapio_process_adopt_options {
-    pid_t pid;     /* a child of this process, running or exited unreaped */
-    int fds[3];    /* the parent's ends of the child's stdin (written to),
+    pid_t pid;     /**< a child of this process, running or exited unreaped */
+    int fds[3];    /**< the parent's ends of the child's stdin (written to),
                       stdout and stderr (read) pipes; -1 for none */
-    /* false: libtapio watches for the exit (a pidfd; where pidfd_open
+    /** false: libtapio watches for the exit (a pidfd; where pidfd_open
      * fails, ENOSYS, EPERM, EMFILE..., a thread blocked in waitpid) and
      * reaps the child. true: the caller does (a binding honouring a child
      * watcher its user installed) and reports the exit with
      * tapio_process_set_exited; libtapio never waits for this pid, and
      * closing the loop neither kills nor reaps it. */
     bool caller_reaps;
-    /* true: the fds stay the caller's and libtapio works on duplicates of
+    /** true: the fds stay the caller's and libtapio works on duplicates of
      * them (a binding whose file objects keep theirs); a duplicate that
      * cannot be made (EMFILE) fails the call. */
     bool dup_fds;
@@ -787,6 +876,7 @@ TAPIO_API int tapio_process_adopt(tapio_loop *loop,
  */
 TAPIO_API int tapio_process_set_exited(tapio_process *p, int returncode);
 
+/** The child's process id. */
 TAPIO_API pid_t tapio_process_pid(const tapio_process *p);
 /** The pipe transport of the child's fd 0, 1 or 2, or NULL. */
 TAPIO_API tapio_transport *tapio_process_pipe(const tapio_process *p, int fd);
@@ -797,55 +887,70 @@ TAPIO_API tapio_transport *tapio_process_pipe(const tapio_process *p, int fd);
 TAPIO_API bool tapio_process_returncode(const tapio_process *p, int *code);
 /** -ESRCH once the child has exited and been reaped. */
 TAPIO_API int tapio_process_send_signal(tapio_process *p, int signum);
+/** Send SIGTERM (as tapio_process_send_signal). */
 TAPIO_API int tapio_process_terminate(tapio_process *p);
+/** Send SIGKILL (as tapio_process_send_signal). */
 TAPIO_API int tapio_process_kill(tapio_process *p);
 /**
  * Close the pipes and, if the child still runs, kill it (asyncio's close);
  * connection_lost follows once it has exited.
  */
 TAPIO_API void tapio_process_close(tapio_process *p);
+/** True once tapio_process_close() was called. */
 TAPIO_API bool tapio_process_is_closing(const tapio_process *p);
+/** Take a reference that keeps the pointer valid. */
 TAPIO_API void tapio_process_ref(tapio_process *p);
+/** Drop a reference taken with tapio_process_ref(). */
 TAPIO_API void tapio_process_unref(tapio_process *p);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup connections Connections
  * Connections (loop.create_connection / create_unix_connection)
- * ====================================================================== */
+ * @{
+ */
 
 /** One resolved address to connect to (or to bind to, as a local address). */
 typedef struct tapio_address {
-    int family;                   /* AF_INET, AF_INET6 or AF_UNIX */
-    int socktype;                 /* 0 means SOCK_STREAM */
-    int protocol;                 /* 0: the family's default */
-    socklen_t len;                /* of addr */
+    int family;                   /**< AF_INET, AF_INET6 or AF_UNIX */
+    int socktype;                 /**< 0 means SOCK_STREAM */
+    int protocol;                 /**< 0: the family's default */
+    socklen_t len;                /**< of addr */
+    /** The address itself. */
     struct sockaddr_storage addr;
 } tapio_address;
 
-/* tapio_connect_options.interleave: keep the addresses in the given order. */
+/** tapio_connect_options.interleave: keep the addresses in the given order. */
 #define TAPIO_CONNECT_NO_INTERLEAVE (-1)
 
+/** How tapio_connect() and tapio_connect_socket() connect; zeroed: the defaults. */
 typedef struct tapio_connect_options {
-    int family;              /* AF_UNSPEC (default), AF_INET or AF_INET6 */
-    const char *local_host;  /* tapio_connect: resolve and bind here before
+    int family;              /**< AF_UNSPEC (default), AF_INET or AF_INET6 */
+    const char *local_host;  /**< tapio_connect: resolve and bind here before
                                 connecting (NULL: no bind) */
-    const char *local_port;  /* with local_host; NULL means port 0 */
-    /* Local addresses already resolved (when local_host is NULL): each
+    const char *local_port;  /**< with local_host; NULL means port 0 */
+    /** @{ */
+    /** Local addresses already resolved (when local_host is NULL): each
      * attempt binds to the first of its family that binds. Copied. */
     const tapio_address *local_addrs;
     size_t nlocal_addrs;
-    /* Happy eyeballs (RFC 8305, asyncio's happy_eyeballs_delay): the next
+    /** @} */
+    /** @{ */
+    /** Happy eyeballs (RFC 8305, asyncio's happy_eyeballs_delay): the next
      * address is tried after `happy_eyeballs_delay` seconds or as soon as
      * the previous attempt fails, whichever comes first; the first to
      * connect wins and the others are closed. Without it each address is
      * tried only after the previous one failed. */
     bool happy_eyeballs;
     double happy_eyeballs_delay;
-    /* Address families alternate (asyncio's interleave): this many of the
+    /** @} */
+    /** Address families alternate (asyncio's interleave): this many of the
      * first family's addresses first, then one of each family in turn.
      * 0: asyncio's default (1 with happy eyeballs, else the given order);
      * TAPIO_CONNECT_NO_INTERLEAVE: the given order. */
     int interleave;
-    /* TLS (tapio_connect only): the callback gets the TLS transport once
+    /** TLS (tapio_connect only): the callback gets the TLS transport once
      * the handshake is done (NULL: plain TCP). Copied; the context is
      * referenced. */
     const tapio_tls_options *tls;
@@ -882,35 +987,39 @@ TAPIO_API int tapio_connect_unix(tapio_loop *loop, const char *path,
                                  void *user, tapio_connect_callback cb,
                                  void *arg, tapio_connect_req **req);
 
-/* Which step of one attempt failed (asyncio words each differently). */
+/** Which step of one attempt failed (asyncio words each differently). */
 typedef enum tapio_connect_step {
-    TAPIO_CONNECT_STEP_SOCKET,     /* socket() */
-    TAPIO_CONNECT_STEP_BIND,       /* bind() to local address `local` */
-    TAPIO_CONNECT_STEP_NO_LOCAL,   /* no local address of the family */
-    TAPIO_CONNECT_STEP_CONNECT,    /* connect() failed at once */
-    TAPIO_CONNECT_STEP_CONNECTING, /* the connection failed later (SO_ERROR) */
+    TAPIO_CONNECT_STEP_SOCKET,     /**< socket() */
+    TAPIO_CONNECT_STEP_BIND,       /**< bind() to local address `local` */
+    TAPIO_CONNECT_STEP_NO_LOCAL,   /**< no local address of the family */
+    TAPIO_CONNECT_STEP_CONNECT,    /**< connect() failed at once */
+    TAPIO_CONNECT_STEP_CONNECTING, /**< the connection failed later (SO_ERROR) */
 } tapio_connect_step;
 
 /** One failed step of a connection attempt. */
 typedef struct tapio_connect_error {
-    size_t address;          /* index in the caller's address list */
-    size_t local;            /* STEP_BIND: index in the local address list */
+    size_t address;          /**< index in the caller's address list */
+    size_t local;            /**< STEP_BIND: index in the local address list */
+    /** The step that failed. */
     tapio_connect_step step;
-    int err;                 /* negative errno (-EADDRNOTAVAIL for NO_LOCAL) */
+    int err;                 /**< negative errno (-EADDRNOTAVAIL for NO_LOCAL) */
 } tapio_connect_error;
 
 /** The outcome of tapio_connect_socket, valid during the callback. */
 typedef struct tapio_connect_result {
-    int fd;         /* the connected non-blocking socket, now the callee's;
+    int fd;         /**< the connected non-blocking socket, now the callee's;
                        -1 on failure */
-    int err;        /* 0, -ECANCELED, or the last failed step's error */
-    size_t address; /* index of the address that connected */
-    /* Every failed step, grouped by attempt in the order the attempts
+    int err;        /**< 0, -ECANCELED, or the last failed step's error */
+    size_t address; /**< index of the address that connected */
+    /** @{ */
+    /** Every failed step, grouped by attempt in the order the attempts
      * started, each attempt's steps in the order they failed. */
     const tapio_connect_error *errors;
     size_t nerrors;
+    /** @} */
 } tapio_connect_result;
 
+/** Called once when tapio_connect_socket() ends, with its outcome. */
 typedef void (*tapio_connect_socket_callback)(const tapio_connect_result *r,
                                               void *arg);
 
@@ -936,9 +1045,13 @@ TAPIO_API int tapio_connect_socket(tapio_loop *loop, const tapio_address *addrs,
  */
 TAPIO_API void tapio_connect_cancel(tapio_connect_req *req);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup servers Servers
  * Servers (loop.create_server / create_unix_server; asyncio's Server)
- * ====================================================================== */
+ * @{
+ */
 
 /**
  * Called for each accepted connection: return the protocol for it and store
@@ -948,19 +1061,20 @@ typedef const tapio_protocol *(*tapio_protocol_factory)(tapio_server *server,
                                                         void *arg,
                                                         void **user);
 
+/** How a server listens and accepts; zeroed: asyncio's defaults. */
 typedef struct tapio_server_options {
-    int family;            /* AF_UNSPEC (default), AF_INET or AF_INET6 */
-    int backlog;           /* 0 means asyncio's 100 */
-    bool no_reuse_address; /* SO_REUSEADDR is on unless this is set */
-    bool reuse_port;       /* SO_REUSEPORT */
-    bool no_start_serving; /* create without accepting (start_serving=False) */
-    bool keep_alive;       /* SO_KEEPALIVE, inherited by accepted sockets */
-    /* A Unix listener's socket file is removed at close, if it is still
+    int family;            /**< AF_UNSPEC (default), AF_INET or AF_INET6 */
+    int backlog;           /**< 0 means asyncio's 100 */
+    bool no_reuse_address; /**< SO_REUSEADDR is on unless this is set */
+    bool reuse_port;       /**< SO_REUSEPORT */
+    bool no_start_serving; /**< create without accepting (start_serving=False) */
+    bool keep_alive;       /**< SO_KEEPALIVE, inherited by accepted sockets */
+    /** A Unix listener's socket file is removed at close, if it is still
      * the one bound there (asyncio 3.13's cleanup_socket); set this to
      * leave it, as asyncio before 3.13 does. */
     bool keep_unix_socket_file;
-    double accept_retry_delay; /* back-off after EMFILE etc.; 0 means 1 s */
-    /* TLS: each connection is a TLS transport and its protocol's
+    double accept_retry_delay; /**< back-off after EMFILE etc.; 0 means 1 s */
+    /** TLS: each connection is a TLS transport and its protocol's
      * connection_made waits for the handshake; a connection whose
      * handshake fails is closed quietly, as in asyncio (NULL: plain).
      * Copied; the context is referenced. Needs tls->context. */
@@ -981,9 +1095,12 @@ TAPIO_API int tapio_server_listen(tapio_loop *loop, const char *const *hosts,
 
 /** One address to listen on, as getaddrinfo returns it. */
 typedef struct tapio_server_address {
+    /** @{ */
+    /** getaddrinfo's ai_family, ai_socktype, ai_protocol, ai_addr and ai_addrlen. */
     int family, socktype, protocol;
     const struct sockaddr *addr;
     socklen_t addrlen;
+    /** @} */
 } tapio_server_address;
 
 /**
@@ -1023,8 +1140,11 @@ TAPIO_API int tapio_server_from_fds(tapio_loop *loop, const int *fds,
                                     tapio_protocol_factory factory, void *arg,
                                     tapio_server **out);
 
+/** Accept connections (after no_start_serving). 0, or -EBADF once closed. */
 TAPIO_API int tapio_server_start_serving(tapio_server *s);
+/** Stop accepting; the listening sockets stay open. */
 TAPIO_API void tapio_server_stop_serving(tapio_server *s);
+/** Whether the server accepts connections. */
 TAPIO_API bool tapio_server_is_serving(const tapio_server *s);
 
 /** Number of listening sockets; fills up to `n` of their fds into `fds`. */
@@ -1046,18 +1166,26 @@ TAPIO_API int tapio_server_port(const tapio_server *s);
 TAPIO_API void tapio_server_close(tapio_server *s, tapio_callback on_closed,
                                   void *arg);
 
+/** The loop the server belongs to. */
 TAPIO_API tapio_loop *tapio_server_loop(const tapio_server *s);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup datagrams Datagram transports
  * Datagram transports (UDP, Unix datagram sockets; asyncio's
  * DatagramTransport and DatagramProtocol)
  *
  * Lifetime, references and close/abort are as for stream transports.
- * ====================================================================== */
+ * @{
+ */
 
+/** A datagram endpoint (asyncio's DatagramTransport). */
 typedef struct tapio_datagram tapio_datagram;
 
+/** The callbacks of a datagram endpoint (asyncio's DatagramProtocol); any may be NULL. */
 typedef struct tapio_datagram_protocol {
+    /** The endpoint is ready; called once, from the loop. */
     void (*connection_made)(tapio_datagram *d, void *user);
     /**
      * A datagram arrived (possibly of 0 bytes) from `addr`. `data` and `addr`
@@ -1073,14 +1201,19 @@ typedef struct tapio_datagram_protocol {
      * endpoint stays open.
      */
     void (*error_received)(tapio_datagram *d, int err, void *user);
+    /** The endpoint is closed: 0 or a negative errno; called once, last. */
     void (*connection_lost)(tapio_datagram *d, int err, void *user);
+    /** The queue went over the high-water mark. */
     void (*pause_writing)(tapio_datagram *d, void *user);
+    /** The queue drained to the low-water mark or below. */
     void (*resume_writing)(tapio_datagram *d, void *user);
 } tapio_datagram_protocol;
 
+/** How tapio_datagram_open() makes its socket. */
 typedef struct tapio_datagram_options {
-    int family;              /* AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX */
-    /* Inet: bind to local_host:local_port and/or connect to remote_host:
+    int family;              /**< AF_UNSPEC, AF_INET, AF_INET6 or AF_UNIX */
+    /** @{ */
+    /** Inet: bind to local_host:local_port and/or connect to remote_host:
      * remote_port (names resolved with getaddrinfo in the call). Unix: bind
      * to local_host and/or connect to remote_host as paths (a leading '\0'
      * needs the *_len field; 0 means strlen); a stale socket file at
@@ -1088,19 +1221,23 @@ typedef struct tapio_datagram_options {
     const char *local_host, *local_port;
     const char *remote_host, *remote_port;
     size_t local_len, remote_len;
-    bool reuse_port;         /* SO_REUSEPORT */
-    bool allow_broadcast;    /* SO_BROADCAST; the remote address is then
+    /** @} */
+    bool reuse_port;         /**< SO_REUSEPORT */
+    bool allow_broadcast;    /**< SO_BROADCAST; the remote address is then
                                 a default destination, not connected */
 } tapio_datagram_options;
 
 /** One way to open a datagram socket: a family's local and remote address
  * (either may be NULL). */
 typedef struct tapio_datagram_candidate {
+    /** @{ */
+    /** The socket's family and protocol (as getaddrinfo gives them), its local address and the remote one, with their lengths. */
     int family, protocol;
     const struct sockaddr *local;
     socklen_t local_len;
     const struct sockaddr *remote;
     socklen_t remote_len;
+    /** @} */
 } tapio_datagram_candidate;
 
 /**
@@ -1166,6 +1303,7 @@ TAPIO_API void tapio_datagram_abort(tapio_datagram *d);
  * due, whatever error it was given. The loop's error handler is not called.
  */
 TAPIO_API void tapio_datagram_fail(tapio_datagram *d, int err);
+/** True once the endpoint is closing or closed. */
 TAPIO_API bool tapio_datagram_is_closing(const tapio_datagram *d);
 /**
  * Stop calling datagram_received until resume_reading (what arrives waits in
@@ -1193,15 +1331,19 @@ TAPIO_API int tapio_datagram_set_queued_overhead(tapio_datagram *d,
 TAPIO_API int tapio_datagram_set_write_buffer_limits(tapio_datagram *d,
                                                      ssize_t high,
                                                      ssize_t low);
+/** The write watermarks. */
 TAPIO_API void tapio_datagram_get_write_buffer_limits(const tapio_datagram *d,
                                                       size_t *low,
                                                       size_t *high);
+/** Switch to another protocol; the old one gets no further callbacks. */
 TAPIO_API void tapio_datagram_set_protocol(tapio_datagram *d,
                                            const tapio_datagram_protocol *proto,
                                            void *user);
+/** The loop the endpoint belongs to. */
 TAPIO_API tapio_loop *tapio_datagram_loop(const tapio_datagram *d);
 /** The socket fd (-1 once closed). */
 TAPIO_API int tapio_datagram_fd(const tapio_datagram *d);
+/** @{ */
 /**
  * The local address, and the connected peer's (-ENOTCONN when the socket is
  * not connected, with allow_broadcast for one), as of creation.
@@ -1212,10 +1354,16 @@ TAPIO_API int tapio_datagram_sockname(const tapio_datagram *d,
 TAPIO_API int tapio_datagram_peername(const tapio_datagram *d,
                                       struct sockaddr_storage *addr,
                                       socklen_t *len);
+/** @} */
+/** Take a reference that keeps the pointer valid. */
 TAPIO_API void tapio_datagram_ref(tapio_datagram *d);
+/** Drop a reference taken with tapio_datagram_ref(). */
 TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
 
-/* ======================================================================
+/** @} */
+
+/**
+ * @defgroup streams Streams
  * Streams (asyncio's StreamReader and StreamWriter, open_connection and
  * start_server)
  *
@@ -1231,14 +1379,15 @@ TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
  *
  * Reads: at most one read request is pending per stream; a second one
  * returns -EBUSY (asyncio's RuntimeError). The callback gets
- *   err 0: `data`, `len` are the bytes read (len 0: EOF);
- *   TAPIO_EINCOMPLETE: EOF came first (asyncio's IncompleteReadError);
- *       `data`, `len` are the partial bytes, consumed;
- *   TAPIO_ELIMIT: the limit was overrun (asyncio's LimitOverrunError):
- *       nothing was consumed, `data` is the start of the buffer and `len`
- *       the error's `consumed` count;
- *   another negative errno: the connection failed with it (asyncio's
- *       exception set on the reader; reported before any buffered data).
+ * - err 0: `data`, `len` are the bytes read (len 0: EOF);
+ * - TAPIO_EINCOMPLETE: EOF came first (asyncio's IncompleteReadError);
+ *   `data`, `len` are the partial bytes, consumed;
+ * - TAPIO_ELIMIT: the limit was overrun (asyncio's LimitOverrunError):
+ *   nothing was consumed, `data` is the start of the buffer and `len`
+ *   the error's `consumed` count;
+ * - another negative errno: the connection failed with it (asyncio's
+ *   exception set on the reader; reported before any buffered data).
+ *
  * `data` is a view of the stream's buffer (or of the transport's read
  * buffer, so that a line read as it arrives is never copied): it is valid
  * only until the callback returns. Copy what must live longer.
@@ -1252,7 +1401,8 @@ TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
  * made it until tapio_stream_free) and while its transport is connected
  * (until connection_lost). Free every stream before closing its loop, after
  * its connection is lost (wait_closed), or its memory stays.
- * ====================================================================== */
+ * @{
+ */
 
 /** asyncio's default buffer limit, 64 KiB. */
 #define TAPIO_STREAM_DEFAULT_LIMIT (64 * 1024)
@@ -1261,6 +1411,7 @@ TAPIO_API void tapio_datagram_unref(tapio_datagram *d);
 /** The buffer limit was overrun (LimitOverrunError; readline: ValueError). */
 #define TAPIO_ELIMIT (-3601)
 
+/** asyncio's StreamReader and StreamWriter over one transport (see above). */
 typedef struct tapio_stream tapio_stream;
 
 /** A read request's result; see above for `data`, `len` and `err`. */
@@ -1316,9 +1467,11 @@ TAPIO_API int tapio_open_unix_connection(tapio_loop *loop, const char *path,
  * must stay valid until the server has closed.
  */
 typedef struct tapio_stream_handler {
+    /** Called for each connection with its stream and `arg`. */
     void (*client_connected)(tapio_stream *s, void *arg);
+    /** The second argument of client_connected. */
     void *arg;
-    size_t limit; /* each stream's limit; 0: the default */
+    size_t limit; /**< each stream's limit; 0: the default */
 } tapio_stream_handler;
 
 /** asyncio's start_server: tapio_server_listen with streams (TLS in opts). */
@@ -1396,10 +1549,13 @@ TAPIO_API int tapio_stream_writelines(tapio_stream *s,
  */
 TAPIO_API int tapio_stream_drain(tapio_stream *s, tapio_stream_callback cb,
                                  void *arg);
+/** write_eof(): as tapio_transport_write_eof. */
 TAPIO_API int tapio_stream_write_eof(tapio_stream *s);
+/** can_write_eof(): as tapio_transport_can_write_eof. */
 TAPIO_API bool tapio_stream_can_write_eof(const tapio_stream *s);
 /** close(): close the transport (it flushes first). Idempotent. */
 TAPIO_API void tapio_stream_close(tapio_stream *s);
+/** is_closing(): the transport is closing or closed. */
 TAPIO_API bool tapio_stream_is_closing(const tapio_stream *s);
 /** wait_closed(): cb runs once connection_lost has run, with its error. */
 TAPIO_API int tapio_stream_wait_closed(tapio_stream *s,
@@ -1409,6 +1565,7 @@ TAPIO_API int tapio_stream_wait_closed(tapio_stream *s,
  * NULL before connection_made; after start_tls, the TLS transport.
  */
 TAPIO_API tapio_transport *tapio_stream_transport(const tapio_stream *s);
+/** The loop the stream belongs to. */
 TAPIO_API tapio_loop *tapio_stream_loop(const tapio_stream *s);
 /**
  * start_tls(): upgrade the connection to TLS (opts as for tapio_tls_start;
@@ -1426,8 +1583,10 @@ TAPIO_API int tapio_stream_start_tls(tapio_stream *s,
  */
 TAPIO_API void tapio_stream_free(tapio_stream *s);
 
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* TAPIO_H */
+#endif /**< TAPIO_H */

@@ -12,6 +12,9 @@
 #      TLS cycles), with PYTHON
 #   4. aiohttp and websockets on tapio, and tapio's gunicorn workers (with
 #      Debian's python3, which has aiohttp, websockets, uvicorn and gunicorn)
+#   5. the documentation (scripts/build-docs.sh, `make docs`): Doxygen over
+#      docs/ and include/tapio.h, failing on any warning (an undocumented
+#      declaration of tapio.h included)
 # The last line is "N passed, N failed" over all of them.
 set -u
 
@@ -112,6 +115,7 @@ else
     echo "0 passed, 1 failed" >"$LOGS/python-build.log"
     status=1
 fi
+run docs ./scripts/build-docs.sh
 
 # Sum the suites' summaries: ctest's "N tests failed out of M" and the
 # "N passed, N failed" lines of the others.
