@@ -165,14 +165,15 @@ class PostgresCluster:
 
 class Gunicorn:
     """gunicorn with a worker class and two workers, serving app (a
-    module:attribute) from app_dir, listening on a socket bound here and
+    module:attribute, or module:factory()) importable from app_dir or
+    pythonpath, logging into app_dir, listening on a socket bound here and
     handed over as fd:// (no port race)."""
 
-    def __init__(self, worker, app, app_dir, workers=2):
+    def __init__(self, worker, app, app_dir, workers=2, pythonpath=()):
         self.log_path = os.path.join(app_dir, "gunicorn.log")
         listener = socket.create_server(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_DIR, app_dir]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_DIR, app_dir, *pythonpath]))
         with listener, open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-k", worker, "-w", str(workers),
