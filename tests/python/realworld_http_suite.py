@@ -1,10 +1,11 @@
 """HTTP servers and clients of the real world on the loop under test:
 
-- uvicorn (Debian's python3-uvicorn) running in the test's own loop, as
-  `uvicorn.Server(Config(app, loop="none"))` does under tapio.install(),
-  serving a Starlette and a FastAPI app (realworld_apps) over TCP and over a
-  Unix socket, with its httptools and h11 HTTP implementations and its
-  websockets implementation;
+- uvicorn (Debian's python3-uvicorn) running in the test's own loop
+  (`uvicorn.Server(Config(app, loop="none")).serve()`), serving a Starlette
+  and a FastAPI app (realworld_apps) over TCP and over a Unix socket, with
+  its httptools and h11 HTTP implementations and its websockets
+  implementation; and uvicorn.run() in a process of its own, after
+  tapio.install(), stopped by SIGTERM;
 - gunicorn with two workers of tapio's classes (tapio.workers.UvicornWorker
   serving the Starlette and FastAPI apps, tapio.workers.AiohttpWorker an
   aiohttp.web app), and, for the asyncio run, the same with the stock
@@ -27,6 +28,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 
 import aiohttp
@@ -37,7 +40,8 @@ from aiohttp import web
 
 from . import realworld_apps
 from .loops import loop_tests
-from .realworld_services import HERE, Gunicorn, kind_of
+from .realworld_services import (DEADLINE, HERE, PACKAGE_DIR, Gunicorn, free_port, kind_of,
+                                 read_file)
 
 LOOPS = ("asyncio", "tapio")
 
@@ -67,6 +71,19 @@ def upload_digest():
     return digest.hexdigest()
 
 
+async def wait_until_answering(process, client, log_path):
+    """Poll GET /loop until the server in process answers."""
+    deadline = asyncio.get_running_loop().time() + DEADLINE
+    while True:
+        if process.poll() is not None:
+            raise AssertionError("the server exited:\n" + read_file(log_path))
+        with contextlib.suppress(httpx.TransportError):
+            return await client.get("/loop")
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the server did not answer:\n" + read_file(log_path))
+        await asyncio.sleep(0.05)
+
+
 class ApiChecks:
     """The client side shared by every server: realworld_apps' API through
     httpx and websockets, on the loop under test."""
@@ -75,16 +92,21 @@ class ApiChecks:
         """name (module.class of the server's loop) is the loop under test's."""
         self.assertEqual(name.split(".")[0], self.loop_name, name)
 
-    async def check_api(self, client, ws_connect):
+    async def check_api(self, client, ws_connect, upload=True):
         """client: an httpx.AsyncClient with the server as base_url;
-        ws_connect(path): a websockets connection to the server."""
+        ws_connect(path): a websockets connection to the server. upload
+        false leaves out the streamed upload: over a Unix socket, httpx
+        0.23 writes through anyio 3.6's Unix stream, which after a partial
+        write sends its buffer again from the start (on any loop; fixed in
+        anyio 3.7), so a large body arrives corrupted."""
         self.assertEqual(kind_of(asyncio.get_running_loop()), self.loop_name)
         response = await client.get("/loop")
         self.assertEqual(response.status_code, 200, response.text)
         self.check_server_loop(response.json()["loop"])
         await self.check_json_over_keep_alive(client)
         await self.check_streamed_download(client)
-        await self.check_streamed_upload(client)
+        if upload:
+            await self.check_streamed_upload(client)
         await self.check_websocket(ws_connect)
 
     async def check_json_over_keep_alive(self, client):
@@ -172,7 +194,8 @@ class UvicornInProcessTests(ApiChecks):
             async with self.uvicorn_serving(realworld_apps.fastapi_app(), "h11", sock), \
                     httpx.AsyncClient(transport=transport, base_url="http://app") as client:
                 await self.check_api(
-                    client, lambda ws_path: websockets.unix_connect(path, "ws://app" + ws_path))
+                    client, lambda ws_path: websockets.unix_connect(path, "ws://app" + ws_path),
+                    upload=False)
                 response = await client.post("/items", json={"name": "bolts",
                                                              "quantities": [3, 4]})
                 self.assertEqual(response.json(), {"name": "bolts", "total": 7})
@@ -189,6 +212,55 @@ class UvicornInProcessTests(ApiChecks):
         self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
 
 
+# uvicorn.run() as a program calls it: on tapio after tapio.install(), with
+# loop="none" so that uvicorn keeps the policy's loop; on asyncio with
+# loop="asyncio" (uvicorn's default, "auto", would pick uvloop).
+UVICORN_RUN = """
+import sys
+import uvicorn
+loop_name, port = sys.argv[1:]
+if loop_name == "tapio":
+    import tapio
+    tapio.install()
+uvicorn.run("realworld_apps:fastapi_app", factory=True, host="127.0.0.1", port=int(port),
+            loop="none" if loop_name == "tapio" else "asyncio")
+"""
+
+
+@loop_tests(LOOPS)
+class UvicornRunTests(ApiChecks):
+    """uvicorn.run() in its own process, stopped by SIGTERM through the
+    signal handlers it sets on its loop."""
+
+    def test_uvicorn_run_serves_until_sigterm(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        log_path = os.path.join(directory, "uvicorn.log")
+        url = f"http://127.0.0.1:{free_port()}"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_DIR, HERE]))
+        with open(log_path, "w") as log:
+            process = subprocess.Popen([sys.executable, "-c", UVICORN_RUN, self.loop_name,
+                                        url.rsplit(":", 1)[1]],
+                                       env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        self.addCleanup(process.wait)
+        self.addCleanup(process.kill)
+
+        async def test():
+            async with httpx.AsyncClient(base_url=url) as client:
+                await wait_until_answering(process, client, log_path)
+            async with httpx.AsyncClient(base_url=url) as client:
+                await self.check_api(
+                    client, lambda path: websockets.connect(url.replace("http", "ws") + path))
+        self.run_coro(test(), timeout=30)
+
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(DEADLINE), 0, read_file(log_path))
+        log = read_file(log_path)
+        self.assertIn("Finished server process", log)
+        self.assertNotIn("Traceback", log)
+
+
 @loop_tests(LOOPS)
 class GunicornTests(ApiChecks):
     """gunicorn with two workers whose loop is the loop under test; the httpx
@@ -201,14 +273,6 @@ class GunicornTests(ApiChecks):
         self.addCleanup(gunicorn.kill)
         return gunicorn, f"http://127.0.0.1:{gunicorn.port}"
 
-    async def wait_until_answering(self, gunicorn, client):
-        for _ in range(400):
-            gunicorn.check_running()
-            with contextlib.suppress(httpx.TransportError):
-                return await client.get("/loop")
-            await asyncio.sleep(0.05)
-        self.fail("gunicorn did not answer:\n" + gunicorn.log())
-
     def check_stops_cleanly(self, gunicorn):
         returncode, log = gunicorn.stop()
         self.assertEqual(returncode, 0, log)
@@ -219,7 +283,7 @@ class GunicornTests(ApiChecks):
 
         async def test():
             async with httpx.AsyncClient(base_url=url) as client:
-                await self.wait_until_answering(gunicorn, client)
+                await wait_until_answering(gunicorn.process, client, gunicorn.log_path)
             # A new client: the first may have left refused attempts behind.
             async with httpx.AsyncClient(base_url=url) as client:
                 await self.check_api(

@@ -185,10 +185,6 @@ class Gunicorn:
     def log(self):
         return read_file(self.log_path)
 
-    def check_running(self):
-        if self.process.poll() is not None:
-            raise AssertionError("gunicorn exited:\n" + self.log())
-
     def stop(self):
         """SIGTERM, then the exit status and the log (for the caller to check)."""
         self.process.send_signal(signal.SIGTERM)
