@@ -10,8 +10,12 @@
 #      asyncio, and CPython's own test_asyncio against tapio
 #   3. the connection soak (memory and fds flat over 100,000 cycles; 20,000
 #      TLS cycles), with PYTHON
-#   4. aiohttp and websockets on tapio, and tapio's gunicorn workers (with
-#      Debian's python3, which has aiohttp, websockets, uvicorn and gunicorn)
+#   4. with Debian's python3, which has the frameworks and clients: aiohttp
+#      and websockets on tapio, tapio's gunicorn workers, and the real-world
+#      suite (tests/python/realworld_*_suite.py): real redis-server and
+#      PostgreSQL started in temporary directories, redis-py, asyncpg,
+#      uvicorn with Starlette and FastAPI, gunicorn, httpx, aiohttp, anyio
+#      and pytest-asyncio, each on tapio and on stock asyncio
 #   5. the documentation (scripts/build-docs.sh, `make docs`): Doxygen over
 #      docs/ and include/tapio.h, failing on any warning (an undocumented
 #      declaration of tapio.h included)
@@ -106,10 +110,17 @@ if python_build "$PYTHON" "$PY_BUILD" >"$LOGS/build.out" 2>&1; then
     run soak "$PYTHON" tests/python/soak_connections.py
     run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
     run leaks "$PYTHON" tests/python/leak_loops.py --cycles 10000
-    # aiohttp, websockets, uvicorn and gunicorn are Debian packages,
-    # importable by Debian's python.
-    python_build /usr/bin/python3 "$PY_BUILD-debian" >"$LOGS/build.out" 2>&1 &&
-        run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite workers_suite
+    # The frameworks, clients and services are Debian packages; the Python
+    # ones are importable by Debian's python only.
+    if python_build /usr/bin/python3 "$PY_BUILD-debian" >"$LOGS/build.out" 2>&1; then
+        run frameworks /usr/bin/python3 tests/python/run.py frameworks_suite workers_suite \
+            realworld_http_suite realworld_redis_suite realworld_postgres_suite \
+            realworld_anyio_suite realworld_pytest_suite
+    else
+        cat "$LOGS/build.out"
+        echo "0 passed, 1 failed" >"$LOGS/frameworks-build.log"
+        status=1
+    fi
 else
     cat "$LOGS/build.out"
     echo "0 passed, 1 failed" >"$LOGS/python-build.log"

@@ -10,18 +10,11 @@ module with Debian's python3:
 import http.client
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
-import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "python")
-DEADLINE = 20.0  # seconds for gunicorn to answer, a held request, a stop
+from .realworld_services import DEADLINE, Gunicorn, wait_until
 
 # Each answer names the running loop's class and the worker's pid. /hold
 # marks its start with a file, then blocks its worker's loop until the test
@@ -68,22 +61,6 @@ APP_MODULE = textwrap.dedent('''
 ''')
 
 
-def wait_until(predicate, what, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def group_is_gone(pgid):
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 class GunicornWorkerTests:
     """Mixed into a TestCase per worker class: WORKER (tapio.workers.X) and
     APP (the module:attribute gunicorn loads from APP_MODULE)."""
@@ -95,35 +72,12 @@ class GunicornWorkerTests:
         self.addCleanup(shutil.rmtree, self.dir, ignore_errors=True)
         with open(os.path.join(self.dir, "workers_app.py"), "w") as f:
             f.write(APP_MODULE)
-        self.log_path = os.path.join(self.dir, "gunicorn.log")
-        self.gunicorn = self.start_gunicorn()
-
-    def start_gunicorn(self):
-        # gunicorn listens on a socket bound here (fd://): no port race.
-        listener = socket.create_server(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([PACKAGE_DIR, self.dir]))
-        with listener, open(self.log_path, "w") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-k", self.WORKER, "-w", "2",
-                 "--graceful-timeout", "10", "-b", f"fd://{listener.fileno()}",
-                 "--chdir", self.dir, self.APP],
-                env=env, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.addCleanup(self.kill_group, process.pid)
-        return process
-
-    def kill_group(self, pgid):
-        """On failure: no gunicorn process outlives the test."""
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.gunicorn.wait()
+        self.gunicorn = Gunicorn(self.WORKER, self.APP, self.dir)
+        self.addCleanup(self.gunicorn.kill)  # on failure too: nothing outlives the test
+        self.port = self.gunicorn.port
 
     def log(self):
-        with open(self.log_path) as f:
-            return f.read()
+        return self.gunicorn.log()
 
     def get(self, connection, path="/"):
         """(loop class, worker pid) of the answer to GET path."""
@@ -141,7 +95,7 @@ class GunicornWorkerTests:
 
     def wait_until_answering(self):
         def answers():
-            self.assertIsNone(self.gunicorn.poll(), "gunicorn exited:\n" + self.log())
+            self.assertIsNone(self.gunicorn.process.poll(), "gunicorn exited:\n" + self.log())
             connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=DEADLINE)
             try:
                 self.get(connection)
@@ -180,17 +134,11 @@ class GunicornWorkerTests:
         self.stop_gunicorn(worker_pids=[answers[0][1], int(held_pid)])
 
     def stop_gunicorn(self, worker_pids):
-        self.gunicorn.send_signal(signal.SIGTERM)
-        try:
-            returncode = self.gunicorn.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.fail("gunicorn did not stop on SIGTERM:\n" + self.log())
-        log = self.log()
+        returncode, log = self.gunicorn.stop()  # SIGTERM; waits for every worker
         self.assertEqual(returncode, 0, log)
         self.assertNotIn("Traceback", log)
         for pid in worker_pids:  # each exited by itself, not by SIGKILL
             self.assertIn(f"Worker exiting (pid: {pid})", log)
-        wait_until(lambda: group_is_gone(self.gunicorn.pid), "the workers to exit")
 
 
 class AiohttpWorkerTests(GunicornWorkerTests, unittest.TestCase):
