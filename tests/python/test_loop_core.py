@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+import unittest
 import warnings
 import weakref
 
@@ -902,3 +903,18 @@ class ExecutorTests:
         self.loop.close()
         with self.assertRaisesRegex(RuntimeError, "Event loop is closed"):
             self.loop.run_in_executor(None, int)
+
+
+class BackendTests(unittest.TestCase):
+    """TAPIO_BACKEND picks libtapio's I/O backend: the suite runs on each
+    (scripts/run-tests.sh), so a name that silently fell back would make
+    those runs test epoll again."""
+
+    def test_the_backend_asked_for_is_the_one_running(self):
+        import tapio
+        loop = tapio.new_event_loop()
+        try:
+            wanted = os.environ.get("TAPIO_BACKEND") or "epoll"
+            self.assertEqual(loop._backend(), wanted)
+        finally:
+            loop.close()
