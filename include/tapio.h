@@ -107,8 +107,10 @@ TAPIO_API int tapio_error_eai(int err);
 typedef void (*tapio_callback)(tapio_loop *loop, void *arg);
 
 /**
- * Create a loop. The I/O backend is epoll, or poll when the environment
- * variable TAPIO_BACKEND=poll is set. Returns 0 and stores the loop in *out.
+ * Create a loop. The I/O backend is epoll, unless the environment variable
+ * TAPIO_BACKEND names another: "poll", or "io_uring" (epoll serves instead
+ * when the kernel lacks or forbids io_uring). Returns 0 and stores the loop
+ * in *out.
  */
 TAPIO_API int tapio_loop_new(tapio_loop **out);
 
@@ -163,7 +165,7 @@ TAPIO_API void tapio_loop_set_poll_hooks(tapio_loop *loop,
                                          tapio_poll_hook after, void *arg);
 /** @} */
 
-/** The name of the loop's I/O backend: "epoll" or "poll". */
+/** The name of the loop's I/O backend: "epoll", "poll" or "io_uring". */
 TAPIO_API const char *tapio_loop_backend(const tapio_loop *loop);
 
 /**
