@@ -15,6 +15,14 @@ time (utime + stime from /proc) is read around each run, giving CPU time per
 request. Absolute numbers vary from machine to machine and run to run; the
 ratios to `floor` (a bare epoll echo server) within one run are the result.
 
+Rows ending in -uring run on io_uring: `floor-uring` is a bare liburing echo
+server (bench/uring_floor_echo.c), the io_uring floor; `tapio-uring` and
+`py-tapio-uring-protocol` are the same programs as `tapio` and
+`py-tapio-protocol` with TAPIO_BACKEND=io_uring. Their ratios are to `floor`
+and uvloop as for every row; a second table per configuration sets each
+-uring row beside its epoll twin. Every other row runs on libtapio's default
+backend: TAPIO_BACKEND is not passed on from the caller's environment.
+
 Exits 1 on a harness failure (a server that does not start or stop cleanly, a
 load client error); a server whose binary is missing is only reported missing.
 """
@@ -31,20 +39,29 @@ import sys
 import time
 
 HOST = "127.0.0.1"
-C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
-    ("floor", "floor_echo", []),
-    ("tapio", "echo_server", ["protocol"]),
-    ("tapio-buffered", "echo_server", ["buffered"]),
-    ("tapio-streams", "streams_echo", ["read"]),
+URING = {"TAPIO_BACKEND": "io_uring"}  # libtapio's io_uring backend
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT, environment)
+    ("floor", "floor_echo", [], {}),
+    ("floor-uring", "uring_floor_echo", [], {}),
+    ("tapio", "echo_server", ["protocol"], {}),
+    ("tapio-uring", "echo_server", ["protocol"], URING),
+    ("tapio-buffered", "echo_server", ["buffered"], {}),
+    ("tapio-streams", "streams_echo", ["read"], {}),
     # readexactly(1 KiB) records: one per request at 1 KiB, 64 at 64 KiB
-    ("tapio-streams-exactly", "streams_echo", ["exactly", "1024"]),
-    ("libuv", "uv_echo", []),
+    ("tapio-streams-exactly", "streams_echo", ["exactly", "1024"], {}),
+    ("libuv", "uv_echo", [], {}),
 ]
 # Rows measured at some message sizes only: readexactly(1 KiB) records are one
 # per request at 1 KiB, but 64 (each its own write and drain) at 64 KiB.
 ONLY_AT_SIZES = {"tapio-streams-exactly": [1024]}
-PY_LOOPS = ["tapio", "uvloop", "asyncio"]
+PY_LOOPS = ["tapio", "tapio-uring", "uvloop", "asyncio"]
 PY_MODES = ["protocol", "buffered", "streams"]
+# A Python row's loop that is not one of py_echo_server.py's own: (its LOOP
+# argument, the environment it runs with).
+LOOP_VARIANTS = {"tapio-uring": ("tapio", URING)}
+# Loops run in some modes only: io_uring's goal is set for Protocol echo.
+ONLY_IN_MODES = {"tapio-uring": ["protocol"]}
+URING_SUFFIX = "-uring"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY_SERVER = os.path.join(REPO, "bench", "py_echo_server.py")
 MESSAGE_SIZES = [1024, 64 * 1024]
@@ -69,15 +86,20 @@ def free_port(kind=socket.SOCK_STREAM):
 
 
 class Server:
-    def __init__(self, name, argv, args, kind=socket.SOCK_STREAM):
+    def __init__(self, name, argv, args, env=None, kind=socket.SOCK_STREAM):
+        """`env`: variables set for this server only (TAPIO_BACKEND, say)."""
         self.name = name
         self.port = free_port(kind)
         self.argv = argv + [str(self.port)] + args
+        self.env = env or {}
         self.proc = None
 
     def start(self):
         """Start it; False if it reports that it cannot run here."""
         env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+        # a row names its backend: the caller's choice must not rename it
+        env.pop("TAPIO_BACKEND", None)
+        env.update(self.env)
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, env=env)
@@ -218,6 +240,23 @@ def table(title, names, results, reference=reference_for, unit="request"):
     return "\n".join(lines) + "\n"
 
 
+def twin_table(title, names, results):
+    """Markdown table setting each -uring row beside the row of the same
+    name without the suffix (its epoll twin); None if there is no pair."""
+    pairs = [(name, name.replace(URING_SUFFIX, "", 1)) for name in names
+             if URING_SUFFIX in name]
+    pairs = [(a, b) for a, b in pairs if a in results and b in results]
+    if not pairs:
+        return None
+    lines = [f"### {title}: io_uring against epoll", "",
+             "| io_uring row | epoll row | rps ratio | CPU ratio |",
+             "|---|---|---:|---:|"]
+    for uring, epoll in pairs:
+        (rps, cpu, _), (ref_rps, ref_cpu, _) = results[uring], results[epoll]
+        lines.append(f"| {uring} | {epoll} | {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
+    return "\n".join(lines) + "\n"
+
+
 def size_label(size):
     return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} B"
 
@@ -239,6 +278,9 @@ def measure(client, servers, names, args, title, connections, size,
     print(f"running: {title}", file=sys.stderr, flush=True)
     results = run_configuration(client, servers, connections, size, args)
     section = table(title, names, results, reference, unit)
+    twins = twin_table(title, names, results)
+    if twins:
+        section += "\n" + twins
     print(section, flush=True)
     return section
 
@@ -303,28 +345,38 @@ def default_python():
 
 
 def c_server_specs(bench_dir, c_servers):
-    """(name, argv before PORT, arguments after PORT) of each (name, binary in
-    bench_dir, arguments after PORT) whose binary is there."""
+    """(name, argv before PORT, arguments after PORT, environment) of each
+    (name, binary in bench_dir, arguments after PORT, environment) whose
+    binary is there."""
     specs = []
-    for name, binary, extra in c_servers:
+    for name, binary, extra, env in c_servers:
         path = os.path.join(bench_dir, binary)
         if os.access(path, os.X_OK):
-            specs.append((name, [path], extra))
+            specs.append((name, [path], extra, env))
         else:
             print(f"{name}: {path} missing, skipped", file=sys.stderr)
     return specs
 
 
 def py_server_specs(python, loops, modes, extra=()):
-    """The same for bench/py_echo_server.py in every mode on every loop."""
+    """The same for bench/py_echo_server.py in every mode on every loop (a
+    loop of LOOP_VARIANTS too), but a loop of ONLY_IN_MODES in those only."""
     if python == "none":
         return []
-    return [(f"py-{loop}-{mode}", [python, PY_SERVER], [loop, mode, *extra])
-            for mode in modes for loop in loops]
+    specs = []
+    for mode in modes:
+        for loop in loops:
+            if mode not in ONLY_IN_MODES.get(loop, [mode]):
+                continue
+            argument, env = LOOP_VARIANTS.get(loop, (loop, {}))
+            specs.append((f"py-{loop}-{mode}", [python, PY_SERVER],
+                          [argument, mode, *extra], env))
+    return specs
 
 
 def server_specs(bench_dir, python):
-    """(name, argv before PORT, arguments after PORT) of every server to run."""
+    """(name, argv before PORT, arguments after PORT, environment) of every
+    server to run."""
     return c_server_specs(bench_dir, C_SERVERS) + py_server_specs(python, PY_LOOPS,
                                                                   PY_MODES)
 

@@ -50,10 +50,11 @@ import tempfile
 import run
 import udp_run
 
-C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT: {cert}, {key})
-    ("tls-floor", "tls_floor", ["{cert}", "{key}"]),
-    ("tls-tapio", "echo_server", ["protocol", "--tls", "{cert}", "{key}"]),
-    ("tls-tapio-buffered", "echo_server", ["buffered", "--tls", "{cert}", "{key}"]),
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT: {cert}, {key},
+               #  environment)
+    ("tls-floor", "tls_floor", ["{cert}", "{key}"], {}),
+    ("tls-tapio", "echo_server", ["protocol", "--tls", "{cert}", "{key}"], {}),
+    ("tls-tapio-buffered", "echo_server", ["buffered", "--tls", "{cert}", "{key}"], {}),
 ]
 PY_LOOPS = ["tapio", "uvloop", "asyncio"]
 PY_MODES = ["protocol"]
@@ -97,8 +98,8 @@ class CommandServer(run.Server):
 
 def server_list(bench_dir, args, cert, key):
     """(name, a function making the run.Server) of every server to run."""
-    specs = [(name, argv, [word.format(cert=cert, key=key) for word in extra])
-             for name, argv, extra in run.c_server_specs(bench_dir, C_SERVERS)]
+    specs = [(name, argv, [word.format(cert=cert, key=key) for word in extra], env)
+             for name, argv, extra, env in run.c_server_specs(bench_dir, C_SERVERS)]
     specs += run.py_server_specs(args.python, args.py_loops, args.py_modes,
                                  ["--tls", cert, key])
     makers = [(spec[0], functools.partial(run.Server, *spec)) for spec in specs]
@@ -120,7 +121,8 @@ def benchmark(client, servers, names, args, cpus):
 
 def add_arguments(parser):
     parser.add_argument("--py-loops", default=",".join(PY_LOOPS),
-                        help="Python loops to run (default tapio,uvloop,asyncio)")
+                        help="Python loops to run (default tapio,uvloop,asyncio; "
+                             "tapio-uring is tapio on io_uring)")
     parser.add_argument("--py-modes", default=",".join(PY_MODES),
                         help="Python server modes to run (default protocol)")
     parser.add_argument("--server", action="append", default=[],

@@ -8,10 +8,13 @@ The UDP counterpart of bench/run.py, whose server handling, load runs and
 options it reuses. Every server is started once on a free UDP port of
 127.0.0.1: udp-floor (a bare blocking recvfrom/sendto loop), udp-tapio
 (libtapio's datagram endpoint), and the Python DatagramProtocol echo on
-tapio, uvloop and asyncio. For 512-byte datagrams with 1 and 10 clients, the
-servers take turns under BUILD/bench/udp_load, each client keeping one
-datagram in flight; with several rounds each server's median is kept. C rows
-are compared with udp-floor, Python rows with py-uvloop.
+tapio, uvloop and asyncio; udp-tapio-uring and py-tapio-uring are udp-tapio
+and py-tapio with TAPIO_BACKEND=io_uring (libtapio's io_uring backend). For
+512-byte datagrams with 1 and 10 clients, the servers take turns under
+BUILD/bench/udp_load, each client keeping one datagram in flight; with
+several rounds each server's median is kept. C rows are compared with
+udp-floor, Python rows with py-uvloop; a second table sets each -uring row
+beside its epoll twin.
 
 With two or more CPUs the servers run pinned to one and the load client to
 another: with one datagram in flight, a round trip costs about 3x less when
@@ -28,11 +31,12 @@ import sys
 
 import run
 
-C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT)
-    ("udp-floor", "udp_floor", []),
-    ("udp-tapio", "udp_echo", []),
+C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT, environment)
+    ("udp-floor", "udp_floor", [], {}),
+    ("udp-tapio", "udp_echo", [], {}),
+    ("udp-tapio-uring", "udp_echo", [], run.URING),
 ]
-PY_LOOPS = ["tapio", "uvloop", "asyncio"]
+PY_LOOPS = ["tapio", "tapio-uring", "uvloop", "asyncio"]
 PY_SERVER = os.path.join(run.REPO, "bench", "py_udp_echo.py")
 DATAGRAM_SIZE = 512
 CLIENT_COUNTS = [1, 10]
@@ -75,13 +79,15 @@ def server_specs(bench_dir, python):
     """(name, argv before PORT, arguments after PORT) of every server to run."""
     specs = run.c_server_specs(bench_dir, C_SERVERS)
     if python != "none":
-        specs += [(f"py-{loop}", [python, PY_SERVER], [loop]) for loop in PY_LOOPS]
+        for loop in PY_LOOPS:
+            argument, env = run.LOOP_VARIANTS.get(loop, (loop, {}))
+            specs.append((f"py-{loop}", [python, PY_SERVER], [argument], env))
     return specs
 
 
 def benchmark(client, servers, args, cpus):
     # every name the table shows, so that a skipped server reads "missing"
-    names = [name for name, _, _ in C_SERVERS]
+    names = [name for name, _, _, _ in C_SERVERS]
     names += [f"py-{loop}" for loop in PY_LOOPS] if args.python != "none" else []
     report = [f"UDP echo benchmark: {args.seconds:g} s per run, {args.rounds} round(s), "
               f"median per server, {os.cpu_count()} CPUs ({placement(cpus)}).\n"]
@@ -101,7 +107,7 @@ def main():
 
     def body(servers):
         run.check_client(client)
-        cpus = start_pinned([functools.partial(run.Server, *spec, socket.SOCK_DGRAM)
+        cpus = start_pinned([functools.partial(run.Server, *spec, kind=socket.SOCK_DGRAM)
                              for spec in server_specs(bench_dir, args.python)], servers)
         return benchmark(client, servers, args, cpus)
 
