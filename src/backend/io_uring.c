@@ -26,6 +26,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 8192
@@ -37,8 +39,8 @@
  * between two dispatches; more end with ENOBUFS and are made again once
  * buffers are back. */
 #define RECV_GROUP 0
-#define RECV_BUFFERS 256
-#define RECV_BUFFER_SIZE (32 * 1024)
+#define RECV_BUFFERS 128
+#define RECV_BUFFER_SIZE (64 * 1024)
 
 typedef struct ring_state {
     struct io_uring ring;
@@ -48,20 +50,56 @@ typedef struct ring_state {
     struct io_uring_buf_ring *recv_ring;
     char *recv_buffers;
     enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
+    bool enabled;        /* the ring takes submissions (see setup_ring) */
+    bool single_issuer;  /* ...from `owner` only */
+    uint64_t owner;      /* a this_thread() */
 } ring_state;
 
+/* A number for the calling thread, never reused (pthread_t values are,
+ * once a thread has exited, and the kernel tells tasks apart). */
+static uint64_t this_thread(void)
+{
+    static atomic_uint_fast64_t last;
+    static _Thread_local uint64_t mine;
+    if (TAPIO__UNLIKELY(!mine))
+        mine = atomic_fetch_add(&last, 1) + 1;
+    return mine;
+}
+
 static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
+
+/* Completions are posted only when the loop waits (DEFER_TASKRUN), not
+ * at the end of every system call the loop makes: a send would otherwise
+ * run the receives' work on its way out. That needs a single submitting
+ * thread, which becomes the one that first runs the loop (the ring starts
+ * disabled), as a loop may be made in one thread and run in another.
+ * Kernels before 6.1 lack these flags and get COOP_TASKRUN. */
+static int setup_ring(ring_state *st)
+{
+    struct io_uring_params params = {0};
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+                   IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                   IORING_SETUP_R_DISABLED;
+    params.cq_entries = CQ_ENTRIES;
+    int err = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
+    st->enabled = false;
+    st->single_issuer = err != -EINVAL;
+    if (err != -EINVAL)
+        return err;
+    memset(&params, 0, sizeof(params));
+    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
+                   IORING_SETUP_COOP_TASKRUN;
+    params.cq_entries = CQ_ENTRIES;
+    st->enabled = true;
+    return io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
+}
 
 static int ring_backend_init(tapio_loop *loop)
 {
     ring_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;
-    struct io_uring_params params = {0};
-    params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-                   IORING_SETUP_COOP_TASKRUN;
-    params.cq_entries = CQ_ENTRIES;
-    int err = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
+    int err = setup_ring(st);
     if (err < 0) {
         free(st);
         return err;
@@ -217,6 +255,9 @@ static int set_receiving(ring_state *st, tapio__io *io, bool on)
         io->recv_tag = next_tag(st);
         io->recv_cancelling = false;
         io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+        /* Made again right after the last bytes were taken: the next
+         * ones are rarely there yet, so wait before trying. */
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = RECV_GROUP;
         io_uring_sqe_set_data64(sqe, request_id(io->fd, io->recv_tag));
@@ -253,16 +294,75 @@ static void ring_backend_remove(tapio_loop *loop, tapio__io *io)
     bool cancelled = io->poll_tag || (io->recv_tag && !io->recv_cancelling);
     (void)set_polling(st, io, 0);
     (void)set_receiving(st, io, false);
-    if (cancelled)
+    if (cancelled && st->enabled)
         io_uring_submit(&st->ring);
     io->registered = false;
 }
 
+/* The ring takes submissions from the thread that first runs the loop. */
+static int enable(ring_state *st)
+{
+    /* liburing 2.3's shared library lacks io_uring_enable_rings. */
+    if (syscall(__NR_io_uring_register, st->ring.ring_fd,
+                IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        return -errno;
+    st->enabled = true;
+    st->owner = this_thread();
+    return 0;
+}
+
+static void ring_backend_dispatch(tapio_loop *loop);
+
+/* The loop runs in another thread than before (asyncio allows it, one
+ * thread at a time), and a single-issuer ring refuses that thread: a new
+ * ring replaces it. What the old one completed is handed out first; what
+ * it had not (its work runs only in its own thread's waits, so no bytes
+ * were taken) is cancelled with it, and every watcher is armed anew. */
+static int move_to_this_thread(tapio_loop *loop)
+{
+    ring_state *st = state(loop);
+    ring_backend_dispatch(loop);
+    io_uring_queue_exit(&st->ring);
+    free(st->recv_ring);
+    free(st->recv_buffers);
+    st->recv_ring = NULL;
+    st->recv_buffers = NULL;
+    st->recv_state = RECV_UNTRIED;
+    loop->backend_fd = -1;
+    int err = setup_ring(st);
+    if (err < 0)
+        return err;
+    loop->backend_fd = st->ring.ring_fd;
+    if (!st->enabled && (err = enable(st)) < 0)
+        return err;
+    for (size_t fd = 0; fd < loop->nfds; fd++) {
+        tapio__io *io = loop->fds[fd];
+        if (!io)
+            continue;
+        io->poll_tag = io->recv_tag = 0;
+        io->recv_cancelling = false;
+        io->registered = false;
+        io->armed = 0;
+        if (io->want)
+            tapio__io_set(loop, io, io->want);
+    }
+    tapio__io_flush_changes(loop);
+    return 0;
+}
+
 static int ring_backend_wait(tapio_loop *loop, int timeout_ms)
 {
-    struct io_uring *ring = &state(loop)->ring;
+    ring_state *st = state(loop);
+    struct io_uring *ring = &st->ring;
     struct io_uring_cqe *cqe;
     int ret;
+    if (TAPIO__UNLIKELY(!st->enabled ||
+                        (st->single_issuer && st->owner != this_thread()))) {
+        ret = st->enabled ? move_to_this_thread(loop) : enable(st);
+        if (ret < 0)
+            return ret;
+        ring = &st->ring;
+    }
     if (timeout_ms == 0) {
         ret = io_uring_submit(ring);
     } else if (timeout_ms < 0) {
