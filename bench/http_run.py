@@ -25,7 +25,7 @@ import run
 import udp_run
 
 FRAMEWORKS = ["uvicorn", "aiohttp"]
-LOOPS = ["tapio", "uvloop", "asyncio"]
+LOOPS = ["tapio", "tapio-uring", "uvloop", "asyncio"]
 SERVER = os.path.join(run.REPO, "bench", "py_http_server.py")
 ROWS = [  # (title, body bytes, wrk extra arguments)
     ("13 B body, keep-alive", 13, []),
@@ -60,11 +60,21 @@ def wrk_load(server, seconds, extra):
 
 
 def reference_for(name):
-    return name.replace("-tapio", "-uvloop").replace("-asyncio", "-uvloop")
+    for loop in LOOPS:
+        if name.endswith("-" + loop):
+            return name[:-len(loop)] + "uvloop"
+    return name
 
 
 def server_name(framework, loop, size):
     return f"{framework}-{size}-{loop}"
+
+
+def server_maker(python, framework, loop, size):
+    """A server of `framework` on `loop` (tapio-uring: tapio on io_uring)."""
+    argument, env = run.LOOP_VARIANTS.get(loop, (loop, {}))
+    return functools.partial(run.Server, server_name(framework, loop, size),
+                             [python, SERVER], [framework, argument, str(size)], env)
 
 
 def measure(servers, framework, title, size, extra, args):
@@ -90,8 +100,7 @@ def main():
     sizes = sorted({size for _, size, _ in ROWS})
 
     def body(servers):
-        makers = [functools.partial(run.Server, server_name(f, loop, size),
-                                    [args.python, SERVER], [f, loop, str(size)])
+        makers = [server_maker(args.python, f, loop, size)
                   for f in FRAMEWORKS for size in sizes for loop in LOOPS]
         cpus = udp_run.start_pinned(makers, servers)
         report = [f"HTTP benchmark: wrk -t1 -c{CONNECTIONS}, {args.seconds:g} s per run, "

@@ -26,8 +26,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 8192
@@ -50,8 +48,7 @@ typedef struct ring_state {
     struct io_uring_buf_ring *recv_ring;
     char *recv_buffers;
     enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
-    bool enabled;        /* the ring takes submissions (see setup_ring) */
-    bool single_issuer;  /* ...from `owner` only */
+    bool single_issuer;  /* the ring takes submissions from `owner` only */
     uint64_t owner;      /* a this_thread() */
 } ring_state;
 
@@ -71,26 +68,24 @@ static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
 /* Completions are posted only when the loop waits (DEFER_TASKRUN), not
  * at the end of every system call the loop makes: a send would otherwise
  * run the receives' work on its way out. That needs a single submitting
- * thread, which becomes the one that first runs the loop (the ring starts
- * disabled), as a loop may be made in one thread and run in another.
- * Kernels before 6.1 lack these flags and get COOP_TASKRUN. */
+ * thread: the one that made the ring, until another runs the loop (see
+ * move_to_this_thread). Kernels before 6.1 lack these flags and get
+ * COOP_TASKRUN, which any thread may submit to. */
 static int setup_ring(ring_state *st)
 {
     struct io_uring_params params = {0};
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
-                   IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-                   IORING_SETUP_R_DISABLED;
+                   IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     params.cq_entries = CQ_ENTRIES;
     int err = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
-    st->enabled = false;
     st->single_issuer = err != -EINVAL;
+    st->owner = this_thread();
     if (err != -EINVAL)
         return err;
     memset(&params, 0, sizeof(params));
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
                    IORING_SETUP_COOP_TASKRUN;
     params.cq_entries = CQ_ENTRIES;
-    st->enabled = true;
     return io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
 }
 
@@ -139,7 +134,8 @@ static uint64_t request_id(int fd, uint32_t tag)
 static struct io_uring_sqe *get_sqe(ring_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    if (!sqe && io_uring_submit(&st->ring) >= 0)
+    if (!sqe && (!st->single_issuer || st->owner == this_thread()) &&
+        io_uring_submit(&st->ring) >= 0)
         sqe = io_uring_get_sqe(&st->ring);
     return sqe;
 }
@@ -285,30 +281,20 @@ static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
     return err;
 }
 
-/* The cancels go to the kernel at once: a request holds the file, and the
- * owner may be about to close the fd (a peer waits for its FIN, a
- * listening port is to be free again) with no further iteration to come. */
+/* The cancels go to the kernel at once, and their work is run (it is
+ * deferred to waits otherwise): a request holds the file, and the owner
+ * may be about to close the fd (a peer waits for its FIN, a listening
+ * port is to be free again) with no further iteration to come. Other
+ * completions this posts are handed out by the next dispatch. */
 static void ring_backend_remove(tapio_loop *loop, tapio__io *io)
 {
     ring_state *st = state(loop);
     bool cancelled = io->poll_tag || (io->recv_tag && !io->recv_cancelling);
     (void)set_polling(st, io, 0);
     (void)set_receiving(st, io, false);
-    if (cancelled && st->enabled)
-        io_uring_submit(&st->ring);
+    if (cancelled && (!st->single_issuer || st->owner == this_thread()))
+        io_uring_submit_and_get_events(&st->ring);
     io->registered = false;
-}
-
-/* The ring takes submissions from the thread that first runs the loop. */
-static int enable(ring_state *st)
-{
-    /* liburing 2.3's shared library lacks io_uring_enable_rings. */
-    if (syscall(__NR_io_uring_register, st->ring.ring_fd,
-                IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
-        return -errno;
-    st->enabled = true;
-    st->owner = this_thread();
-    return 0;
 }
 
 static void ring_backend_dispatch(tapio_loop *loop);
@@ -333,8 +319,6 @@ static int move_to_this_thread(tapio_loop *loop)
     if (err < 0)
         return err;
     loop->backend_fd = st->ring.ring_fd;
-    if (!st->enabled && (err = enable(st)) < 0)
-        return err;
     for (size_t fd = 0; fd < loop->nfds; fd++) {
         tapio__io *io = loop->fds[fd];
         if (!io)
@@ -356,15 +340,17 @@ static int ring_backend_wait(tapio_loop *loop, int timeout_ms)
     struct io_uring *ring = &st->ring;
     struct io_uring_cqe *cqe;
     int ret;
-    if (TAPIO__UNLIKELY(!st->enabled ||
-                        (st->single_issuer && st->owner != this_thread()))) {
-        ret = st->enabled ? move_to_this_thread(loop) : enable(st);
+    if (TAPIO__UNLIKELY(st->single_issuer && st->owner != this_thread())) {
+        ret = move_to_this_thread(loop);
         if (ret < 0)
             return ret;
         ring = &st->ring;
     }
     if (timeout_ms == 0) {
-        ret = io_uring_submit(ring);
+        /* Not waiting, but the deferred work must run: it posts what is
+         * ready (a loop with callbacks always ready would starve its
+         * I/O otherwise). */
+        ret = io_uring_submit_and_get_events(ring);
     } else if (timeout_ms < 0) {
         ret = io_uring_submit_and_wait(ring, 1);
     } else {

@@ -265,3 +265,39 @@ TEST(receiving_across_threads_running_the_loop)
     free(data);
     close(peer);
 }
+
+/* A loop that always has callbacks ready polls without waiting: what the
+ * kernel completed meanwhile must still come out (io_uring defers its
+ * completions' work to the loop's waits; a wait of zero runs it too). */
+static void keep_busy(tapio_loop *loop, void *arg)
+{
+    int *spins = arg;
+    if (--*spins > 0)
+        CHECK(tapio_call_soon(loop, keep_busy, spins) != NULL);
+}
+
+TEST(receiving_while_callbacks_keep_the_loop_busy)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_INET, &peer);
+    int spins = 1000000;
+    CHECK(tapio_call_soon(loop, keep_busy, &spins) != NULL);
+    run_briefly(loop, 3);
+    CHECK(send(peer, "ping", 4, 0) == 4);
+    for (int i = 0; i < 50 && c->rx.len < 4; i++) {
+        usleep(1000); /* the bytes are there before the next poll */
+        CHECK_OK(tapio_loop_run_once(loop));
+    }
+    CHECK_EQ_INT(c->rx.len, 4);
+    CHECK(shutdown(peer, SHUT_WR) == 0);
+    for (int i = 0; i < 50 && !c->eofs; i++) {
+        usleep(1000);
+        CHECK_OK(tapio_loop_run_once(loop));
+    }
+    CHECK_EQ_INT(c->eofs, 1);
+    CHECK(spins > 0); /* it was busy all along */
+    spins = 1;        /* ends with the next call */
+    run_briefly(loop, 2);
+    close(peer);
+}
