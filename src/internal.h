@@ -22,6 +22,8 @@ enum { TAPIO__READ = 1u, TAPIO__WRITE = 2u, TAPIO__ERROR = 4u };
 
 /* The size of the loop's shared read buffer (asyncio reads 256 KiB at most). */
 #define TAPIO__READ_SIZE (256 * 1024)
+/* The size of each buffer a completion-based backend receives into. */
+#define TAPIO__RECV_BUFFER_SIZE (64 * 1024)
 
 /* ---- intrusive doubly linked list ---------------------------------- */
 

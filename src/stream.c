@@ -475,10 +475,16 @@ static void socket_received(tapio_loop *loop, tapio__io *io,
     tapio_transport *t = &f->base;
     if (is_closing(t))
         return;
-    if (t->read_stop || f->held.len || f->held.ended)
+    if (t->read_stop || f->held.len || f->held.ended) {
         hold(f, data, n);
-    else
-        take_received(f, data, n);
+        return;
+    }
+    take_received(f, data, n);
+    /* A full buffer: more is likely waiting. One read takes up to what
+     * epoll's loop would have read, rather than one more receive and
+     * iteration per buffer. */
+    if (n == TAPIO__RECV_BUFFER_SIZE && !t->read_stop && !is_closing(t))
+        read_into_protocol(f);
 }
 
 /* A write pipe reads only to learn that its reader went away. */

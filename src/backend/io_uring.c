@@ -38,7 +38,7 @@
  * buffers are back. */
 #define RECV_GROUP 0
 #define RECV_BUFFERS 128
-#define RECV_BUFFER_SIZE (64 * 1024)
+#define RECV_BUFFER_SIZE TAPIO__RECV_BUFFER_SIZE
 
 typedef struct ring_state {
     struct io_uring ring;
