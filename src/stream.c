@@ -349,6 +349,7 @@ static void read_into_protocol(fd_transport *f)
 /* Bytes for a protocol that lends its buffer: copied in, as much as each
  * buffer takes; what is left when the protocol stops reading is held. */
 static void hold(fd_transport *f, const char *data, ssize_t n);
+static void take_received(fd_transport *f, const char *data, ssize_t n);
 
 static void lend_copy(fd_transport *f, const char *data, size_t len)
 {
@@ -356,6 +357,10 @@ static void lend_copy(fd_transport *f, const char *data, size_t len)
     while (len && !is_closing(t)) {
         if (t->read_stop) {
             hold(f, data, (ssize_t)len);
+            return;
+        }
+        if (!t->proto || !t->proto->get_buffer) { /* switched meanwhile */
+            take_received(f, data, (ssize_t)len);
             return;
         }
         size_t cap = len;

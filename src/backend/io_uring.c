@@ -33,7 +33,7 @@
 #define NO_COMPLETION UINT64_MAX
 
 /* The receive buffers: the loop's, shared by all its connections (8 MiB
- * of address space, touched as traffic needs). 256 receives can complete
+ * of address space, touched as traffic needs). 128 receives can complete
  * between two dispatches; more end with ENOBUFS and are made again once
  * buffers are back. */
 #define RECV_GROUP 0
@@ -65,7 +65,14 @@ static uint64_t this_thread(void)
 
 static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
 
-/* Completions are posted only when the loop waits (DEFER_TASKRUN), not
+/* Whether the calling thread may submit (another one must move the ring
+ * first, in ring_backend_wait). */
+static bool may_submit(const ring_state *st)
+{
+    return !st->single_issuer || st->owner == this_thread();
+}
+
+/* Completions are posted only when the loop polls (DEFER_TASKRUN), not
  * at the end of every system call the loop makes: a send would otherwise
  * run the receives' work on its way out. That needs a single submitting
  * thread: the one that made the ring, until another runs the loop (see
@@ -134,8 +141,7 @@ static uint64_t request_id(int fd, uint32_t tag)
 static struct io_uring_sqe *get_sqe(ring_state *st)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&st->ring);
-    if (!sqe && (!st->single_issuer || st->owner == this_thread()) &&
-        io_uring_submit(&st->ring) >= 0)
+    if (!sqe && may_submit(st) && io_uring_submit(&st->ring) >= 0)
         sqe = io_uring_get_sqe(&st->ring);
     return sqe;
 }
@@ -292,7 +298,7 @@ static void ring_backend_remove(tapio_loop *loop, tapio__io *io)
     bool cancelled = io->poll_tag || (io->recv_tag && !io->recv_cancelling);
     (void)set_polling(st, io, 0);
     (void)set_receiving(st, io, false);
-    if (cancelled && (!st->single_issuer || st->owner == this_thread()))
+    if (cancelled && may_submit(st))
         io_uring_submit_and_get_events(&st->ring);
     io->registered = false;
 }
@@ -340,7 +346,7 @@ static int ring_backend_wait(tapio_loop *loop, int timeout_ms)
     struct io_uring *ring = &st->ring;
     struct io_uring_cqe *cqe;
     int ret;
-    if (TAPIO__UNLIKELY(st->single_issuer && st->owner != this_thread())) {
+    if (TAPIO__UNLIKELY(!may_submit(st))) {
         ret = move_to_this_thread(loop);
         if (ret < 0)
             return ret;

@@ -301,3 +301,38 @@ TEST(receiving_while_callbacks_keep_the_loop_busy)
     run_briefly(loop, 2);
     close(peer);
 }
+
+/* The lending protocol hands over to conn_protocol from its first
+ * buffer_updated: the rest of the same arrival goes to data_received. */
+static void lent_then_switch(tapio_transport *t, size_t n, void *user)
+{
+    lending *l = user;
+    lent_filled(t, n, user);
+    tapio_transport_set_protocol(t, &conn_protocol, &l->c);
+}
+
+static const tapio_protocol switching_protocol = {
+    .connection_made = conn_on_made,
+    .get_buffer = lend,
+    .buffer_updated = lent_then_switch,
+    .eof_received = conn_on_eof,
+    .connection_lost = conn_on_lost,
+};
+
+TEST(receiving_switch_away_inside_buffer_updated)
+{
+    tapio_loop *loop = test_loop();
+    int fds[2];
+    socket_pair(AF_UNIX, fds);
+    lending *l = (lending *)conn_alloc(sizeof(lending));
+    conn_wrap(loop, fds[0], &switching_protocol, &l->c);
+    unsigned char *data = pattern_new(10000);
+    CHECK(send(fds[1], data, 10000, 0) == 10000);
+    RUN_UNTIL(loop, l->got.len + l->c.rx.len == 10000, 10);
+    CHECK_EQ_INT(l->got.len, sizeof l->buf);
+    CHECK(pattern_check(l->got.p, 0, l->got.len));
+    CHECK(pattern_check(l->c.rx.p, l->got.len, l->c.rx.len));
+    bytes_free(&l->got);
+    free(data);
+    close(fds[1]);
+}
