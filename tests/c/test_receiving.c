@@ -302,8 +302,10 @@ TEST(receiving_while_callbacks_keep_the_loop_busy)
     close(peer);
 }
 
-/* The lending protocol hands over to conn_protocol from its first
- * buffer_updated: the rest of the same arrival goes to data_received. */
+/* A receive made for a data_received protocol completes for one that
+ * lends its buffer (switched in meanwhile), which hands over to
+ * conn_protocol again from its first buffer_updated: the rest of the
+ * same arrival goes to data_received, every byte once and in order. */
 static void lent_then_switch(tapio_transport *t, size_t n, void *user)
 {
     lending *l = user;
@@ -319,19 +321,37 @@ static const tapio_protocol switching_protocol = {
     .connection_lost = conn_on_lost,
 };
 
+static void data_then_switch(tapio_transport *t, const void *data, size_t len,
+                             void *user)
+{
+    conn_on_data(t, data, len, user);
+    tapio_transport_set_protocol(t, &switching_protocol, user);
+}
+
+static const tapio_protocol first_data_protocol = {
+    .connection_made = conn_on_made,
+    .data_received = data_then_switch,
+    .eof_received = conn_on_eof,
+    .connection_lost = conn_on_lost,
+};
+
 TEST(receiving_switch_away_inside_buffer_updated)
 {
     tapio_loop *loop = test_loop();
     int fds[2];
     socket_pair(AF_UNIX, fds);
     lending *l = (lending *)conn_alloc(sizeof(lending));
-    conn_wrap(loop, fds[0], &switching_protocol, &l->c);
-    unsigned char *data = pattern_new(10000);
-    CHECK(send(fds[1], data, 10000, 0) == 10000);
-    RUN_UNTIL(loop, l->got.len + l->c.rx.len == 10000, 10);
+    conn_wrap(loop, fds[0], &first_data_protocol, &l->c);
+    unsigned char *data = pattern_new(10100);
+    CHECK(send(fds[1], data, 100, 0) == 100);
+    RUN_UNTIL(loop, l->c.rx.len == 100, 10);
+    run_briefly(loop, 2); /* the next receive is on its way */
+    CHECK(send(fds[1], data + 100, 10000, 0) == 10000);
+    RUN_UNTIL(loop, l->got.len + l->c.rx.len == 10100, 10);
     CHECK_EQ_INT(l->got.len, sizeof l->buf);
-    CHECK(pattern_check(l->got.p, 0, l->got.len));
-    CHECK(pattern_check(l->c.rx.p, l->got.len, l->c.rx.len));
+    CHECK(pattern_check(l->c.rx.p, 0, 100));
+    CHECK(pattern_check(l->got.p, 100, l->got.len));
+    CHECK(pattern_check(l->c.rx.p + 100, 100 + l->got.len, l->c.rx.len - 100));
     bytes_free(&l->got);
     free(data);
     close(fds[1]);
