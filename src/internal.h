@@ -66,7 +66,7 @@ struct tapio__io {
     bool registered;    /* known to the backend */
     bool user;          /* an add_reader/add_writer watcher */
     /* io_uring's requests in flight (0: none): a poll for `polled`, a
-     * multishot receive (being cancelled: its data still comes). */
+     * receive (being cancelled: its data still comes). */
     uint32_t poll_tag, recv_tag;
     unsigned char polled;
     bool recv_cancelling;
