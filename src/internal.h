@@ -57,6 +57,11 @@ typedef void (*tapio__io_cb)(tapio_loop *loop, tapio__io *io, unsigned events);
  * data (valid during the call only), 0 at EOF, or -errno. */
 typedef void (*tapio__io_received_cb)(tapio_loop *loop, tapio__io *io,
                                       const char *data, ssize_t n);
+/* What a completion-based backend accepted on a listening watcher: a new
+ * connection's fd (non-blocking, close-on-exec; the callee owns it), or
+ * -errno as accept4 would have failed. */
+typedef void (*tapio__io_accepted_cb)(tapio_loop *loop, tapio__io *io,
+                                      int fd);
 
 struct tapio__io {
     int fd;
@@ -66,11 +71,13 @@ struct tapio__io {
     bool registered;    /* known to the backend */
     bool user;          /* an add_reader/add_writer watcher */
     /* io_uring's requests in flight (0: none): a poll for `polled`, a
-     * receive (being cancelled: its data still comes). */
+     * receive or a listener's accept (being cancelled: what it took
+     * still comes). */
     uint32_t poll_tag, recv_tag;
     unsigned char polled;
     bool recv_cancelling;
-    bool recv_refused;  /* not connected (a listening socket): polled */
+    bool recv_refused;  /* the ring cannot receive or accept on this fd
+                           (not connected, not listening): polled */
     tapio__io_cb cb;
     /* Set by an owner that takes bytes rather than readiness (a socket):
      * a backend that receives by completion (io_uring) serves READ interest
@@ -78,6 +85,9 @@ struct tapio__io {
     tapio__io_received_cb received;
     bool by_readiness;  /* ...except while this is set (a protocol that
                            lends its own buffer: read straight into it) */
+    /* Set by a listener: such a backend serves its READ interest by
+     * accepting and calling this with each new connection. */
+    tapio__io_accepted_cb accepted;
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events
      * that never come. NULL: the loop's error handler is told. */

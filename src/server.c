@@ -29,8 +29,14 @@ struct tapio_server {
     double retry_delay;
     bool serving;
     bool closed;
+    bool finishing;           /* finish_close is scheduled */
     size_t active;            /* accepted connections still alive */
     tapio_handle *retry;      /* pending re-arm after EMFILE */
+    /* Connections a completion-based backend accepted as serving stopped:
+     * served when it starts again, closed with the server (the other
+     * backends leave them in the listening socket's backlog). */
+    int *held;
+    size_t nheld;
     char *unix_path;          /* socket file to remove on close */
     ino_t unix_ino;           /* ...if it is still the one bound here */
     bool keep_socket_file;    /* ...unless asked to leave it */
@@ -57,14 +63,34 @@ static void cancel_retry(tapio_server *s)
     s->retry = NULL;
 }
 
+static void serve_held(tapio_server *s);
+
+static void resume_accepting(tapio_server *s)
+{
+    if (s->serving && !s->closed) {
+        set_accepting(s, true);
+        serve_held(s);
+    }
+}
+
 static void retry_accept(tapio_loop *loop, void *arg)
 {
     (void)loop;
     tapio_server *s = arg;
     tapio_handle_unref(s->retry);
     s->retry = NULL;
-    if (s->serving && !s->closed)
-        set_accepting(s, true);
+    resume_accepting(s);
+}
+
+/* Accepting resumes from the loop after `delay` (now if no timer can be
+ * had: keep trying rather than stall). */
+static void resume_later(tapio_server *s, double delay)
+{
+    s->retry = tapio_call_later(s->loop, delay, retry_accept, s);
+    if (s->retry)
+        tapio_handle_ref(s->retry);
+    else
+        resume_accepting(s);
 }
 
 /* Out of descriptors or memory: pause accepting for a while rather than
@@ -74,13 +100,8 @@ static void back_off(tapio_server *s, int err)
     tapio__report_error(s->loop, "socket.accept() out of system resource",
                         err);
     set_accepting(s, false);
-    if (s->retry)
-        return;
-    s->retry = tapio_call_later(s->loop, s->retry_delay, retry_accept, s);
-    if (s->retry)
-        tapio_handle_ref(s->retry);
-    else
-        set_accepting(s, true); /* no timer: keep trying rather than stall */
+    if (!s->retry)
+        resume_later(s, s->retry_delay);
 }
 
 /* The backend cannot watch a listening socket: try again after the
@@ -119,6 +140,18 @@ static void start_connection(tapio_server *s, int fd)
         tapio__report_error(s->loop, "accepted connection dropped", err);
 }
 
+/* A failed accept: false when accepting is to pause (out of resources). */
+static bool accept_failed(tapio_server *s, int err)
+{
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        back_off(s, -err);
+        return false;
+    }
+    if (err != EINTR && err != ECONNABORTED && err != EPROTO)
+        tapio__report_error(s->loop, "socket.accept() failed", -err);
+    return true;
+}
+
 static void on_listener_ready(tapio_loop *loop, tapio__io *io, unsigned events)
 {
     (void)loop;
@@ -132,16 +165,67 @@ static void on_listener_ready(tapio_loop *loop, tapio__io *io, unsigned events)
             continue;
         }
         int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK)
+        if (err == EAGAIN || err == EWOULDBLOCK || !accept_failed(s, err))
             return;
-        if (err == EMFILE || err == ENFILE || err == ENOBUFS ||
-            err == ENOMEM) {
-            back_off(s, -err);
-            return;
-        }
-        if (err != EINTR && err != ECONNABORTED && err != EPROTO)
-            tapio__report_error(s->loop, "socket.accept() failed", -err);
     }
+}
+
+static void hold_connection(tapio_server *s, int fd)
+{
+    int *held = realloc(s->held, (s->nheld + 1) * sizeof(*held));
+    if (!held) {
+        close(fd);
+        return;
+    }
+    s->held = held;
+    s->held[s->nheld++] = fd;
+}
+
+static void close_held(tapio_server *s)
+{
+    for (size_t i = 0; i < s->nheld; i++)
+        close(s->held[i]);
+    free(s->held);
+    s->held = NULL;
+    s->nheld = 0;
+}
+
+/* A connection accepted by the backend: served, held or closed, as the
+ * server stands. */
+static void take_connection(tapio_server *s, int fd)
+{
+    if (s->closed)
+        close(fd);
+    else if (!s->serving)
+        hold_connection(s, fd);
+    else
+        start_connection(s, fd);
+}
+
+/* Serving started again. The array is taken first: a protocol factory
+ * may stop or close the server meanwhile. */
+static void serve_held(tapio_server *s)
+{
+    int *held = s->held;
+    size_t n = s->nheld;
+    s->held = NULL;
+    s->nheld = 0;
+    for (size_t i = 0; i < n; i++)
+        take_connection(s, held[i]);
+    free(held);
+}
+
+/* A connection the backend accepted (io_uring), or its failure. One
+ * accepted while accepting was being stopped waits for serving to start
+ * again, as it would have in the backlog. */
+static void on_listener_accepted(tapio_loop *loop, tapio__io *io, int fd)
+{
+    (void)loop;
+    tapio_server *s = tapio__container_of(io, listener, io)->server;
+    if (fd < 0)
+        (void)accept_failed(s, -fd);
+    else
+        take_connection(s, fd);
 }
 
 int tapio_server_start_serving(tapio_server *s)
@@ -155,6 +239,8 @@ int tapio_server_start_serving(tapio_server *s)
             return -errno;
     s->serving = true;
     set_accepting(s, true);
+    if (s->nheld) /* from the loop: protocol factories run there */
+        resume_later(s, 0);
     return 0;
 }
 
@@ -220,6 +306,7 @@ static void server_free(tapio_server *s)
 {
     cancel_retry(s);
     close_listeners(s);
+    close_held(s);
     tapio__list_remove(&s->node);
     free(s->listeners);
     free(s->unix_path);
@@ -230,6 +317,10 @@ static void server_free(tapio_server *s)
 static void finish_close(tapio_loop *loop, void *arg)
 {
     tapio_server *s = arg;
+    s->finishing = false;
+    if (s->active)
+        return; /* a factory running as close was called made one more:
+                   its end finishes the close */
     if (s->on_closed)
         s->on_closed(loop, s->closed_arg);
     server_free(s);
@@ -239,9 +330,10 @@ static void finish_close(tapio_loop *loop, void *arg)
  * is running (`now`), else from the loop, never inside the user's call. */
 static void maybe_finish_close(tapio_server *s, bool now)
 {
-    if (!s->closed || s->active)
+    if (!s->closed || s->active || s->finishing)
         return;
-    if (now || !tapio_call_soon(s->loop, finish_close, s))
+    s->finishing = !now && tapio_call_soon(s->loop, finish_close, s);
+    if (!s->finishing)
         finish_close(s->loop, s); /* (or out of memory: finish now) */
 }
 
@@ -260,6 +352,7 @@ void tapio_server_close(tapio_server *s, tapio_callback on_closed, void *arg)
     s->closed_arg = arg;
     tapio_server_stop_serving(s);
     close_listeners(s);
+    close_held(s);
     maybe_finish_close(s, false);
 }
 
@@ -311,6 +404,7 @@ static int add_listener(tapio_server *s, int fd)
     listener *l = &ls[s->nlisteners++];
     tapio__io_init(&l->io, fd, on_listener_ready);
     l->io.refused = on_listener_refused;
+    l->io.accepted = on_listener_accepted;
     l->server = s;
     return 0;
 }

@@ -16,21 +16,32 @@
  * received before the cancel (one buffer at most) still goes to
  * io->received, whose owner holds it until reading resumes.
  *
+ * A listener (io->accepted) has its READ interest served by a multishot
+ * accept: one request takes every connection that arrives until it is
+ * cancelled or fails (EMFILE ends it, and the server backs off), each
+ * completion carrying a new connection's fd. Connections accepted while
+ * the request was being cancelled still go to the listener, which keeps
+ * or closes them.
+ *
  * A request's user_data is (fd << 32 | tag), the tag unique per request:
  * a completion whose tag is not one its watcher waits for belongs to a
  * request already cancelled, or to an fd closed and reused since, and is
- * dropped (its buffer given back to the ring). */
+ * dropped (its buffer given back to the ring, its accepted fd closed:
+ * accept requests' tags carry ACCEPT_TAG so that such an fd is known). */
 #include "../internal.h"
 
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SQ_ENTRIES 512
 #define CQ_ENTRIES 8192
 /* The user_data of requests whose completion needs nothing (removals). */
 #define NO_COMPLETION UINT64_MAX
+/* The tag bit of accept requests; other tags stay below it. */
+#define ACCEPT_TAG 0x80000000u
 
 /* The receive buffers: the loop's, shared by all its connections (8 MiB
  * of address space, touched as traffic needs). 128 receives can complete
@@ -111,10 +122,13 @@ static int ring_backend_init(tapio_loop *loop)
     return 0;
 }
 
+static void close_unclaimed(struct io_uring *ring);
+
 static void ring_backend_destroy(tapio_loop *loop)
 {
     ring_state *st = state(loop);
     if (st) {
+        close_unclaimed(&st->ring);
         io_uring_queue_exit(&st->ring);
         free(st->recv_ring);
         free(st->recv_buffers);
@@ -126,7 +140,7 @@ static void ring_backend_destroy(tapio_loop *loop)
 
 static uint32_t next_tag(ring_state *st)
 {
-    if (++st->last_tag == 0)
+    if (++st->last_tag >= ACCEPT_TAG)
         st->last_tag = 1;
     return st->last_tag;
 }
@@ -193,10 +207,15 @@ static bool setup_recv_buffers(ring_state *st)
     return true;
 }
 
-/* Whether READ interest is served by receiving (set up on first use). */
-static bool receives(ring_state *st, const tapio__io *io)
+/* Whether READ interest is served by a receive or an accept (the receive
+ * buffers are set up on first use). */
+static bool completes_reads(ring_state *st, const tapio__io *io)
 {
-    if (!io->received || io->by_readiness || io->recv_refused)
+    if (io->by_readiness || io->recv_refused)
+        return false;
+    if (io->accepted)
+        return true;
+    if (!io->received)
         return false;
     if (st->recv_state == RECV_UNTRIED) {
         bool ok = setup_recv_buffers(st);
@@ -245,9 +264,19 @@ static int set_polling(ring_state *st, tapio__io *io, unsigned mask)
     return 0;
 }
 
-/* Start or cancel the watcher's receive. A receive being cancelled while
- * wanted again is made anew when its completion comes (it requeues the
- * watcher). */
+static void prep_receive(struct io_uring_sqe *sqe, const tapio__io *io)
+{
+    io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+    /* Made again right after the last bytes were taken: the next ones are
+     * rarely there yet, so wait before trying. */
+    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RECV_GROUP;
+}
+
+/* Start or cancel the watcher's receive (or accept). One being cancelled
+ * while wanted again is made anew when its completion comes (it requeues
+ * the watcher). */
 static int set_receiving(ring_state *st, tapio__io *io, bool on)
 {
     if (on && !io->recv_tag) {
@@ -256,12 +285,13 @@ static int set_receiving(ring_state *st, tapio__io *io, bool on)
             return -EBUSY;
         io->recv_tag = next_tag(st);
         io->recv_cancelling = false;
-        io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
-        /* Made again right after the last bytes were taken: the next
-         * ones are rarely there yet, so wait before trying. */
-        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = RECV_GROUP;
+        if (io->accepted) {
+            io->recv_tag |= ACCEPT_TAG;
+            io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL,
+                                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+        } else {
+            prep_receive(sqe, io);
+        }
         io_uring_sqe_set_data64(sqe, request_id(io->fd, io->recv_tag));
     } else if (!on && io->recv_tag && !io->recv_cancelling) {
         if (cancel_request(st, io->fd, io->recv_tag) < 0)
@@ -275,7 +305,7 @@ static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
 {
     ring_state *st = state(loop);
     unsigned poll_want = want;
-    if (receives(st, io)) {
+    if (completes_reads(st, io)) {
         poll_want &= ~TAPIO__READ;
         int err = set_receiving(st, io, want & TAPIO__READ);
         if (err)
@@ -422,6 +452,43 @@ static void recv_completed(tapio_loop *loop, tapio__io *io,
     io->received(loop, io, data, cqe->res);
 }
 
+/* An accept's completion: a connection, an error, or the end of the
+ * request (cancelled, or failed: EMFILE, or EINVAL where multishot
+ * accepts are not to be had, or the socket does not listen: polled from
+ * then on, and accept4 reports it). */
+static void accept_completed(tapio_loop *loop, tapio__io *io,
+                             const struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        io->recv_tag = 0;
+        io->recv_cancelling = false;
+        requeue(loop, io);
+        if (cqe->res == -EINVAL)
+            io->recv_refused = true;
+        if (cqe->res == -ECANCELED || cqe->res == -EINVAL)
+            return;
+    }
+    io->accepted(loop, io, cqe->res);
+}
+
+/* A completion no watcher waits for: an accepted connection in it would
+ * otherwise stay open, owned by nobody. */
+static void drop_completion(uint64_t id, const struct io_uring_cqe *cqe)
+{
+    if (id != NO_COMPLETION && ((uint32_t)id & ACCEPT_TAG) && cqe->res >= 0)
+        close(cqe->res);
+}
+
+/* Closing the loop: what is left in the completion queue is never
+ * handed out. */
+static void close_unclaimed(struct io_uring *ring)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    io_uring_for_each_cqe(ring, head, cqe)
+        drop_completion(io_uring_cqe_get_data64(cqe), cqe);
+}
+
 static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
 {
     ring_state *st = state(loop);
@@ -436,8 +503,12 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
     uint32_t tag = (uint32_t)id;
     if (io && io->poll_tag == tag)
         poll_completed(loop, io, cqe->res);
+    else if (io && io->recv_tag == tag && (tag & ACCEPT_TAG))
+        accept_completed(loop, io, cqe);
     else if (io && io->recv_tag == tag)
         recv_completed(loop, io, cqe, data);
+    else
+        drop_completion(id, cqe);
     if (data)
         give_back(st, bid);
 }

@@ -929,3 +929,38 @@ TEST(faults_io_uring_receives_without_read_calls)
     CHECK_OK(tapio_loop_close(loop));
     close(fds[1]);
 }
+
+/* io_uring accepts a server's connections by completion, with one request
+ * for all of them: libtapio makes no accept4(2) of its own. */
+TEST(faults_io_uring_accepts_without_accept_calls)
+{
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    acceptor *acc = acceptor_new();
+    tapio_server *s = listen_tcp(loop, "127.0.0.1", acc, NULL);
+    fault_arm(FAULT_ACCEPT4, UINT_MAX, EMFILE); /* counts, never fails */
+    enum { CLIENTS = 20 };
+    int clients[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        struct sockaddr_in to = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)tapio_server_port(s)),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(clients[i] >= 0);
+        CHECK(connect(clients[i], (struct sockaddr *)&to, sizeof to) == 0);
+        for (int j = 0; j < 1000 && acc->n < (size_t)i + 1; j++)
+            CHECK_OK(tapio_loop_run_once(loop));
+        CHECK_EQ_INT(acc->n, i + 1);
+    }
+    unsigned accepts = fault_calls(FAULT_ACCEPT4);
+    CHECK(!fault_disarm());
+    if (ring)
+        CHECK_EQ_INT(accepts, 0);
+    else
+        CHECK(accepts >= CLIENTS);
+    for (int i = 0; i < CLIENTS; i++)
+        close(clients[i]);
+    tapio_server_close(s, NULL, NULL);
+    CHECK_OK(tapio_loop_close(loop));
+}

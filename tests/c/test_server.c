@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -509,6 +510,138 @@ TEST(server_keeps_serving_after_emfile)
     conn *client, *served;
     connect_pair(loop, s, acc, &client, &served);
     check_round_trip(loop, client);
+}
+
+/* ------------------------------------- accepting stopped and closed */
+
+#define BURST_CLIENTS 5
+
+/* acceptor_factory, and the server stopped (or closed) at the first
+ * connection, while the others wait to be accepted. */
+typedef struct stopping_acceptor {
+    acceptor *acc;
+    bool close_server;
+} stopping_acceptor;
+
+static const tapio_protocol *stopping_factory(tapio_server *s, void *arg,
+                                              void **user)
+{
+    stopping_acceptor *sa = arg;
+    const tapio_protocol *proto = acceptor_factory(s, sa->acc, user);
+    if (sa->acc->n == 1 && sa->close_server)
+        tapio_server_close(s, NULL, NULL);
+    else if (sa->acc->n == 1)
+        tapio_server_stop_serving(s);
+    return proto;
+}
+
+static tapio_server *listen_stopping(tapio_loop *loop, stopping_acceptor *sa)
+{
+    const char *hosts[] = {"127.0.0.1", NULL};
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_listen(loop, hosts, "0", NULL, stopping_factory, sa,
+                                 &s));
+    run_for(loop, 0.02); /* accepting, and nobody there yet */
+    return s;
+}
+
+/* Connected to the listening socket `listening` without running the
+ * loop: all of them arrive at once. */
+static void connect_burst(int listening, int *clients)
+{
+    struct sockaddr_storage to = local_address(listening);
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        clients[i] = socket(to.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(clients[i] >= 0);
+        CHECK(connect(clients[i], (struct sockaddr *)&to, sizeof to) == 0);
+        CHECK(send(clients[i], "hello", 5, 0) == 5);
+    }
+}
+
+static int first_socket(tapio_server *s)
+{
+    int fd;
+    CHECK(tapio_server_sockets(s, &fd, 1) >= 1);
+    return fd;
+}
+
+/* The connections the server had not taken when it stopped serving are
+ * served when it starts again, from the loop, none lost (a backend that
+ * had accepted them already keeps them until then). */
+TEST(stop_serving_in_a_factory_keeps_the_others_for_later)
+{
+    tapio_loop *loop = test_loop();
+    stopping_acceptor sa = {.acc = acceptor_new()};
+    sa.acc->echo = true;
+    tapio_server *s = listen_stopping(loop, &sa);
+    int clients[BURST_CLIENTS];
+    connect_burst(first_socket(s), clients);
+    RUN_UNTIL(loop, sa.acc->n == 1, 5);
+    run_for(loop, 0.2);
+    CHECK_EQ_INT(sa.acc->n, 1);
+    CHECK(!tapio_server_is_serving(s));
+
+    CHECK_OK(tapio_server_start_serving(s));
+    CHECK_EQ_INT(sa.acc->n, 1); /* no protocol factory inside the call */
+    RUN_UNTIL(loop, all_echoed(sa.acc, BURST_CLIENTS, 5), 5);
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        char buf[5];
+        recv_exactly(loop, clients[i], buf, 5);
+        CHECK_MEM_EQ(buf, "hello", 5);
+        close(clients[i]);
+    }
+}
+
+/* Closing the server with connections still arriving: those it had not
+ * taken end (reset, or EOF), and no fd of theirs is left open. */
+TEST(server_close_in_a_factory_leaves_no_fd_of_the_others)
+{
+    tapio_loop *loop = test_loop();
+    int fds_before = count_open_fds();
+    stopping_acceptor sa = {.acc = acceptor_new(), .close_server = true};
+    tapio_server *s = listen_stopping(loop, &sa);
+    int clients[BURST_CLIENTS];
+    connect_burst(first_socket(s), clients);
+    RUN_UNTIL(loop, sa.acc->n == 1, 5);
+    run_for(loop, 0.2);
+    CHECK_EQ_INT(sa.acc->n, 1);
+    tapio_transport_close(sa.acc->conns[0]->t);
+    run_for(loop, 0.05);
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        struct pollfd ended = {.fd = clients[i], .events = POLLIN};
+        CHECK(poll(&ended, 1, 5000) == 1);
+        char buf[8];
+        ssize_t n = recv(clients[i], buf, sizeof buf, 0);
+        CHECK(n == 0 || (n < 0 && errno == ECONNRESET)); /* ended, no hang */
+        close(clients[i]);
+    }
+    CHECK_EQ_INT(count_open_fds(), fds_before);
+}
+
+/* The loop closed right after its server, with connections arriving at
+ * its second socket: the first one's removal may have them accepted, and
+ * none of them stays open in the process. */
+TEST(loop_close_after_server_close_leaves_no_fd)
+{
+    int fds_before = count_open_fds();
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    acceptor *acc = acceptor_new();
+    const char *hosts[] = {"127.0.0.1", "127.0.0.2", NULL};
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_listen(loop, hosts, "0", NULL, acceptor_factory, acc,
+                                 &s));
+    int listening[2];
+    CHECK_EQ_INT(tapio_server_sockets(s, listening, 2), 2);
+    run_for(loop, 0.02);
+    int clients[BURST_CLIENTS];
+    connect_burst(listening[1], clients);
+    tapio_server_close(s, NULL, NULL);
+    CHECK_OK(tapio_loop_close(loop));
+    for (int i = 0; i < BURST_CLIENTS; i++)
+        close(clients[i]);
+    CHECK_EQ_INT(acc->n, 0);
+    CHECK_EQ_INT(count_open_fds(), fds_before);
 }
 
 /* -------------------------------------------------------- Unix servers */

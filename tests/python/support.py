@@ -258,13 +258,27 @@ class ExhaustedFds:
     """Context manager: lowers RLIMIT_NOFILE a little above the descriptors
     open now and fills the rest with duplicates of one descriptor, so that the
     next socket() or accept() fails with EMFILE. release() (or the end of the
-    block) closes them and restores the limit."""
+    block) closes them and restores the limit.
 
-    def __enter__(self):
+    lower_limit() alone, before the block, lowers the limit early: io_uring's
+    accept takes the process's limit when the request is made (a server
+    already accepting keeps the limit it started with), so a server tested
+    for EMFILE starts under the lowered limit, as a process at its limit
+    does."""
+
+    HEADROOM = 64
+
+    def lower_limit(self):
+        if hasattr(self, "limits"):
+            return
         from .loops import open_fds
         self.limits = resource.getrlimit(resource.RLIMIT_NOFILE)
         highest = max(open_fds())
-        resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 64, self.limits[1]))
+        resource.setrlimit(resource.RLIMIT_NOFILE,
+                           (highest + self.HEADROOM, self.limits[1]))
+
+    def __enter__(self):
+        self.lower_limit()
         self.fds = []
         try:
             while True:
@@ -281,14 +295,15 @@ class ExhaustedFds:
         return self.base
 
     def release(self):
-        for fd in self.fds:
+        for fd in getattr(self, "fds", []):
             os.close(fd)
         self.fds = []
         if hasattr(self, "base"):
             os.close(self.base)
             del self.base
-        resource.setrlimit(resource.RLIMIT_NOFILE, self.limits)
+        if hasattr(self, "limits"):
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.limits)
+            del self.limits
 
     def __exit__(self, *exc_info):
-        if self.fds or hasattr(self, "base"):
-            self.release()
+        self.release()

@@ -414,11 +414,14 @@ class TcpFailureTests(TcpEndpoints):
 
     def test_accept_out_of_descriptors_is_reported_and_retried(self):
         async def test():
+            exhausted = ExhaustedFds()
+            self.addCleanup(exhausted.release)
+            exhausted.lower_limit()
             server, accepted = await self.start_server()
             address = server.sockets[0].getsockname()
             client = socket.socket()
             self.addCleanup(client.close)
-            with ExhaustedFds() as exhausted:
+            with exhausted:
                 client.connect(address)  # the kernel completes it; accept() will fail
                 await wait_until(lambda: self.loop_errors, 5, "the accept failure")
                 await asyncio.sleep(0.1)
