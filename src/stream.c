@@ -50,6 +50,12 @@ typedef struct fd_transport {
         int end;         /* 0: EOF, else -errno */
         bool scheduled;  /* a handover is queued */
     } held;
+    /* A bulk transfer arrives (a receive filled its buffer): read by
+     * readiness into the loop's own buffer, as epoll does, until reads
+     * come back small. The completion backend's buffers cycle through the
+     * cache; the loop's one buffer stays in it. */
+    bool bulk;
+    unsigned char small_reads; /* in a row, in a bulk transfer */
 
     tapio__addresses addr;
 } fd_transport;
@@ -206,11 +212,12 @@ static bool flush_queued(const fd_transport *f)
 static void schedule_handover(fd_transport *f);
 
 /* A protocol that lends its buffer is read into directly (no copy out of
- * the backend's buffers): its socket waits for readiness. */
+ * the backend's buffers), and a bulk transfer into the loop's buffer: the
+ * socket waits for readiness. */
 static void choose_read_mode(fd_transport *f)
 {
     const tapio_protocol *proto = f->base.proto;
-    bool by_readiness = proto && proto->get_buffer;
+    bool by_readiness = f->bulk || (proto && proto->get_buffer);
     if (!f->io.received || by_readiness == f->io.by_readiness)
         return;
     f->io.by_readiness = by_readiness;
@@ -312,6 +319,22 @@ static ssize_t read_pipe_read(fd_transport *f, char *buf, size_t len)
     return n;
 }
 
+/* Reads smaller than BULK_SMALL, BULK_END of them in a row, end a bulk
+ * transfer (one alone is the tail of a message). */
+#define BULK_SMALL (16 * 1024)
+#define BULK_END 4
+
+static void count_bulk_read(fd_transport *f, ssize_t n)
+{
+    if (n >= BULK_SMALL) {
+        f->small_reads = 0;
+    } else if (n > 0 && ++f->small_reads == BULK_END) {
+        f->bulk = false;
+        f->small_reads = 0;
+        choose_read_mode(f);
+    }
+}
+
 static void read_into_protocol(fd_transport *f)
 {
     tapio_transport *t = &f->base;
@@ -330,6 +353,8 @@ static void read_into_protocol(fd_transport *f)
     /* Sockets and plain pipes read(2) directly (inlined), relays splice. */
     ssize_t n = kind_ops(f)->read == fd_read ? read(f->io.fd, buf, cap)
                                              : kind_ops(f)->read(f, buf, cap);
+    if (TAPIO__UNLIKELY(f->bulk))
+        count_bulk_read(f, n);
     if (n > 0) {
         if (proto && proto->get_buffer) {
             if (proto->buffer_updated)
@@ -485,11 +510,14 @@ static void socket_received(tapio_loop *loop, tapio__io *io,
         return;
     }
     take_received(f, data, n);
-    /* A full buffer: more is likely waiting. One read takes up to what
-     * epoll's loop would have read, rather than one more receive and
-     * iteration per buffer. */
-    if (n == TAPIO__RECV_BUFFER_SIZE && !t->read_stop && !is_closing(t))
+    /* A full buffer: more is likely waiting, and more after it. One read
+     * takes up to what epoll's loop would have read, and the transfer
+     * goes on by readiness (see `bulk`). */
+    if (n == TAPIO__RECV_BUFFER_SIZE && !t->read_stop && !is_closing(t)) {
+        f->bulk = true;
+        choose_read_mode(f);
         read_into_protocol(f);
+    }
 }
 
 /* A write pipe reads only to learn that its reader went away. */

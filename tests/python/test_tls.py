@@ -40,6 +40,22 @@ X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY = 20
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 
 
+async def fill_until_queued(transport, chunk_size=128 * KiB, most=64 * MiB):
+    """Writes random chunks to a transport whose peer does not read until
+    bytes stay queued in it: the kernel's buffers grow with TCP autotuning
+    (to 32 MiB on recent kernels) while the peer's window is open. Returns
+    what was written."""
+    written = []
+    while len(written) * chunk_size < most:
+        written.append(os.urandom(chunk_size))
+        transport.write(written[-1])
+        if transport.get_write_buffer_size() > 0:
+            await asyncio.sleep(0.05)  # the kernel takes what it still can
+            if transport.get_write_buffer_size() > 0:
+                break
+    return b"".join(written)
+
+
 class ThreadedPeer:
     """A listening TCP socket on 127.0.0.1 whose first connection is handed
     to serve(conn, peer) in a thread. serve may append to peer.results and
@@ -551,14 +567,11 @@ class TlsTests(TlsEndpointsMixin, TcpEndpoints):
         self.assertNotIn("data_received", closing.events)
 
     def test_close_flushes_queued_data_before_shutdown(self):
-        # The peer is not reading: 4 MiB stay queued in the transport when
-        # close() is called; all of it reaches the peer before close_notify.
-        payload = os.urandom(4 * MiB)
-
+        # The peer is not reading: bytes stay queued in the transport when
+        # close() is called; all of them reach the peer before close_notify.
         async def test():
             transport, protocol, server_protocol = await self.tls_pair(NonReadingProtocol)
-            for offset in range(0, len(payload), 128 * KiB):
-                transport.write(payload[offset:offset + 128 * KiB])
+            payload = await fill_until_queued(transport)
             self.assertGreater(transport.get_write_buffer_size(), 0)
             transport.close()
             await asyncio.sleep(0.1)
