@@ -19,6 +19,7 @@ TAPIO_BAD_INPUT_TRACE=1 prints each row as it runs (to find a hang).
 
 import array
 import asyncio
+import collections
 import concurrent.futures
 import decimal
 import fractions
@@ -176,6 +177,7 @@ class Env:
     def protocol(self, cls=None):
         protocol = (cls or Recorder)()
         protocol.env = self
+        protocol.ran = collections.Counter()  # callback name -> calls (see _calls)
         return protocol
 
     def track(self, transport):
@@ -311,22 +313,28 @@ class Recorder(asyncio.Protocol):
         self.env.track(transport)  # a server's connections too
 
     def data_received(self, data):
-        pass
+        self.ran["data_received"] += 1
 
     def eof_received(self):
+        self.ran["eof_received"] += 1
         return None
 
     def connection_lost(self, exc):
+        self.ran["connection_lost"] += 1
         self.env.mark(("lost", type(exc).__name__ if exc else None))
 
 
 class DatagramRecorder(asyncio.DatagramProtocol):
     env = None
 
+    def datagram_received(self, data, addr):
+        self.ran["datagram_received"] += 1
+
     def error_received(self, exc):
         self.env.mark(("error_received", type(exc).__name__))
 
     def connection_lost(self, exc):
+        self.ran["connection_lost"] += 1
         self.env.mark(("lost", type(exc).__name__ if exc else None))
 
 
@@ -1568,8 +1576,9 @@ STREAM_CALLBACKS = ["connection_made", "data_received", "eof_received", "connect
 
 def _protocol_class(base, failing, how):
     """A subclass of base whose method `failing` raises, returns `how`, or is
-    missing (set to None)."""
+    missing (set to None). The method counts its calls (see _calls)."""
     def method(self, *args):
+        self.ran[failing] += 1
         if how == "raise":
             raise ZeroDivisionError(failing)
         return how
@@ -1579,73 +1588,114 @@ def _protocol_class(base, failing, how):
     return type(f"{failing}_{how}", (base,), body)
 
 
+# The drivers below wait for what the loop did with each thing the peer sent
+# (a callback called, or the transport closing) rather than sleeping: how long
+# the loop takes to get there varies with the machine's load, the order in
+# which the callbacks and marks come must not.
+
+def _calls(env, protocol, name):
+    """How many times the loop called protocol.<name>: the protocol counts
+    them; a missing one (None) is counted by the TypeError reports of the
+    calls that failed (the rows' only TypeErrors)."""
+    if getattr(type(protocol), name, _noop) is None:
+        return env.reports.count("TypeError")
+    return protocol.ran[name]
+
+
+async def _handled(env, transport, protocol, *names):
+    """Waits until the loop called one of the protocol's callbacks `names`
+    or began closing the transport; if closing, until it called
+    connection_lost too."""
+    await _until(lambda: transport.is_closing() or
+                 any(_calls(env, protocol, name) for name in names))
+    if transport.is_closing():
+        await _until(lambda: _calls(env, protocol, "connection_lost"))
+
+
 def _drive_stream(env, make, cls):
     try:
         transport, protocol, peer = make(env, cls)
     except SetupFailed as failure:  # a protocol callback failed while connecting
         raise failure.__cause__ from None
-    return _drive_stream_async(env, transport, peer)
+    return _drive_stream_async(env, transport, protocol, peer)
 
 
-async def _drive_stream_async(env, transport, peer):
+async def _drive_stream_async(env, transport, protocol, peer):
     transport.set_write_buffer_limits(high=1)
     transport.write(b"x" * 300000)  # pause_writing
     if hasattr(peer, "send"):
         peer.send(b"data")
-        await asyncio.sleep(0.005)
-        while True:  # drain, so resume_writing
-            try:
-                if not peer.recv(1 << 20):
-                    break
-            except BlockingIOError:
-                if transport.get_write_buffer_size() == 0:
-                    break
-                await asyncio.sleep(0.001)
+        await _handled(env, transport, protocol, "data_received", "buffer_updated")
+        await _drain(transport, peer)  # resume_writing
         peer.shutdown(socket.SHUT_WR)
+        await _handled(env, transport, protocol, "eof_received")
     else:  # TLS: the peer is a protocol
         peer.transport.write(b"data")
+        await _handled(env, transport, protocol, "data_received")
         await _until(lambda: transport.get_write_buffer_size() == 0 or transport.is_closing())
-        peer.transport.write_eof() if peer.transport.can_write_eof() else None
-    await asyncio.sleep(0.01)
+        if peer.transport.can_write_eof():
+            peer.transport.write_eof()
+            await _handled(env, transport, protocol, "eof_received")
+        if transport.is_closing():  # the peer sees the connection end
+            await _until(lambda: peer.ran["connection_lost"])
     env.mark(("closing", transport.is_closing()))
+
+
+async def _drain(transport, peer):
+    """Reads what the transport sent until its buffer is empty or, once it
+    is closing, until the peer's end of the connection (EOF, or a
+    ConnectionResetError that the row reports)."""
+    while True:
+        try:
+            if not peer.recv(1 << 20):
+                return
+        except BlockingIOError:
+            if transport.get_write_buffer_size() == 0 and not transport.is_closing():
+                return
+            await asyncio.sleep(0.001)
 
 
 def _drive_datagram(env, cls):
     transport, protocol = env.udp(cls)
-    return _drive_datagram_async(env, transport, env.sock(socket.SOCK_DGRAM))
+    return _drive_datagram_async(env, transport, protocol, env.sock(socket.SOCK_DGRAM))
 
 
-async def _drive_datagram_async(env, transport, peer):
+async def _drive_datagram_async(env, transport, protocol, peer):
     address = transport.get_extra_info("sockname")
     peer.sendto(b"data", address)
-    await asyncio.sleep(0.005)
+    await _until(lambda: _calls(env, protocol, "datagram_received"))
     transport.sendto(b"x", ("127.0.0.1", 1))  # a refused port: maybe error_received
-    await asyncio.sleep(0.005)
+    # Linux reports no ICMP error to an unconnected UDP socket: no
+    # error_received is expected. The row looks once a second datagram,
+    # sent after it, has been received (not after a sleep).
+    peer.sendto(b"more", address)
+    await _until(lambda: _calls(env, protocol, "datagram_received") >= 2)
     env.mark(("closing", transport.is_closing()))
 
 
 def _drive_pipe(env, cls):
     transport, protocol, w = env.read_pipe(cls)
-    return _drive_pipe_async(env, transport, w)
+    return _drive_pipe_async(env, transport, protocol, w)
 
 
-async def _drive_pipe_async(env, transport, w):
+async def _drive_pipe_async(env, transport, protocol, w):
     os.write(w, b"data")
     os.close(w)
-    await asyncio.sleep(0.01)
+    await _handled(env, transport, protocol, "eof_received")
     env.mark(("closing", transport.is_closing()))
 
 
 def _drive_process(env, cls):
     transport, protocol = env.subprocess(cls, program="cat")
-    return _drive_process_async(env, transport)
+    return _drive_process_async(env, transport, protocol)
 
 
-async def _drive_process_async(env, transport):
+async def _drive_process_async(env, transport, protocol):
     transport.get_pipe_transport(0).write(b"data")
     transport.get_pipe_transport(0).close()
-    await _until(lambda: transport.get_returncode() is not None)
-    await asyncio.sleep(0.01)
+    # connection_lost comes after the exit and the pipes' ends: every other
+    # callback (and the report of its failure) came before it.
+    await protocol.gone
     env.mark(("returncode", transport.get_returncode()))
 
 
@@ -1660,9 +1710,14 @@ class _BufferedRecorder(asyncio.BufferedProtocol):
         return bytearray(100)
 
     def buffer_updated(self, nbytes):
-        pass
+        self.ran["buffer_updated"] += 1
+
+    def eof_received(self):
+        self.ran["eof_received"] += 1
+        return None
 
     def connection_lost(self, exc):
+        self.ran["connection_lost"] += 1
         self.env.mark(("lost", type(exc).__name__ if exc else None))
 
 
