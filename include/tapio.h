@@ -107,10 +107,12 @@ TAPIO_API int tapio_error_eai(int err);
 typedef void (*tapio_callback)(tapio_loop *loop, void *arg);
 
 /**
- * Create a loop. The I/O backend is epoll, unless the environment variable
- * TAPIO_BACKEND names another: "poll", or "io_uring" (epoll serves instead
- * when the kernel lacks or forbids io_uring). Returns 0 and stores the loop
- * in *out.
+ * Create a loop. The I/O backend is io_uring, unless the environment
+ * variable TAPIO_BACKEND names another: "epoll" or "poll". epoll serves
+ * instead when the kernel lacks or forbids io_uring, or (unless
+ * TAPIO_BACKEND=io_uring) lacks deferred completion work (Linux 6.1).
+ * tapio_loop_backend() tells which runs. Returns 0 and stores the loop in
+ * *out.
  */
 TAPIO_API int tapio_loop_new(tapio_loop **out);
 

@@ -1,14 +1,15 @@
 #!/bin/sh
 # Every test of the project, each suite's summary kept, one total at the end:
-#   1. the C tests under ASan+UBSan, on the epoll, poll and io_uring backends (ctest),
+#   1. the C tests under ASan+UBSan, on the io_uring, epoll and poll backends (ctest),
 #      the threaded ones under TSan, and a short run of each libFuzzer target
 #      (scripts/run-fuzzers.sh; FUZZ_SMOKE_SECONDS each, default 10), and a
 #      C program built against an installed libtapio with find_package and
 #      with pkg-config (tests/packaging/check-install.sh, in build-install)
 #   2. for each CPython on the machine (scripts/find-pythons.sh; PYTHONS="..."
 #      to choose): the Python suite, the same tests on tapio and on stock
-#      asyncio, and CPython's own test_asyncio against tapio
-#   3. with PYTHON: the Python suite and test_asyncio again on the io_uring
+#      asyncio, and CPython's own test_asyncio against tapio (on the default
+#      backend, io_uring)
+#   3. with PYTHON: the Python suite and test_asyncio again on the epoll
 #      backend; the connection soak (memory and fds flat over 100,000
 #      cycles; 20,000 TLS cycles)
 #   4. with Debian's python3, which has the frameworks and clients: aiohttp
@@ -108,12 +109,12 @@ for interpreter in $PYTHONS; do
     python_suites "$interpreter"
 done
 if python_build "$PYTHON" "$PY_BUILD" >"$LOGS/build.out" 2>&1; then
-    record python-io_uring env TAPIO_BACKEND=io_uring "$PYTHON" tests/python/run.py &
-    record cpython-io_uring env TAPIO_BACKEND=io_uring "$PYTHON" \
+    record python-epoll env TAPIO_BACKEND=epoll "$PYTHON" tests/python/run.py &
+    record cpython-epoll env TAPIO_BACKEND=epoll "$PYTHON" \
         tests/python/cpython_asyncio.py --loop tapio
     wait
-    show python-io_uring
-    show cpython-io_uring
+    show python-epoll
+    show cpython-epoll
     run soak "$PYTHON" tests/python/soak_connections.py
     run soak-tls "$PYTHON" tests/python/soak_connections.py --tls --cycles 20000 --warmup 3000
     run leaks "$PYTHON" tests/python/leak_loops.py --cycles 10000

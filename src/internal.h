@@ -233,6 +233,7 @@ TAPIO__HIDDEN void tapio__fd_aliases_free(tapio_loop *loop);
 
 struct tapio_loop {
     const tapio__backend *backend;
+    bool backend_by_default;     /* not named by TAPIO_BACKEND */
     int backend_fd;              /* epoll or io_uring fd */
     void *backend_data;          /* the backend's own state */
 

@@ -18,19 +18,22 @@ double tapio__clock_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static const tapio__backend *choose_backend(void)
+/* TAPIO_BACKEND's backend, or io_uring by default. */
+static void choose_backend(tapio_loop *loop)
 {
     const char *name = getenv("TAPIO_BACKEND");
+    loop->backend = &tapio__backend_io_uring;
+    loop->backend_by_default = !name || strcmp(name, "io_uring") != 0;
     if (name && strcmp(name, "poll") == 0)
-        return &tapio__backend_poll;
-    if (name && strcmp(name, "io_uring") == 0)
-        return &tapio__backend_io_uring;
-    return &tapio__backend_epoll;
+        loop->backend = &tapio__backend_poll;
+    else if (name && strcmp(name, "epoll") == 0)
+        loop->backend = &tapio__backend_epoll;
 }
 
 /* io_uring may be missing (an old kernel: ENOSYS), forbidden (seccomp,
  * kernel.io_uring_disabled: EPERM, EACCES) or short of a feature or of
- * memory: epoll serves instead. */
+ * memory: epoll serves instead. By default, a kernel without deferred
+ * completion work (before 6.1) gets epoll too: its rings cost more. */
 static int init_backend(tapio_loop *loop)
 {
     int err = loop->backend->init(loop);
@@ -69,7 +72,7 @@ int tapio_loop_new(tapio_loop **out)
     tapio_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return -ENOMEM;
-    loop->backend = choose_backend();
+    choose_backend(loop);
     loop->backend_fd = -1;
     loop->signal_pipe[0] = loop->signal_pipe[1] = -1;
     loop->error_handler = default_error_handler;

@@ -87,9 +87,10 @@ static bool may_submit(const ring_state *st)
  * at the end of every system call the loop makes: a send would otherwise
  * run the receives' work on its way out. That needs a single submitting
  * thread: the one that made the ring, until another runs the loop (see
- * move_to_this_thread). Kernels before 6.1 lack these flags and get
- * COOP_TASKRUN, which any thread may submit to. */
-static int setup_ring(ring_state *st)
+ * move_to_this_thread). Kernels before 6.1 lack these flags: a loop
+ * that asked for io_uring gets COOP_TASKRUN, which any thread may submit
+ * to; one that did not (`deferred_only`) gets epoll instead. */
+static int setup_ring(ring_state *st, bool deferred_only)
 {
     struct io_uring_params params = {0};
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
@@ -98,7 +99,7 @@ static int setup_ring(ring_state *st)
     int err = io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
     st->single_issuer = err != -EINVAL;
     st->owner = this_thread();
-    if (err != -EINVAL)
+    if (err != -EINVAL || deferred_only)
         return err;
     memset(&params, 0, sizeof(params));
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
@@ -112,7 +113,7 @@ static int ring_backend_init(tapio_loop *loop)
     ring_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;
-    int err = setup_ring(st);
+    int err = setup_ring(st, loop->backend_by_default);
     if (err < 0) {
         free(st);
         return err;
@@ -351,7 +352,7 @@ static int move_to_this_thread(tapio_loop *loop)
     st->recv_buffers = NULL;
     st->recv_state = RECV_UNTRIED;
     loop->backend_fd = -1;
-    int err = setup_ring(st);
+    int err = setup_ring(st, loop->backend_by_default);
     if (err < 0)
         return err;
     loop->backend_fd = st->ring.ring_fd;

@@ -887,6 +887,48 @@ TEST(faults_io_uring_unavailable_falls_back_to_epoll)
     }
 }
 
+/* With TAPIO_BACKEND unset the loop runs on io_uring, but on epoll where
+ * the kernel lacks deferred completion work (before 6.1: the ring refuses
+ * DEFER_TASKRUN with EINVAL); a loop that asked for io_uring gets a ring
+ * without it. */
+static const char *backend_of_a_new_loop(bool refuse_deferred)
+{
+    int fds_before = count_open_fds();
+    tapio_loop *loop = NULL;
+    if (refuse_deferred)
+        fault_arm(FAULT_URING_INIT, 1, EINVAL);
+    int err = tapio_loop_new(&loop);
+    if (refuse_deferred)
+        CHECK(fault_disarm());
+    CHECK_OK(err);
+    const char *name = tapio_loop_backend(loop);
+    int ran = 0;
+    CHECK(tapio_call_soon(loop, count_call, &ran) != NULL);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK(ran == 1);
+    CHECK_OK(tapio_loop_close(loop));
+    CHECK(count_open_fds() == fds_before);
+    return name; /* a string constant of libtapio */
+}
+
+TEST(faults_io_uring_is_the_default_where_deferred_work_exists)
+{
+    char *wanted = getenv("TAPIO_BACKEND");
+    wanted = wanted ? strdup(wanted) : NULL;
+    unsetenv("TAPIO_BACKEND");
+    CHECK(strcmp(backend_of_a_new_loop(false), "io_uring") == 0);
+    CHECK(strcmp(backend_of_a_new_loop(true), "epoll") == 0);
+    setenv("TAPIO_BACKEND", "io_uring", 1);
+    CHECK(strcmp(backend_of_a_new_loop(true), "io_uring") == 0);
+    setenv("TAPIO_BACKEND", "epoll", 1);
+    CHECK(strcmp(backend_of_a_new_loop(false), "epoll") == 0);
+    if (wanted)
+        setenv("TAPIO_BACKEND", wanted, 1);
+    else
+        unsetenv("TAPIO_BACKEND");
+    free(wanted);
+}
+
 /* io_uring receives a socket's bytes by completion: libtapio makes no
  * read(2) of its own for them (the other backends read once per event). */
 static void count_bytes(tapio_transport *t, const void *data, size_t len,
