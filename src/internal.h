@@ -57,6 +57,14 @@ typedef void (*tapio__io_cb)(tapio_loop *loop, tapio__io *io, unsigned events);
  * data (valid during the call only), 0 at EOF, or -errno. */
 typedef void (*tapio__io_received_cb)(tapio_loop *loop, tapio__io *io,
                                       const char *data, ssize_t n);
+/* What a completion-based backend received for a datagram watcher: one
+ * datagram of n >= 0 bytes at data from the sender at addr (addrlen 0 and
+ * addr NULL: an unnamed sender), both valid during the call only; or n =
+ * -errno, an error the socket reported (ECONNREFUSED...). */
+typedef void (*tapio__io_datagram_cb)(tapio_loop *loop, tapio__io *io,
+                                      const char *data, ssize_t n,
+                                      const struct sockaddr *addr,
+                                      socklen_t addrlen);
 
 struct tapio__io {
     int fd;
@@ -78,6 +86,10 @@ struct tapio__io {
     tapio__io_received_cb received;
     bool by_readiness;  /* ...except while this is set (a protocol that
                            lends its own buffer: read straight into it) */
+    /* Set by a datagram owner instead of `received`: READ interest is
+     * served by receiving datagrams with their senders' addresses (on
+     * io_uring one multishot request, its tag recv_tag). */
+    tapio__io_datagram_cb received_from;
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events
      * that never come. NULL: the loop's error handler is told. */
