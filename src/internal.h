@@ -88,7 +88,8 @@ struct tapio__io {
                            lends its own buffer: read straight into it) */
     /* Set by a datagram owner instead of `received`: READ interest is
      * served by receiving datagrams with their senders' addresses (on
-     * io_uring one multishot request, its tag recv_tag). */
+     * io_uring one multishot request, its tag recv_tag; a socket the ring
+     * cannot receive from so is polled, recv_refused set). */
     tapio__io_datagram_cb received_from;
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events

@@ -64,8 +64,6 @@
     (sizeof(struct io_uring_recvmsg_out) + DGRAM_NAME_SIZE + TAPIO__READ_SIZE)
 #define DGRAM_BUFFER_STRIDE ((DGRAM_BUFFER_LEN + 4095) & ~(size_t)4095)
 
-enum recv_setup { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE };
-
 typedef struct ring_state {
     struct io_uring ring;
     uint32_t last_tag;
@@ -73,7 +71,7 @@ typedef struct ring_state {
      * kernel, and the watchers then wait for readiness. */
     struct io_uring_buf_ring *recv_ring;
     char *recv_buffers;
-    enum recv_setup recv_state;
+    enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
     bool single_issuer;  /* the ring takes submissions from `owner` only */
     uint64_t owner;      /* a this_thread() */
     /* The datagram buffers, set up at the first datagram receive, and
@@ -81,7 +79,7 @@ typedef struct ring_state {
      * only its name and control sizes). */
     struct io_uring_buf_ring *dgram_ring;
     char *dgram_buffers;
-    enum recv_setup dgram_state;
+    enum { DGRAM_UNTRIED, DGRAM_READY, DGRAM_UNAVAILABLE } dgram_state;
     struct msghdr dgram_msg;
 } ring_state;
 
@@ -270,7 +268,7 @@ static void free_dgram_buffers(ring_state *st)
     free(st->dgram_buffers);
     st->dgram_ring = NULL;
     st->dgram_buffers = NULL;
-    st->dgram_state = RECV_UNTRIED;
+    st->dgram_state = DGRAM_UNTRIED;
 }
 
 static bool setup_dgram_buffers(ring_state *st)
@@ -306,13 +304,13 @@ static bool receives_datagrams(ring_state *st, const tapio__io *io)
 {
     if (!io->received_from || io->recv_refused)
         return false;
-    if (st->dgram_state == RECV_UNTRIED) {
+    if (st->dgram_state == DGRAM_UNTRIED) {
         bool ok = setup_dgram_buffers(st);
         if (!ok)
             free_dgram_buffers(st);
-        st->dgram_state = ok ? RECV_READY : RECV_UNAVAILABLE;
+        st->dgram_state = ok ? DGRAM_READY : DGRAM_UNAVAILABLE;
     }
-    return st->dgram_state == RECV_READY;
+    return st->dgram_state == DGRAM_READY;
 }
 
 /* ---- requests ------------------------------------------------------------ */
