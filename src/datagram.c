@@ -1,5 +1,6 @@
 /* Datagram transports (UDP, Unix datagram sockets): receiving several
- * datagrams per readiness event, a queue of datagrams the socket could not
+ * datagrams per readiness event (or each one the backend received, on a
+ * completion-based backend), a queue of datagrams the socket could not
  * take yet, flow control and the endpoint's lifetime. Mirrors asyncio's
  * _SelectorDatagramTransport. */
 #include "internal.h"
@@ -23,6 +24,17 @@ typedef struct queued {
     char data[];
 } queued;
 
+/* A datagram (or error) a completion-based backend received while reading
+ * was paused, or behind others held: a read would have left it in the
+ * socket until reading resumed. */
+typedef struct held {
+    struct held *next;
+    ssize_t n; /* payload bytes, or -errno */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char data[];
+} held;
+
 struct tapio_datagram {
     tapio__io io;
     tapio__list node; /* in loop->datagrams while alive */
@@ -43,6 +55,9 @@ struct tapio_datagram {
     size_t overhead;
     tapio__flow flow;
 
+    held *held_head, *held_tail;
+    tapio_handle *held_call; /* delivering the held ones is scheduled */
+
     struct sockaddr_storage remote, local, peer;
     socklen_t remote_len, local_len, peer_len;
 };
@@ -60,12 +75,26 @@ static void drop_queue(tapio_datagram *d)
     d->queued_bytes = 0;
 }
 
+static void drop_held(tapio_datagram *d)
+{
+    while (d->held_head) {
+        held *h = d->held_head;
+        d->held_head = h->next;
+        free(h);
+    }
+    d->held_tail = NULL;
+    if (d->held_call)
+        tapio_handle_cancel(d->held_call);
+    d->held_call = NULL;
+}
+
 void tapio_datagram_ref(tapio_datagram *d) { d->refs++; }
 
 void tapio_datagram_unref(tapio_datagram *d)
 {
     if (--d->refs == 0) {
         drop_queue(d);
+        drop_held(d);
         free(d);
     }
 }
@@ -79,6 +108,7 @@ static void release(tapio_datagram *d)
     d->closing = true;
     d->lost_due = true;
     drop_queue(d);
+    drop_held(d);
     tapio__list_remove(&d->node);
 }
 
@@ -149,6 +179,17 @@ static void error_received(tapio_datagram *d, int err)
 
 /* ---- receiving ------------------------------------------------------- */
 
+static void deliver(tapio_datagram *d, const char *data, size_t n,
+                    const struct sockaddr *from, socklen_t fromlen)
+{
+    /* An unbound Unix sender has no address beyond its family. */
+    if (fromlen <= sizeof(sa_family_t))
+        fromlen = 0;
+    if (d->proto && d->proto->datagram_received)
+        d->proto->datagram_received(d, data, n, fromlen ? from : NULL,
+                                    fromlen, d->user);
+}
+
 static void receive(tapio_datagram *d)
 {
     /* datagram_received may pause or close: nothing more is read then. */
@@ -167,15 +208,91 @@ static void receive(tapio_datagram *d)
             }
             continue;
         }
-        /* An unbound Unix sender has no address beyond its family. */
-        if (fromlen <= sizeof(sa_family_t))
-            fromlen = 0;
-        if (d->proto && d->proto->datagram_received)
-            d->proto->datagram_received(d, d->loop->read_buf, (size_t)n,
-                                        fromlen ? (struct sockaddr *)&from
-                                                : NULL,
-                                        fromlen, d->user);
+        deliver(d, d->loop->read_buf, (size_t)n, (struct sockaddr *)&from,
+                fromlen);
     }
+}
+
+/* ---- receiving by completion ------------------------------------------- */
+
+static void deliver_result(tapio_datagram *d, const char *data, ssize_t n,
+                           const struct sockaddr *from, socklen_t fromlen)
+{
+    if (n < 0)
+        error_received(d, (int)n); /* as a read's error: the endpoint lives */
+    else
+        deliver(d, data, (size_t)n, from, fromlen);
+}
+
+static void hold(tapio_datagram *d, const char *data, ssize_t n,
+                 const struct sockaddr *from, socklen_t fromlen)
+{
+    size_t len = n > 0 ? (size_t)n : 0;
+    held *h = malloc(sizeof(*h) + len);
+    if (!h) { /* lost, as a datagram the socket had no room for */
+        tapio__report_error(d->loop, "holding a received datagram", -ENOMEM);
+        return;
+    }
+    h->next = NULL;
+    h->n = n;
+    h->addrlen = fromlen <= sizeof(h->addr) ? fromlen : 0;
+    if (h->addrlen)
+        memcpy(&h->addr, from, h->addrlen);
+    if (len)
+        memcpy(h->data, data, len);
+    if (d->held_tail)
+        d->held_tail->next = h;
+    else
+        d->held_head = h;
+    d->held_tail = h;
+}
+
+/* Reading resumed: the held datagrams go first, in order, until reading
+ * pauses again. Datagrams received meanwhile join them behind. */
+static void deliver_held(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    tapio_datagram *d = arg;
+    d->held_call = NULL;
+    while (d->held_head && tapio_datagram_is_reading(d)) {
+        held *h = d->held_head;
+        d->held_head = h->next;
+        if (!d->held_head)
+            d->held_tail = NULL;
+        deliver_result(d, h->data, h->n, (struct sockaddr *)&h->addr,
+                       h->addrlen);
+        free(h);
+    }
+}
+
+static void schedule_held(tapio_datagram *d)
+{
+    if (!d->held_head || d->held_call || !tapio_datagram_is_reading(d))
+        return;
+    d->held_call = tapio_call_soon(d->loop, deliver_held, d);
+    if (!d->held_call)
+        tapio__report_error(d->loop, "scheduling held datagrams", -ENOMEM);
+}
+
+/* A datagram or an error the backend received (io->received_from). One
+ * arriving once closing is dropped, as no read would have taken it; while
+ * paused, the backend's request is being cancelled and what it took
+ * before is held (a read would have left it in the socket). */
+static void datagram_received_from(tapio_loop *loop, tapio__io *io,
+                                   const char *data, ssize_t n,
+                                   const struct sockaddr *from,
+                                   socklen_t fromlen)
+{
+    (void)loop;
+    tapio_datagram *d = tapio__container_of(io, tapio_datagram, io);
+    if (d->closing)
+        return;
+    if (d->paused || d->held_head) {
+        hold(d, data, n, from, fromlen);
+        schedule_held(d);
+        return;
+    }
+    deliver_result(d, data, n, from, fromlen);
 }
 
 /* ---- sending ------------------------------------------------------------ */
@@ -369,6 +486,7 @@ void tapio_datagram_resume_reading(tapio_datagram *d)
         return;
     d->paused = false;
     update_interest(d);
+    schedule_held(d);
 }
 
 bool tapio_datagram_is_reading(const tapio_datagram *d)
@@ -478,6 +596,7 @@ int tapio_datagram_from_fd(tapio_loop *loop, int fd,
     if (!err) {
         tapio__io_init(&d->io, fd, on_io);
         d->io.refused = on_io_refused;
+        d->io.received_from = datagram_received_from;
         err = tapio__io_attach(loop, &d->io);
     }
     if (!err && !tapio_call_soon(loop, call_connection_made, d)) {

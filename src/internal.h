@@ -62,6 +62,14 @@ typedef void (*tapio__io_received_cb)(tapio_loop *loop, tapio__io *io,
  * -errno as accept4 would have failed. */
 typedef void (*tapio__io_accepted_cb)(tapio_loop *loop, tapio__io *io,
                                       int fd);
+/* What a completion-based backend received for a datagram watcher: one
+ * datagram of n >= 0 bytes at data from the sender at addr (addrlen 0 and
+ * addr NULL: an unnamed sender), both valid during the call only; or n =
+ * -errno, an error the socket reported (ECONNREFUSED...). */
+typedef void (*tapio__io_datagram_cb)(tapio_loop *loop, tapio__io *io,
+                                      const char *data, ssize_t n,
+                                      const struct sockaddr *addr,
+                                      socklen_t addrlen);
 
 struct tapio__io {
     int fd;
@@ -88,6 +96,11 @@ struct tapio__io {
     /* Set by a listener: such a backend serves its READ interest by
      * accepting and calling this with each new connection. */
     tapio__io_accepted_cb accepted;
+    /* Set by a datagram owner instead of `received`: READ interest is
+     * served by receiving datagrams with their senders' addresses (on
+     * io_uring one multishot request, its tag recv_tag; a socket the ring
+     * cannot receive from so is polled, recv_refused set). */
+    tapio__io_datagram_cb received_from;
     /* The backend refused the interest (epoll_ctl failing with ENOSPC or
      * ENOMEM): the owner ends or falls back instead of waiting for events
      * that never come. NULL: the loop's error handler is told. */

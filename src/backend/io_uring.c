@@ -23,6 +23,16 @@
  * the request was being cancelled still go to the listener, which keeps
  * or closes them.
  *
+ * A datagram socket (io->received_from) is served by one multishot
+ * receive-message request instead, into a ring of buffers of its own,
+ * each datagram handed out with its sender's address. Datagrams have no
+ * window to keep: what the kernel queued is taken, as the readiness loop
+ * takes it. The request ends when the buffers run out (ENOBUFS), at an
+ * error (ICMP's ECONNREFUSED, handed out) or when cancelled, and is made
+ * again with the next batch. Its buffers hold a datagram as large as a
+ * read into the loop's buffer takes, so that what is delivered, whole or
+ * cut, is what the other backends deliver.
+ *
  * A request's user_data is (fd << 32 | tag), the tag unique per request:
  * a completion whose tag is not one its watcher waits for belongs to a
  * request already cancelled, or to an fd closed and reused since, and is
@@ -51,6 +61,20 @@
 #define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE TAPIO__RECV_BUFFER_SIZE
 
+/* The datagram buffers: each datagram takes a whole one, behind the
+ * kernel's header and room for any sender's address, and is cut where a
+ * TAPIO__READ_SIZE read would cut it (no UDP datagram is; a Unix one may
+ * be larger). 16 MiB of address space, touched as datagrams need: a small
+ * one touches one page. Their ids follow the stream buffers', so that a
+ * completion's buffer id tells which ring the buffer goes back to. */
+#define DGRAM_GROUP 1
+#define DGRAM_BUFFERS 64
+#define DGRAM_BID_BASE RECV_BUFFERS
+#define DGRAM_NAME_SIZE ((unsigned)sizeof(struct sockaddr_storage))
+#define DGRAM_BUFFER_LEN \
+    (sizeof(struct io_uring_recvmsg_out) + DGRAM_NAME_SIZE + TAPIO__READ_SIZE)
+#define DGRAM_BUFFER_STRIDE ((DGRAM_BUFFER_LEN + 4095) & ~(size_t)4095)
+
 typedef struct ring_state {
     struct io_uring ring;
     uint32_t last_tag;
@@ -61,6 +85,13 @@ typedef struct ring_state {
     enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
     bool single_issuer;  /* the ring takes submissions from `owner` only */
     uint64_t owner;      /* a this_thread() */
+    /* The datagram buffers, set up at the first datagram receive, and
+     * the message header every datagram request shares (the kernel reads
+     * only its name and control sizes). */
+    struct io_uring_buf_ring *dgram_ring;
+    char *dgram_buffers;
+    enum { DGRAM_UNTRIED, DGRAM_READY, DGRAM_UNAVAILABLE } dgram_state;
+    struct msghdr dgram_msg;
 } ring_state;
 
 /* A number for the calling thread, never reused (pthread_t values are,
@@ -124,6 +155,7 @@ static int ring_backend_init(tapio_loop *loop)
 }
 
 static void close_unclaimed(struct io_uring *ring);
+static void free_dgram_buffers(ring_state *st);
 
 static void ring_backend_destroy(tapio_loop *loop)
 {
@@ -133,6 +165,7 @@ static void ring_backend_destroy(tapio_loop *loop)
         io_uring_queue_exit(&st->ring);
         free(st->recv_ring);
         free(st->recv_buffers);
+        free_dgram_buffers(st);
         free(st);
     }
     loop->backend_data = NULL;
@@ -231,6 +264,74 @@ static bool completes_reads(ring_state *st, const tapio__io *io)
     return st->recv_state == RECV_READY;
 }
 
+/* ---- datagram buffers ---------------------------------------------------- */
+
+static bool is_dgram_buffer(unsigned bid) { return bid >= DGRAM_BID_BASE; }
+
+static char *dgram_buffer(ring_state *st, unsigned bid)
+{
+    return st->dgram_buffers + (size_t)(bid - DGRAM_BID_BASE) * DGRAM_BUFFER_STRIDE;
+}
+
+static void give_back_dgram(ring_state *st, unsigned bid)
+{
+    io_uring_buf_ring_add(st->dgram_ring, dgram_buffer(st, bid),
+                          DGRAM_BUFFER_LEN, (unsigned short)bid,
+                          io_uring_buf_ring_mask(DGRAM_BUFFERS), 0);
+    io_uring_buf_ring_advance(st->dgram_ring, 1);
+}
+
+static void free_dgram_buffers(ring_state *st)
+{
+    free(st->dgram_ring);
+    free(st->dgram_buffers);
+    st->dgram_ring = NULL;
+    st->dgram_buffers = NULL;
+    st->dgram_state = DGRAM_UNTRIED;
+}
+
+static bool setup_dgram_buffers(ring_state *st)
+{
+    size_t ring_size = DGRAM_BUFFERS * sizeof(struct io_uring_buf);
+    if (posix_memalign((void **)&st->dgram_ring, 4096, ring_size)) {
+        st->dgram_ring = NULL;
+        return false;
+    }
+    if (posix_memalign((void **)&st->dgram_buffers, 4096,
+                       (size_t)DGRAM_BUFFERS * DGRAM_BUFFER_STRIDE)) {
+        st->dgram_buffers = NULL;
+        return false;
+    }
+    io_uring_buf_ring_init(st->dgram_ring);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uintptr_t)st->dgram_ring,
+        .ring_entries = DGRAM_BUFFERS,
+        .bgid = DGRAM_GROUP,
+    };
+    if (io_uring_register_buf_ring(&st->ring, &reg, 0) < 0)
+        return false;
+    for (unsigned i = 0; i < DGRAM_BUFFERS; i++)
+        give_back_dgram(st, DGRAM_BID_BASE + i);
+    memset(&st->dgram_msg, 0, sizeof(st->dgram_msg));
+    st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
+    return true;
+}
+
+/* Whether READ interest is served by receiving datagrams (the buffers set
+ * up on first use). */
+static bool receives_datagrams(ring_state *st, const tapio__io *io)
+{
+    if (!io->received_from || io->recv_refused)
+        return false;
+    if (st->dgram_state == DGRAM_UNTRIED) {
+        bool ok = setup_dgram_buffers(st);
+        if (!ok)
+            free_dgram_buffers(st);
+        st->dgram_state = ok ? DGRAM_READY : DGRAM_UNAVAILABLE;
+    }
+    return st->dgram_state == DGRAM_READY;
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 static int cancel_request(ring_state *st, int fd, uint32_t tag)
@@ -302,11 +403,34 @@ static int set_receiving(ring_state *st, tapio__io *io, bool on)
     return 0;
 }
 
+/* Start or cancel the watcher's datagram request: one multishot request
+ * takes datagram after datagram until it ends (see dgram_completed). */
+static int set_receiving_datagrams(ring_state *st, tapio__io *io, bool on)
+{
+    if (!on || io->recv_tag)
+        return set_receiving(st, io, on);
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    io->recv_tag = next_tag(st);
+    io->recv_cancelling = false;
+    io_uring_prep_recvmsg_multishot(sqe, io->fd, &st->dgram_msg, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = DGRAM_GROUP;
+    io_uring_sqe_set_data64(sqe, request_id(io->fd, io->recv_tag));
+    return 0;
+}
+
 static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
 {
     ring_state *st = state(loop);
     unsigned poll_want = want;
-    if (completes_reads(st, io)) {
+    if (receives_datagrams(st, io)) {
+        poll_want &= ~TAPIO__READ;
+        int err = set_receiving_datagrams(st, io, want & TAPIO__READ);
+        if (err)
+            return err;
+    } else if (completes_reads(st, io)) {
         poll_want &= ~TAPIO__READ;
         int err = set_receiving(st, io, want & TAPIO__READ);
         if (err)
@@ -351,6 +475,7 @@ static int move_to_this_thread(tapio_loop *loop)
     st->recv_ring = NULL;
     st->recv_buffers = NULL;
     st->recv_state = RECV_UNTRIED;
+    free_dgram_buffers(st);
     loop->backend_fd = -1;
     int err = setup_ring(st, loop->backend_by_default);
     if (err < 0)
@@ -490,15 +615,67 @@ static void close_unclaimed(struct io_uring *ring)
         drop_completion(io_uring_cqe_get_data64(cqe), cqe);
 }
 
+/* ---- datagram completions ------------------------------------------------ */
+
+/* Errors after which the socket is waited for by readiness: it cannot be
+ * received from this way (not a socket, not a datagram one the kernel
+ * serves so), where a read would still tell what it has to. */
+static bool refuses_recvmsg(int err)
+{
+    return err == -ENOTCONN || err == -EINVAL || err == -EOPNOTSUPP ||
+           err == -ENOTSOCK;
+}
+
+/* One datagram in `data` (the kernel's header, the sender's address, the
+ * payload), an error, or the end of the request (no IORING_CQE_F_MORE:
+ * out of buffers, cancelled, an error), which is made again with the next
+ * batch while wanted. */
+static void dgram_completed(tapio_loop *loop, tapio__io *io,
+                            const struct io_uring_cqe *cqe, char *data)
+{
+    ring_state *st = state(loop);
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        io->recv_tag = 0;
+        io->recv_cancelling = false;
+        requeue(loop, io);
+    }
+    int res = cqe->res;
+    if (res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN ||
+        res == -EINTR)
+        return;
+    if (refuses_recvmsg(res)) {
+        io->recv_refused = true;
+        return;
+    }
+    if (res < 0) {
+        io->received_from(loop, io, NULL, res, NULL, 0);
+        return;
+    }
+    struct io_uring_recvmsg_out *out =
+        data ? io_uring_recvmsg_validate(data, res, &st->dgram_msg) : NULL;
+    if (!out)
+        return;
+    socklen_t namelen = out->namelen < DGRAM_NAME_SIZE ? out->namelen
+                                                       : DGRAM_NAME_SIZE;
+    const char *payload = io_uring_recvmsg_payload(out, &st->dgram_msg);
+    ssize_t len = io_uring_recvmsg_payload_length(out, res, &st->dgram_msg);
+    io->received_from(loop, io, payload, len,
+                      (const struct sockaddr *)io_uring_recvmsg_name(out),
+                      namelen);
+}
+
+/* ---- dispatching ---------------------------------------------------------- */
+
 static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
 {
     ring_state *st = state(loop);
     uint64_t id = io_uring_cqe_get_data64(cqe);
-    const char *data = NULL;
+    char *data = NULL;
     unsigned bid = 0;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        data = recv_buffer(st, bid);
+        data = is_dgram_buffer(bid) ? dgram_buffer(st, bid)
+                                    : recv_buffer(st, bid);
     }
     tapio__io *io = id == NO_COMPLETION ? NULL : watcher_of(loop, id);
     uint32_t tag = (uint32_t)id;
@@ -506,11 +683,15 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
         poll_completed(loop, io, cqe->res);
     else if (io && io->recv_tag == tag && (tag & ACCEPT_TAG))
         accept_completed(loop, io, cqe);
+    else if (io && io->recv_tag == tag && io->received_from)
+        dgram_completed(loop, io, cqe, data);
     else if (io && io->recv_tag == tag)
         recv_completed(loop, io, cqe, data);
     else
         drop_completion(id, cqe);
-    if (data)
+    if (data && is_dgram_buffer(bid))
+        give_back_dgram(st, bid);
+    else if (data)
         give_back(st, bid);
 }
 

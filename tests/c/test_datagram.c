@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1352,4 +1353,442 @@ TEST(datagram_socket_with_broadcast_does_not_connect)
     addr peer = {.len = sizeof peer.ss};
     CHECK(getpeername(fd, (struct sockaddr *)&peer.ss, &peer.len) != 0 &&
           errno == ENOTCONN);
+}
+
+/* ------------------------------------------------ receiving in bulk
+ *
+ * io_uring receives datagrams by completion (a multishot request into the
+ * loop's buffers), the other backends read on readiness: these hold all
+ * three to the same observable behaviour. */
+
+/* What a "tagged" sender puts first: which sender it is and its count. */
+typedef struct tag {
+    uint32_t sender, seq;
+} tag;
+
+enum { MAX_SENDERS = 8 };
+
+/* Checks each tagged datagram against its sender's address and order. */
+typedef struct tagged_rx {
+    dgram g; /* first: the dgram callbacks see a dgram */
+    addr senders[MAX_SENDERS];
+    uint32_t next[MAX_SENDERS];
+    size_t count;
+} tagged_rx;
+
+static void tagged_on_datagram(tapio_datagram *d, const void *data, size_t len,
+                               const struct sockaddr *from, socklen_t fromlen,
+                               void *user)
+{
+    tagged_rx *t = user;
+    dg_on_datagram(d, data, len, from, fromlen, &t->g);
+    tag k;
+    CHECK(len >= sizeof k);
+    memcpy(&k, data, sizeof k);
+    CHECK(k.sender < MAX_SENDERS);
+    CHECK_EQ_INT(k.seq, t->next[k.sender]);
+    t->next[k.sender]++;
+    CHECK(pattern_check((const char *)data + sizeof k, k.seq, len - sizeof k));
+    addr got = {.len = fromlen};
+    if (fromlen)
+        memcpy(&got.ss, from, fromlen);
+    CHECK(addr_equal(&got, &t->senders[k.sender]));
+    t->count++;
+}
+
+static const tapio_datagram_protocol tagged_protocol = {
+    .connection_made = dg_on_made,
+    .datagram_received = tagged_on_datagram,
+    .error_received = dg_on_error,
+    .connection_lost = dg_on_lost,
+};
+
+static void tagged_free(void *arg)
+{
+    tagged_rx *t = arg;
+    if (t->g.d)
+        tapio_datagram_unref(t->g.d);
+    bytes_free(&t->g.log.last);
+    free(t);
+}
+
+static tagged_rx *tagged_open(tapio_loop *loop, const tapio_datagram_options *o)
+{
+    tagged_rx *t = calloc(1, sizeof *t);
+    CHECK(t != NULL);
+    at_cleanup(tagged_free, t);
+    tapio_datagram *d = NULL;
+    CHECK_OK(tapio_datagram_open(loop, o, &tagged_protocol, t, &d));
+    dg_wait_made(loop, &t->g, d);
+    raise_rcvbuf(tapio_datagram_fd(d));
+    return t;
+}
+
+static void send_tagged(int fd, uint32_t sender, uint32_t seq, size_t len,
+                        const addr *to)
+{
+    static unsigned char buf[UDP4_MAX];
+    tag k = {sender, seq};
+    CHECK(len >= sizeof k && len <= sizeof buf);
+    memcpy(buf, &k, sizeof k);
+    pattern_fill(buf + sizeof k, seq, len - sizeof k);
+    raw_send(fd, buf, len, to);
+}
+
+/* Several senders interleaved, `rounds` datagrams each, `batch` rounds sent
+ * before the loop runs: each arrives once, in its sender's order, with its
+ * sender's address. */
+static void check_senders(tapio_loop *loop, tagged_rx *t, const int *fds,
+                          int n, int rounds, int batch)
+{
+    addr me = dg_sockname(&t->g);
+    for (int i = 0; i < n; i++) {
+        addr a = fd_sockname(fds[i]);
+        /* An unbound Unix sender has no address (len 0), as in asyncio. */
+        if (a.ss.ss_family == AF_UNIX && a.len <= sizeof(sa_family_t))
+            a.len = 0;
+        t->senders[i] = a;
+    }
+    for (int r = 0; r < rounds;) {
+        for (int b = 0; b < batch && r < rounds; b++, r++)
+            for (int i = 0; i < n; i++)
+                send_tagged(fds[i], (uint32_t)i, (uint32_t)r,
+                            8 + (size_t)(r * 7 + i) % 200, &me);
+        RUN_UNTIL(loop, t->count == (size_t)(n * r), 10);
+    }
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(t->count, n * rounds);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ_INT(t->next[i], rounds);
+    CHECK_EQ_INT(t->g.errors, 0);
+}
+
+static void check_udp_senders(int family, const char *host)
+{
+    tapio_loop *loop = test_loop();
+    tapio_datagram_options o = {.local_host = host, .local_port = "0"};
+    tagged_rx *t = tagged_open(loop, &o);
+    int fds[5];
+    for (int i = 0; i < 5; i++)
+        fds[i] = raw_udp(family);
+    check_senders(loop, t, fds, 5, 200, 40);
+}
+
+TEST(datagram_many_senders_each_with_its_address)
+{
+    check_udp_senders(AF_INET, "127.0.0.1");
+}
+
+TEST(datagram_many_ipv6_senders_each_with_its_address)
+{
+    if (!ipv6_loopback_available()) {
+        printf("note: ::1 unavailable here; IPv6 checks not run\n");
+        return;
+    }
+    check_udp_senders(AF_INET6, "::1");
+}
+
+/* Unix senders bound to a path, to an abstract name, and unbound (no
+ * address), mixed in one stream. */
+TEST(datagram_unix_named_and_unnamed_senders_mixed)
+{
+    tapio_loop *loop = test_loop();
+    tapio_datagram_options o = {.family = AF_UNIX,
+                                .local_host = temp_unix_path("mixed")};
+    tagged_rx *t = tagged_open(loop, &o);
+    char abstract[64];
+    abstract[0] = '\0';
+    snprintf(abstract + 1, sizeof abstract - 1, "tapio-test-%d-mixed",
+             (int)getpid());
+    addr path_at = unix_addr(temp_unix_path("mixed-a"), 0);
+    addr abstract_at = unix_addr(abstract, 1 + strlen(abstract + 1));
+    int fds[4] = {raw_socket(AF_UNIX, &path_at), raw_socket(AF_UNIX, NULL),
+                  raw_socket(AF_UNIX, &abstract_at), raw_socket(AF_UNIX, NULL)};
+    /* The receiver's queue holds net.unix.max_dgram_qlen datagrams (10 by
+     * default) whatever its buffer: two rounds of four at a time. */
+    check_senders(loop, t, fds, 4, 50, 2);
+}
+
+/* The largest UDP payloads arrive whole, over IPv4 and IPv6 (where the
+ * limit leaves out the IP header: 65527 bytes). */
+TEST(datagram_largest_udp_payloads_arrive_whole)
+{
+    tapio_loop *loop = test_loop();
+    unsigned char *data = pattern_new(65527);
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    addr me = dg_sockname(g);
+    int raw = raw_udp(AF_INET);
+    for (int i = 0; i < 3; i++)
+        raw_send(raw, data, UDP4_MAX, &me);
+    RUN_UNTIL(loop, g->log.count == 3, 5);
+    check_last(&g->log, data, UDP4_MAX);
+    CHECK_EQ_INT(g->log.total, 3 * UDP4_MAX);
+    if (ipv6_loopback_available()) {
+        g = dg_bind(loop, "::1");
+        me = dg_sockname(g);
+        raw = raw_udp(AF_INET6);
+        raw_send(raw, data, 65527, &me);
+        RUN_UNTIL(loop, g->log.count == 1, 5);
+        check_last(&g->log, data, 65527);
+        addr raw_addr = fd_sockname(raw);
+        CHECK(addr_equal(&g->log.from, &raw_addr));
+    }
+    free(data);
+}
+
+/* A Unix datagram can be as large as its sender's buffer allows: one of
+ * 200,000 bytes arrives whole; one over 256 KiB (asyncio's read size) is
+ * cut to 256 KiB, the rest discarded, as a read of that size does. */
+TEST(datagram_unix_large_datagrams_whole_up_to_the_read_size)
+{
+    enum { BIG = 200000, HUGE_ = 300000, READ_SIZE = 256 * 1024 };
+    tapio_loop *loop = test_loop();
+    const char *path = temp_unix_path("big");
+    tapio_datagram_options o = {.family = AF_UNIX, .local_host = path};
+    dgram *g = dg_open(loop, &o);
+    addr me = unix_addr(path, 0);
+    int raw = raw_socket(AF_UNIX, NULL);
+    int size = 4 * 1024 * 1024;
+    if (setsockopt(raw, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+        CHECK(setsockopt(raw, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) == 0);
+    unsigned char *data = pattern_new(HUGE_);
+    raw_send(raw, data, BIG, &me);
+    raw_send(raw, "small", 5, &me);
+    raw_send(raw, data, HUGE_, &me);
+    RUN_UNTIL(loop, g->log.count == 3, 5);
+    CHECK_EQ_INT(g->log.total, BIG + 5 + READ_SIZE);
+    check_last(&g->log, data, READ_SIZE);
+    CHECK_EQ_INT(g->log.from.len, 0);
+    free(data);
+}
+
+/* Queued beyond the backend's buffers (io_uring keeps 64 for datagrams):
+ * with room in the socket for all, every one arrives, in order. */
+TEST(datagram_burst_beyond_the_receive_buffers_loses_nothing)
+{
+    enum { N = 600 };
+    tapio_loop *loop = test_loop();
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    g->log.numbered = true;
+    raise_rcvbuf(tapio_datagram_fd(g->d));
+    addr me = dg_sockname(g);
+    int raw = raw_udp(AF_INET);
+    unsigned char buf[300];
+    for (uint32_t seq = 0; seq < N; seq++) { /* all queued before reading */
+        size_t len = 4 + seq % (sizeof buf - 4);
+        numbered(buf, seq, len);
+        raw_send(raw, buf, len, &me);
+    }
+    RUN_UNTIL(loop, g->log.count == N, 10);
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(g->log.count, N);
+    CHECK_EQ_INT(g->errors, 0);
+}
+
+/* A pause from datagram_received in the middle of a burst: nothing more
+ * arrives while paused; after resuming, the rest, in order, none lost. */
+TEST(datagram_pause_inside_a_burst_then_resume_loses_nothing)
+{
+    enum { N = 400 };
+    tapio_loop *loop = test_loop();
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    g->log.numbered = true;
+    raise_rcvbuf(tapio_datagram_fd(g->d));
+    addr me = dg_sockname(g);
+    int raw = raw_udp(AF_INET);
+    unsigned char buf[64];
+    for (uint32_t seq = 0; seq < N; seq++) {
+        numbered(buf, seq, sizeof buf);
+        raw_send(raw, buf, sizeof buf, &me);
+    }
+    /* Each resume delivers one datagram, which pauses again. */
+    g->pause_on_datagram = true;
+    for (size_t seen = 0; seen < 5; seen++) {
+        RUN_UNTIL(loop, g->log.count == seen + 1, 5);
+        run_for(loop, 0.02);
+        CHECK_EQ_INT(g->log.count, seen + 1);
+        CHECK(!tapio_datagram_is_reading(g->d));
+        tapio_datagram_resume_reading(g->d);
+    }
+    g->pause_on_datagram = false;
+    RUN_UNTIL(loop, g->log.count == N, 10);
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(g->log.count, N);
+}
+
+/* Closed from datagram_received in the middle of a burst, or by abort
+ * between iterations: nothing is delivered afterwards, and the fd, reused
+ * by a new endpoint at once, hears only its own datagrams. */
+typedef struct closer {
+    dgram g; /* first */
+    size_t close_at;
+    bool abort;
+} closer;
+
+static void closer_on_datagram(tapio_datagram *d, const void *data, size_t len,
+                               const struct sockaddr *from, socklen_t fromlen,
+                               void *user)
+{
+    closer *c = user;
+    dg_on_datagram(d, data, len, from, fromlen, &c->g);
+    CHECK(!tapio_datagram_is_closing(d)); /* nothing once closing */
+    if (c->g.log.count == c->close_at) {
+        if (c->abort)
+            tapio_datagram_abort(d);
+        else
+            tapio_datagram_close(d);
+    }
+}
+
+static const tapio_datagram_protocol closer_protocol = {
+    .connection_made = dg_on_made,
+    .datagram_received = closer_on_datagram,
+    .error_received = dg_on_error,
+    .connection_lost = dg_on_lost,
+};
+
+static void closer_free(void *arg)
+{
+    closer *c = arg;
+    if (c->g.d)
+        tapio_datagram_unref(c->g.d);
+    bytes_free(&c->g.log.last);
+    free(c);
+}
+
+static closer *closer_open(tapio_loop *loop, size_t close_at, bool abort_)
+{
+    closer *c = calloc(1, sizeof *c);
+    CHECK(c != NULL);
+    at_cleanup(closer_free, c);
+    c->close_at = close_at;
+    c->abort = abort_;
+    c->g.log.numbered = true;
+    tapio_datagram_options o = {.local_host = "127.0.0.1", .local_port = "0"};
+    tapio_datagram *d = NULL;
+    CHECK_OK(tapio_datagram_open(loop, &o, &closer_protocol, c, &d));
+    dg_wait_made(loop, &c->g, d);
+    raise_rcvbuf(tapio_datagram_fd(d));
+    return c;
+}
+
+static void send_numbered_burst(int raw, const addr *to, uint32_t n)
+{
+    unsigned char buf[64];
+    for (uint32_t seq = 0; seq < n; seq++) {
+        numbered(buf, seq, sizeof buf);
+        raw_send(raw, buf, sizeof buf, to);
+    }
+}
+
+TEST(datagram_close_with_datagrams_in_flight)
+{
+    tapio_loop *loop = test_loop();
+    int raw = raw_udp(AF_INET);
+    for (int abort_ = 0; abort_ < 2; abort_++) {
+        /* From datagram_received, with more of the burst taken already. */
+        closer *c = closer_open(loop, 3, abort_);
+        int fd = tapio_datagram_fd(c->g.d);
+        addr me = dg_sockname(&c->g);
+        send_numbered_burst(raw, &me, 200);
+        RUN_UNTIL(loop, c->g.lost, 5);
+        run_for(loop, 0.02);
+        CHECK_EQ_INT(c->g.log.count, 3);
+        CHECK_EQ_INT(c->g.lost_err, 0);
+
+        /* Between iterations, with the receive armed and datagrams queued
+         * (this endpoint gets the first one's fd number, as will the next). */
+        closer *early = closer_open(loop, 0, false);
+        CHECK_EQ_INT(tapio_datagram_fd(early->g.d), fd);
+        me = dg_sockname(&early->g);
+        run_briefly(loop, 2);
+        send_numbered_burst(raw, &me, 100);
+        if (abort_)
+            tapio_datagram_abort(early->g.d);
+        else
+            tapio_datagram_close(early->g.d);
+        RUN_UNTIL(loop, early->g.lost, 5);
+        /* What the kernel completed for the old request is still to be
+         * handed out when the fd's next owner arrives. */
+        closer *next = closer_open(loop, 0, false);
+        CHECK_EQ_INT(tapio_datagram_fd(next->g.d), fd);
+        addr next_at = dg_sockname(&next->g);
+        send_numbered_burst(raw, &next_at, 50);
+        RUN_UNTIL(loop, next->g.log.count == 50, 5);
+        run_for(loop, 0.02);
+        CHECK_EQ_INT(early->g.log.count, 0);
+        CHECK_EQ_INT(next->g.log.count, 50);
+        tapio_datagram_close(next->g.d);
+        RUN_UNTIL(loop, next->g.lost, 5);
+    }
+}
+
+/* A connected socket's ICMP port-unreachable shows on the receive side
+ * too: one send, then error_received(ECONNREFUSED) with no further send;
+ * the endpoint keeps receiving once something listens there. */
+TEST(datagram_error_received_by_the_receiving_side)
+{
+    tapio_loop *loop = test_loop();
+    addr nobody = loopback(AF_INET, closed_udp_port());
+    dgram *g = dg_connect(loop, &nobody);
+    DG_SEND(g, "anyone?", 7, NULL);
+    RUN_UNTIL(loop, g->errors == 1, 5);
+    CHECK_ERR(g->last_err, -ECONNREFUSED);
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(g->errors, 1);
+    CHECK(!tapio_datagram_is_closing(g->d));
+
+    int raw = raw_socket(AF_INET, &nobody);
+    addr me = dg_sockname(g);
+    for (int i = 0; i < 3; i++)
+        raw_send(raw, "here", 4, &me);
+    RUN_UNTIL(loop, g->log.count == 3, 5);
+    check_last(&g->log, "here", 4);
+    CHECK(addr_equal(&g->log.from, &nobody));
+    CHECK_EQ_INT(g->errors, 1);
+}
+
+/* A loop run by one thread, then (after it ended) by another, as asyncio
+ * allows (io_uring replaces its ring then, buffers and requests with it):
+ * datagrams sent while no thread ran the loop arrive, none lost or twice. */
+typedef struct dg_runner {
+    tapio_loop *loop;
+    dgram *g;
+    size_t until;
+} dg_runner;
+
+static void *dg_run_until(void *arg)
+{
+    dg_runner *r = arg;
+    RUN_UNTIL(r->loop, r->g->log.count >= r->until, 10);
+    return NULL;
+}
+
+TEST(datagram_receiving_across_threads_running_the_loop)
+{
+    tapio_loop *loop = test_loop();
+    dgram *g = dg_bind(loop, "127.0.0.1");
+    g->log.numbered = true;
+    raise_rcvbuf(tapio_datagram_fd(g->d));
+    addr me = dg_sockname(g);
+    int raw = raw_udp(AF_INET);
+    unsigned char buf[100];
+    dg_runner r = {loop, g, 0};
+    for (uint32_t seq = 0; seq < 400; seq++) {
+        numbered(buf, seq, sizeof buf);
+        raw_send(raw, buf, sizeof buf, &me);
+        if (seq % 100 == 99) {
+            r.until = seq + 1;
+            if (seq == 299) { /* the test's own thread, once */
+                dg_run_until(&r);
+                continue;
+            }
+            pthread_t thread;
+            CHECK(pthread_create(&thread, NULL, dg_run_until, &r) == 0);
+            CHECK(pthread_join(thread, NULL) == 0);
+        }
+    }
+    run_for(loop, 0.02);
+    CHECK_EQ_INT(g->log.count, 400);
+    CHECK_EQ_INT(g->errors, 0);
 }

@@ -1079,3 +1079,73 @@ TEST(faults_io_uring_reads_bulk_transfers_by_readiness)
     CHECK_OK(tapio_loop_close(loop));
     close(fds[1]);
 }
+
+/* io_uring receives datagrams by completion too, each with its sender's
+ * address: libtapio makes no recvfrom(2) of its own for them (the other
+ * backends make one per datagram, and one more that finds none). */
+typedef struct datagram_count {
+    size_t n;
+    struct sockaddr_storage from;
+    socklen_t fromlen;
+} datagram_count;
+
+static void count_datagram(tapio_datagram *d, const void *data, size_t len,
+                           const struct sockaddr *from, socklen_t fromlen,
+                           void *user)
+{
+    (void)d;
+    datagram_count *c = user;
+    CHECK_EQ_INT(len, 3);
+    CHECK(memcmp(data, "abc", 3) == 0);
+    CHECK(fromlen > 0 && fromlen <= sizeof c->from);
+    memcpy(&c->from, from, fromlen);
+    c->fromlen = fromlen;
+    c->n++;
+}
+
+static const tapio_datagram_protocol counting_datagram_protocol = {
+    .datagram_received = count_datagram};
+
+TEST(faults_io_uring_receives_datagrams_without_recvfrom_calls)
+{
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    struct sockaddr_in at = {.sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int rx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CHECK(rx >= 0 && tx >= 0);
+    CHECK(bind(rx, (struct sockaddr *)&at, sizeof at) == 0);
+    CHECK(bind(tx, (struct sockaddr *)&at, sizeof at) == 0);
+    struct sockaddr_in rx_at, tx_at;
+    socklen_t len = sizeof rx_at;
+    CHECK(getsockname(rx, (struct sockaddr *)&rx_at, &len) == 0);
+    len = sizeof tx_at;
+    CHECK(getsockname(tx, (struct sockaddr *)&tx_at, &len) == 0);
+    datagram_count got = {0};
+    tapio_datagram *d;
+    CHECK_OK(tapio_datagram_from_fd(loop, rx, NULL, 0,
+                                    &counting_datagram_protocol, &got, &d));
+    CHECK_OK(tapio_loop_run_once(loop)); /* connection_made: reading */
+    fault_arm(FAULT_RECVFROM, UINT_MAX, EIO); /* counts, never fails */
+    for (size_t sent = 1; sent <= 20; sent++) {
+        CHECK(sendto(tx, "abc", 3, 0, (struct sockaddr *)&rx_at,
+                     sizeof rx_at) == 3);
+        for (int i = 0; i < 1000 && got.n < sent; i++)
+            CHECK_OK(tapio_loop_run_once(loop));
+        CHECK_EQ_INT(got.n, sent);
+    }
+    unsigned calls = fault_calls(FAULT_RECVFROM);
+    CHECK(!fault_disarm());
+    if (ring)
+        CHECK_EQ_INT(calls, 0);
+    else
+        CHECK(calls >= 20);
+    CHECK_EQ_INT(got.fromlen, sizeof tx_at);
+    CHECK(memcmp(&got.from, &tx_at, sizeof tx_at) == 0);
+    tapio_datagram_close(d);
+    CHECK_OK(tapio_loop_run_once(loop)); /* connection_lost */
+    CHECK_OK(tapio_loop_close(loop));
+    close(tx);
+}
