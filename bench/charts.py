@@ -8,7 +8,7 @@ Each chart shows the server's CPU time per request (the number these noisy
 machines measure best: a ratio within one run) as one bar per server, the
 servers grouped (C servers, then the Python servers by mode or framework)
 and coloured by what runs them: the bare floor, tapio, libuv, uvloop or
-stock asyncio (hatched: on io_uring). Each bar is labelled with its value and its ratio to the row
+stock asyncio (hatched: on io_uring or poll rather than epoll). Each bar is labelled with its value and its ratio to the row
 the table compares it with (the floor for C rows, uvloop for Python rows).
 A chart is named after its JSON file and its table's title:
 echo.json's "1 KiB messages, 10 connections" becomes
@@ -35,15 +35,18 @@ COLOURS = {  # what runs the server -> bar colour
     "asyncio": "#2ca02c",
 }
 PY_LOOPS = ("tapio", "uvloop", "asyncio")
-URING = "uring"  # the name part of a row on io_uring: its bar is hatched
+# The name part of a row on a backend other than epoll: its bar's hatching
+# and the legend's name for it.
+BACKENDS = {"uring": ("///", "io_uring backend"), "poll": ("...", "poll backend")}
 
 
 def classify(name):
     """(group, implementation) of a row name: py-LOOP[-MODE] rows are Python
     ones grouped by mode, FRAMEWORK-SIZE-LOOP rows (http_run.py) grouped by
-    framework, the others C servers. A "uring" part (a row on libtapio's
-    io_uring backend) changes neither: it sits beside its epoll twin."""
-    parts = [part for part in name.split("-") if part != URING]
+    framework, the others C servers. A "uring" or "poll" part (a row on
+    another of libtapio's backends) changes neither: it sits beside its
+    epoll twin."""
+    parts = [part for part in name.split("-") if part not in BACKENDS]
     if parts[0] == "py" and len(parts) >= 2:
         mode = "-".join(parts[2:])
         return ("Python " + mode if mode else "Python"), parts[1]
@@ -80,6 +83,11 @@ def bar_label(row, by_name):
     return label
 
 
+def backend(name):
+    """The BACKENDS key of a row's name, or None on epoll."""
+    return next((part for part in name.split("-") if part in BACKENDS), None)
+
+
 def draw(table, suite, heading, path):
     """One horizontal bar chart of CPU µs per request, written to path."""
     rows = measured_rows(table)
@@ -98,8 +106,8 @@ def draw(table, suite, heading, path):
     values = [row["cpu_us"] for row in rows]
     bars = ax.barh(positions, values, color=colours, height=0.8)
     for bar, row in zip(bars, rows):
-        if URING in row["name"].split("-"):
-            bar.set_hatch("///")
+        if backend(row["name"]):
+            bar.set_hatch(BACKENDS[backend(row["name"])][0])
     ax.set_yticks(positions, [row["name"] for row in rows])
     ax.invert_yaxis()
     top = max(values) if values else 1.0
@@ -113,10 +121,11 @@ def draw(table, suite, heading, path):
                if any(classify(row["name"])[1] == impl for row in rows)]
     names = [impl for impl in COLOURS
              if any(classify(row["name"])[1] == impl for row in rows)]
-    if any(URING in row["name"].split("-") for row in rows):
-        handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white",
-                                     edgecolor="black", hatch="///"))
-        names.append("io_uring backend")
+    for key, (hatch, label) in BACKENDS.items():
+        if any(backend(row["name"]) == key for row in rows):
+            handles.append(plt.Rectangle((0, 0), 1, 1, facecolor="white",
+                                         edgecolor="black", hatch=hatch))
+            names.append(label)
     # The legend and the run's heading in a footer of fixed height below the
     # axes, so that they never cover a bar, its label or the axis title.
     footer = 0.55 / height

@@ -15,13 +15,17 @@ time (utime + stime from /proc) is read around each run, giving CPU time per
 request. Absolute numbers vary from machine to machine and run to run; the
 ratios to `floor` (a bare epoll echo server) within one run are the result.
 
-Rows ending in -uring run on io_uring: `floor-uring` is a bare liburing echo
-server (bench/uring_floor_echo.c), the io_uring floor; `tapio-uring` and
-`py-tapio-uring-protocol` are the same programs as `tapio` and
-`py-tapio-protocol` with TAPIO_BACKEND=io_uring. Their ratios are to `floor`
-and uvloop as for every row; a second table per configuration sets each
--uring row beside its epoll twin. Every other row runs on libtapio's default
-backend: TAPIO_BACKEND is not passed on from the caller's environment.
+Rows ending in -poll run on poll(2), rows ending in -uring on io_uring:
+`floor-poll` is a bare poll(2) echo server (bench/poll_floor_echo.c) and
+`floor-uring` a bare liburing one (bench/uring_floor_echo.c), the floors of
+those backends; `tapio-poll`, `tapio-uring` and `py-tapio-uring-protocol` are
+the same programs as `tapio` and `py-tapio-protocol` with TAPIO_BACKEND=poll
+or io_uring. Their ratios are to `floor` and uvloop as for every row; a second
+table per configuration, "backends", sets each such row beside its epoll twin
+(`floor-poll` / `floor`, `tapio-uring` / `tapio`, ...) and each tapio row
+beside its backend's floor (`tapio-poll` / `floor-poll`, `tapio-uring` /
+`floor-uring`). Every other row runs on libtapio's default backend:
+TAPIO_BACKEND is not passed on from the caller's environment.
 
 Exits 1 on a harness failure (a server that does not start or stop cleanly, a
 load client error); a server whose binary is missing is only reported missing.
@@ -40,10 +44,13 @@ import time
 
 HOST = "127.0.0.1"
 URING = {"TAPIO_BACKEND": "io_uring"}  # libtapio's io_uring backend
+POLL = {"TAPIO_BACKEND": "poll"}  # libtapio's poll(2) backend
 C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT, environment)
     ("floor", "floor_echo", [], {}),
+    ("floor-poll", "poll_floor_echo", [], {}),
     ("floor-uring", "uring_floor_echo", [], {}),
     ("tapio", "echo_server", ["protocol"], {}),
+    ("tapio-poll", "echo_server", ["protocol"], POLL),
     ("tapio-uring", "echo_server", ["protocol"], URING),
     ("tapio-buffered", "echo_server", ["buffered"], {}),
     ("tapio-streams", "streams_echo", ["read"], {}),
@@ -58,10 +65,13 @@ PY_LOOPS = ["tapio", "tapio-uring", "uvloop", "asyncio"]
 PY_MODES = ["protocol", "buffered", "streams"]
 # A Python row's loop that is not one of py_echo_server.py's own: (its LOOP
 # argument, the environment it runs with).
-LOOP_VARIANTS = {"tapio-uring": ("tapio", URING)}
+# tapio-poll is not in PY_LOOPS (the C rows show the poll backend), but the
+# scripts that take a list of loops (tls_run.py --py-loops) know it.
+LOOP_VARIANTS = {"tapio-uring": ("tapio", URING), "tapio-poll": ("tapio", POLL)}
 # Loops run in some modes only: io_uring's goal is set for Protocol echo.
-ONLY_IN_MODES = {"tapio-uring": ["protocol"]}
-URING_SUFFIX = "-uring"
+ONLY_IN_MODES = {"tapio-uring": ["protocol"], "tapio-poll": ["protocol"]}
+# The name part of a row on a backend other than epoll.
+BACKEND_SUFFIXES = ["-poll", "-uring"]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY_SERVER = os.path.join(REPO, "bench", "py_echo_server.py")
 MESSAGE_SIZES = [1024, 64 * 1024]
@@ -240,20 +250,33 @@ def table(title, names, results, reference=reference_for, unit="request"):
     return "\n".join(lines) + "\n"
 
 
+def backend_pairs(names):
+    """(row, compared with) for the backends table: each row on another
+    backend beside the row named without the suffix (its epoll twin), then
+    each tapio row on another backend beside the floor of that backend
+    (tapio-poll beside floor-poll)."""
+    twins, floors = [], []
+    for name in names:
+        for suffix in BACKEND_SUFFIXES:
+            if suffix in name:
+                twins.append((name, name.replace(suffix, "", 1)))
+                if "tapio" in name:
+                    floors.append((name, name.replace("tapio", "floor", 1)))
+    return twins + floors
+
+
 def twin_table(title, names, results):
-    """Markdown table setting each -uring row beside the row of the same
-    name without the suffix (its epoll twin); None if there is no pair."""
-    pairs = [(name, name.replace(URING_SUFFIX, "", 1)) for name in names
-             if URING_SUFFIX in name]
-    pairs = [(a, b) for a, b in pairs if a in results and b in results]
+    """Markdown table of backend_pairs(names), the rows side by side as
+    ratios; None if there is no pair with both rows measured."""
+    pairs = [(a, b) for a, b in backend_pairs(names) if a in results and b in results]
     if not pairs:
         return None
-    lines = [f"### {title}: io_uring against epoll", "",
-             "| io_uring row | epoll row | rps ratio | CPU ratio |",
+    lines = [f"### {title}: backends", "",
+             "| row | compared with | rps ratio | CPU ratio |",
              "|---|---|---:|---:|"]
-    for uring, epoll in pairs:
-        (rps, cpu, _), (ref_rps, ref_cpu, _) = results[uring], results[epoll]
-        lines.append(f"| {uring} | {epoll} | {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
+    for row, other in pairs:
+        (rps, cpu, _), (ref_rps, ref_cpu, _) = results[row], results[other]
+        lines.append(f"| {row} | {other} | {ratio(rps, ref_rps)} | {ratio(cpu, ref_cpu)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -15,9 +15,11 @@ server is started once on a free port of 127.0.0.1:
   tls-tapio            BUILD/bench/echo_server --tls: libtapio's TLS server,
                        a Protocol echoing from data_received
   tls-tapio-buffered   the same with a buffered protocol
+  tls-tapio-uring      tls-tapio with TAPIO_BACKEND=io_uring
   py-LOOP-MODE         bench/py_echo_server.py PORT LOOP MODE
-                       --tls CERT KEY (tapio, uvloop, asyncio; a server that
-                       prints 'unavailable' is skipped)
+                       --tls CERT KEY (tapio, tapio-uring: tapio with
+                       TAPIO_BACKEND=io_uring, uvloop, asyncio; a server
+                       that prints 'unavailable' is skipped)
   NAME                 with --server NAME=COMMAND: any server command; {port},
                        {cert} and {key} in it are replaced, and it must print
                        'ready' once listening and exit 0 on SIGTERM
@@ -29,7 +31,9 @@ warm-up), so that a noisy machine slows them all alike; with several rounds
 each server's median is kept. The server's CPU time (utime + stime from /proc)
 is read around each run, giving CPU time per request (the handshakes are in
 it, the same for every server). C rows are compared with tls-floor, Python
-rows with py-uvloop in the same mode, extra servers with tls-floor.
+rows with py-uvloop in the same mode, extra servers with tls-floor; a
+second table per configuration sets each -uring row beside its epoll twin
+(as bench/run.py does).
 Python rows run with Debian's python3 unless --python says otherwise
 (--python none leaves them out).
 
@@ -54,9 +58,11 @@ C_SERVERS = [  # (name, binary in BUILD/bench, arguments after PORT: {cert}, {ke
                #  environment)
     ("tls-floor", "tls_floor", ["{cert}", "{key}"], {}),
     ("tls-tapio", "echo_server", ["protocol", "--tls", "{cert}", "{key}"], {}),
+    ("tls-tapio-uring", "echo_server", ["protocol", "--tls", "{cert}", "{key}"],
+     run.URING),
     ("tls-tapio-buffered", "echo_server", ["buffered", "--tls", "{cert}", "{key}"], {}),
 ]
-PY_LOOPS = ["tapio", "uvloop", "asyncio"]
+PY_LOOPS = ["tapio", "tapio-uring", "uvloop", "asyncio"]
 PY_MODES = ["protocol"]
 
 
@@ -121,8 +127,9 @@ def benchmark(client, servers, names, args, cpus):
 
 def add_arguments(parser):
     parser.add_argument("--py-loops", default=",".join(PY_LOOPS),
-                        help="Python loops to run (default tapio,uvloop,asyncio; "
-                             "tapio-uring is tapio on io_uring)")
+                        help="Python loops to run (default tapio,tapio-uring,"
+                             "uvloop,asyncio; tapio-uring and tapio-poll are "
+                             "tapio on io_uring and on poll)")
     parser.add_argument("--py-modes", default=",".join(PY_MODES),
                         help="Python server modes to run (default protocol)")
     parser.add_argument("--server", action="append", default=[],
