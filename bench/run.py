@@ -24,8 +24,8 @@ or io_uring. Their ratios are to `floor` and uvloop as for every row; a second
 table per configuration, "backends", sets each such row beside its epoll twin
 (`floor-poll` / `floor`, `tapio-uring` / `tapio`, ...) and each tapio row
 beside its backend's floor (`tapio-poll` / `floor-poll`, `tapio-uring` /
-`floor-uring`). Every other row runs on libtapio's default backend:
-TAPIO_BACKEND is not passed on from the caller's environment.
+`floor-uring`). Every other libtapio row runs on epoll (TAPIO_BACKEND=epoll;
+the default backend is io_uring), whatever the caller's environment says.
 
 Exits 1 on a harness failure (a server that does not start or stop cleanly, a
 load client error); a server whose binary is missing is only reported missing.
@@ -107,8 +107,9 @@ class Server:
     def start(self):
         """Start it; False if it reports that it cannot run here."""
         env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
-        # a row names its backend: the caller's choice must not rename it
-        env.pop("TAPIO_BACKEND", None)
+        # a row names its backend (no suffix: epoll); the caller's choice
+        # must not rename it
+        env["TAPIO_BACKEND"] = "epoll"
         env.update(self.env)
         try:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
