@@ -75,22 +75,28 @@
     (sizeof(struct io_uring_recvmsg_out) + DGRAM_NAME_SIZE + TAPIO__READ_SIZE)
 #define DGRAM_BUFFER_STRIDE ((DGRAM_BUFFER_LEN + 4095) & ~(size_t)4095)
 
+/* Buffers the loop provides to the kernel for one kind of receive. Set
+ * up at the first such receive; registering may fail on an old kernel,
+ * and the watchers then wait for readiness. */
+typedef struct buffer_pool {
+    struct io_uring_buf_ring *ring;
+    char *buffers;
+    enum { POOL_UNTRIED, POOL_READY, POOL_UNAVAILABLE } state;
+    unsigned short group;
+    unsigned count;
+    unsigned first_bid; /* its buffer ids: first_bid .. first_bid+count-1 */
+    size_t len;         /* what the kernel may fill of each */
+    size_t stride;      /* from one buffer to the next (page multiples) */
+} buffer_pool;
+
 typedef struct ring_state {
     struct io_uring ring;
     uint32_t last_tag;
-    /* Set up at the first receive; registering may fail on an old
-     * kernel, and the watchers then wait for readiness. */
-    struct io_uring_buf_ring *recv_ring;
-    char *recv_buffers;
-    enum { RECV_UNTRIED, RECV_READY, RECV_UNAVAILABLE } recv_state;
     bool single_issuer;  /* the ring takes submissions from `owner` only */
     uint64_t owner;      /* a this_thread() */
-    /* The datagram buffers, set up at the first datagram receive, and
-     * the message header every datagram request shares (the kernel reads
+    buffer_pool recv, dgram;
+    /* The message header every datagram request shares (the kernel reads
      * only its name and control sizes). */
-    struct io_uring_buf_ring *dgram_ring;
-    char *dgram_buffers;
-    enum { DGRAM_UNTRIED, DGRAM_READY, DGRAM_UNAVAILABLE } dgram_state;
     struct msghdr dgram_msg;
 } ring_state;
 
@@ -144,6 +150,14 @@ static int ring_backend_init(tapio_loop *loop)
     ring_state *st = calloc(1, sizeof(*st));
     if (!st)
         return -ENOMEM;
+    st->recv = (buffer_pool){.group = RECV_GROUP, .count = RECV_BUFFERS,
+                             .len = RECV_BUFFER_SIZE,
+                             .stride = RECV_BUFFER_SIZE};
+    st->dgram = (buffer_pool){.group = DGRAM_GROUP, .count = DGRAM_BUFFERS,
+                              .first_bid = DGRAM_BID_BASE,
+                              .len = DGRAM_BUFFER_LEN,
+                              .stride = DGRAM_BUFFER_STRIDE};
+    st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
     int err = setup_ring(st, loop->backend_by_default);
     if (err < 0) {
         free(st);
@@ -155,7 +169,7 @@ static int ring_backend_init(tapio_loop *loop)
 }
 
 static void close_unclaimed(struct io_uring *ring);
-static void free_dgram_buffers(ring_state *st);
+static void pool_free(buffer_pool *p);
 
 static void ring_backend_destroy(tapio_loop *loop)
 {
@@ -163,9 +177,8 @@ static void ring_backend_destroy(tapio_loop *loop)
     if (st) {
         close_unclaimed(&st->ring);
         io_uring_queue_exit(&st->ring);
-        free(st->recv_ring);
-        free(st->recv_buffers);
-        free_dgram_buffers(st);
+        pool_free(&st->recv);
+        pool_free(&st->dgram);
         free(st);
     }
     loop->backend_data = NULL;
@@ -202,43 +215,68 @@ static unsigned poll_mask(unsigned want)
 
 /* ---- receive buffers ---------------------------------------------------- */
 
-static char *recv_buffer(ring_state *st, unsigned bid)
+static char *pool_buffer(const buffer_pool *p, unsigned bid)
 {
-    return st->recv_buffers + (size_t)bid * RECV_BUFFER_SIZE;
+    return p->buffers + (size_t)(bid - p->first_bid) * p->stride;
 }
 
-static void give_back(ring_state *st, unsigned bid)
+static bool pool_owns(const buffer_pool *p, unsigned bid)
 {
-    io_uring_buf_ring_add(st->recv_ring, recv_buffer(st, bid), RECV_BUFFER_SIZE,
+    return bid - p->first_bid < p->count;
+}
+
+static void give_back(buffer_pool *p, unsigned bid)
+{
+    io_uring_buf_ring_add(p->ring, pool_buffer(p, bid), (unsigned)p->len,
                           (unsigned short)bid,
-                          io_uring_buf_ring_mask(RECV_BUFFERS), 0);
-    io_uring_buf_ring_advance(st->recv_ring, 1);
+                          io_uring_buf_ring_mask(p->count), 0);
+    io_uring_buf_ring_advance(p->ring, 1);
 }
 
-static bool setup_recv_buffers(ring_state *st)
+static void pool_free(buffer_pool *p)
 {
-    size_t ring_size = RECV_BUFFERS * sizeof(struct io_uring_buf);
-    if (posix_memalign((void **)&st->recv_ring, 4096, ring_size)) {
-        st->recv_ring = NULL;
+    free(p->ring);
+    free(p->buffers);
+    p->ring = NULL;
+    p->buffers = NULL;
+    p->state = POOL_UNTRIED;
+}
+
+static bool pool_setup(struct io_uring *ring, buffer_pool *p)
+{
+    size_t ring_size = p->count * sizeof(struct io_uring_buf);
+    if (posix_memalign((void **)&p->ring, 4096, ring_size)) {
+        p->ring = NULL;
         return false;
     }
     /* Page-aligned, as the kernel copies into them fastest. */
-    if (posix_memalign((void **)&st->recv_buffers, 4096,
-                       (size_t)RECV_BUFFERS * RECV_BUFFER_SIZE)) {
-        st->recv_buffers = NULL;
+    if (posix_memalign((void **)&p->buffers, 4096, p->count * p->stride)) {
+        p->buffers = NULL;
         return false;
     }
-    io_uring_buf_ring_init(st->recv_ring);
+    io_uring_buf_ring_init(p->ring);
     struct io_uring_buf_reg reg = {
-        .ring_addr = (uintptr_t)st->recv_ring,
-        .ring_entries = RECV_BUFFERS,
-        .bgid = RECV_GROUP,
+        .ring_addr = (uintptr_t)p->ring,
+        .ring_entries = p->count,
+        .bgid = p->group,
     };
-    if (io_uring_register_buf_ring(&st->ring, &reg, 0) < 0)
+    if (io_uring_register_buf_ring(ring, &reg, 0) < 0)
         return false;
-    for (unsigned bid = 0; bid < RECV_BUFFERS; bid++)
-        give_back(st, bid);
+    for (unsigned i = 0; i < p->count; i++)
+        give_back(p, p->first_bid + i);
     return true;
+}
+
+/* Whether the pool's buffers can be received into (set up on first use). */
+static bool pool_ready(struct io_uring *ring, buffer_pool *p)
+{
+    if (p->state == POOL_UNTRIED) {
+        bool ok = pool_setup(ring, p);
+        if (!ok)
+            pool_free(p);
+        p->state = ok ? POOL_READY : POOL_UNAVAILABLE;
+    }
+    return p->state == POOL_READY;
 }
 
 /* Whether READ interest is served by a receive or an accept (the receive
@@ -249,87 +287,15 @@ static bool completes_reads(ring_state *st, const tapio__io *io)
         return false;
     if (io->accepted)
         return true;
-    if (!io->received)
-        return false;
-    if (st->recv_state == RECV_UNTRIED) {
-        bool ok = setup_recv_buffers(st);
-        if (!ok) {
-            free(st->recv_ring);
-            free(st->recv_buffers);
-            st->recv_ring = NULL;
-            st->recv_buffers = NULL;
-        }
-        st->recv_state = ok ? RECV_READY : RECV_UNAVAILABLE;
-    }
-    return st->recv_state == RECV_READY;
-}
-
-/* ---- datagram buffers ---------------------------------------------------- */
-
-static bool is_dgram_buffer(unsigned bid) { return bid >= DGRAM_BID_BASE; }
-
-static char *dgram_buffer(ring_state *st, unsigned bid)
-{
-    return st->dgram_buffers + (size_t)(bid - DGRAM_BID_BASE) * DGRAM_BUFFER_STRIDE;
-}
-
-static void give_back_dgram(ring_state *st, unsigned bid)
-{
-    io_uring_buf_ring_add(st->dgram_ring, dgram_buffer(st, bid),
-                          DGRAM_BUFFER_LEN, (unsigned short)bid,
-                          io_uring_buf_ring_mask(DGRAM_BUFFERS), 0);
-    io_uring_buf_ring_advance(st->dgram_ring, 1);
-}
-
-static void free_dgram_buffers(ring_state *st)
-{
-    free(st->dgram_ring);
-    free(st->dgram_buffers);
-    st->dgram_ring = NULL;
-    st->dgram_buffers = NULL;
-    st->dgram_state = DGRAM_UNTRIED;
-}
-
-static bool setup_dgram_buffers(ring_state *st)
-{
-    size_t ring_size = DGRAM_BUFFERS * sizeof(struct io_uring_buf);
-    if (posix_memalign((void **)&st->dgram_ring, 4096, ring_size)) {
-        st->dgram_ring = NULL;
-        return false;
-    }
-    if (posix_memalign((void **)&st->dgram_buffers, 4096,
-                       (size_t)DGRAM_BUFFERS * DGRAM_BUFFER_STRIDE)) {
-        st->dgram_buffers = NULL;
-        return false;
-    }
-    io_uring_buf_ring_init(st->dgram_ring);
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uintptr_t)st->dgram_ring,
-        .ring_entries = DGRAM_BUFFERS,
-        .bgid = DGRAM_GROUP,
-    };
-    if (io_uring_register_buf_ring(&st->ring, &reg, 0) < 0)
-        return false;
-    for (unsigned i = 0; i < DGRAM_BUFFERS; i++)
-        give_back_dgram(st, DGRAM_BID_BASE + i);
-    memset(&st->dgram_msg, 0, sizeof(st->dgram_msg));
-    st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
-    return true;
+    return io->received && pool_ready(&st->ring, &st->recv);
 }
 
 /* Whether READ interest is served by receiving datagrams (the buffers set
  * up on first use). */
 static bool receives_datagrams(ring_state *st, const tapio__io *io)
 {
-    if (!io->received_from || io->recv_refused)
-        return false;
-    if (st->dgram_state == DGRAM_UNTRIED) {
-        bool ok = setup_dgram_buffers(st);
-        if (!ok)
-            free_dgram_buffers(st);
-        st->dgram_state = ok ? DGRAM_READY : DGRAM_UNAVAILABLE;
-    }
-    return st->dgram_state == DGRAM_READY;
+    return io->received_from && !io->recv_refused &&
+           pool_ready(&st->ring, &st->dgram);
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -470,12 +436,8 @@ static int move_to_this_thread(tapio_loop *loop)
     ring_state *st = state(loop);
     ring_backend_dispatch(loop);
     io_uring_queue_exit(&st->ring);
-    free(st->recv_ring);
-    free(st->recv_buffers);
-    st->recv_ring = NULL;
-    st->recv_buffers = NULL;
-    st->recv_state = RECV_UNTRIED;
-    free_dgram_buffers(st);
+    pool_free(&st->recv);
+    pool_free(&st->dgram);
     loop->backend_fd = -1;
     int err = setup_ring(st, loop->backend_by_default);
     if (err < 0)
@@ -672,10 +634,11 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
     uint64_t id = io_uring_cqe_get_data64(cqe);
     char *data = NULL;
     unsigned bid = 0;
+    buffer_pool *pool = NULL;
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-        data = is_dgram_buffer(bid) ? dgram_buffer(st, bid)
-                                    : recv_buffer(st, bid);
+        pool = pool_owns(&st->dgram, bid) ? &st->dgram : &st->recv;
+        data = pool_buffer(pool, bid);
     }
     tapio__io *io = id == NO_COMPLETION ? NULL : watcher_of(loop, id);
     uint32_t tag = (uint32_t)id;
@@ -689,10 +652,8 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
         recv_completed(loop, io, cqe, data);
     else
         drop_completion(id, cqe);
-    if (data && is_dgram_buffer(bid))
-        give_back_dgram(st, bid);
-    else if (data)
-        give_back(st, bid);
+    if (data)
+        give_back(pool, bid);
 }
 
 static void ring_backend_dispatch(tapio_loop *loop)
