@@ -363,7 +363,14 @@ def make_result_class(results_file, timeout):
 
 def run_worker(args):
     import importlib
+    import signal
     import unittest
+    # CPython's tests expect Python's own SIGINT handler, which Python does
+    # not install when the worker starts with SIGINT ignored (a background
+    # job of a non-interactive shell): test_runners' interrupt tests would
+    # wait for a KeyboardInterrupt that never comes.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         importlib.import_module(PKG + '.utils')
     except ImportError as exc:
