@@ -1136,7 +1136,9 @@ TAPIO_API int tapio_server_listen_unix(tapio_loop *loop, const char *path,
 /**
  * Serve connections on sockets the caller made and bound. The server takes
  * ownership of the fds (they are put into listening mode), even when the
- * call fails.
+ * call fails. As such sockets may be shared with other processes, they are
+ * accepted from at readiness on every backend: a connection waits for
+ * whichever process accepts first, never in a busy one.
  */
 TAPIO_API int tapio_server_from_fds(tapio_loop *loop, const int *fds,
                                     size_t nfds,

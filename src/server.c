@@ -393,7 +393,13 @@ static int server_new(tapio_loop *loop, const tapio_server_options *opts,
     return 0;
 }
 
-static int add_listener(tapio_server *s, int fd)
+/* `shared`: a socket the caller made, which other processes may accept on
+ * too (a prefork server's). Its connections are taken by accept4 at
+ * readiness: a backend's accept request would claim each new connection
+ * for this process even while its loop is busy, leaving it waiting there
+ * rather than going to a process that runs (the kernel wakes one
+ * accepting request per connection). */
+static int add_listener(tapio_server *s, int fd, bool shared)
 {
     listener *ls = realloc(s->listeners, (s->nlisteners + 1) * sizeof(*ls));
     if (!ls)
@@ -404,7 +410,7 @@ static int add_listener(tapio_server *s, int fd)
     listener *l = &ls[s->nlisteners++];
     tapio__io_init(&l->io, fd, on_listener_ready);
     l->io.refused = on_listener_refused;
-    l->io.accepted = on_listener_accepted;
+    l->io.accepted = shared ? NULL : on_listener_accepted;
     l->server = s;
     return 0;
 }
@@ -535,7 +541,7 @@ static int bind_host(tapio_server *s, const char *host, const char *port,
         int fd = bind_address(&a, opts, shared);
         if (fd == -EADDRINUSE && shared)
             fd = bind_address(&a, opts, 0);
-        err = fd < 0 ? fd : add_listener(s, fd);
+        err = fd < 0 ? fd : add_listener(s, fd, false);
         if (err && fd >= 0)
             close(fd);
     }
@@ -592,7 +598,7 @@ int tapio_server_bind(tapio_loop *loop, const tapio_server_address *addrs,
         int fd = bind_address(&addrs[i], opts, 0);
         if (fd < 0 && family_unavailable(fd))
             continue;
-        err = fd < 0 ? fd : add_listener(s, fd);
+        err = fd < 0 ? fd : add_listener(s, fd, false);
         if (err && fd >= 0)
             close(fd);
     }
@@ -640,7 +646,7 @@ static int bind_unix(tapio_server *s, const struct sockaddr_storage *ss,
         return fd;
     int err = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
     if (!err && (err = remember_socket_file(s, fd)) == 0 &&
-        (err = add_listener(s, fd)) && s->unix_path)
+        (err = add_listener(s, fd, false)) && s->unix_path)
         unlink(s->unix_path); /* we made the file but cannot serve it */
     if (err)
         close(fd);
@@ -687,7 +693,7 @@ int tapio_server_from_fds(tapio_loop *loop, const int *fds, size_t nfds,
         if (!err)
             err = remember_socket_file(s, fds[i]);
         if (!err)
-            err = add_listener(s, fds[i]);
+            err = add_listener(s, fds[i], true);
         if (err)
             close(fds[i]);
     }

@@ -21,7 +21,8 @@
  * cancelled or fails (EMFILE ends it, and the server backs off), each
  * completion carrying a new connection's fd. Connections accepted while
  * the request was being cancelled still go to the listener, which keeps
- * or closes them.
+ * or closes them. A listening socket the caller handed over has no
+ * io->accepted (it may be shared with other processes) and is polled.
  *
  * A datagram socket (io->received_from) is served by one multishot
  * receive-message request instead, into a ring of buffers of its own,

@@ -311,6 +311,41 @@ TEST(server_from_fds_serves_a_bound_socket)
     check_round_trip(loop, client);
 }
 
+/* A listening socket other processes may share (a prefork server's, as
+ * gunicorn hands its workers): a connection goes to a loop that runs,
+ * never waits in one whose process is busy. Two loops stand for the two
+ * processes; the first is never run again after it starts serving. */
+TEST(server_from_fds_leaves_connections_to_a_loop_that_runs)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    int shared = dup(fd);
+    CHECK(shared >= 0);
+
+    tapio_loop *busy;
+    CHECK_OK(tapio_loop_new(&busy));
+    acceptor *busy_acc = acceptor_new();
+    tapio_server *busy_server = NULL;
+    CHECK_OK(tapio_server_from_fds(busy, &shared, 1, NULL, acceptor_factory,
+                                   busy_acc, &busy_server));
+    run_for(busy, 0.02); /* serving, then busy for good */
+
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    tapio_server *s = NULL;
+    CHECK_OK(tapio_server_from_fds(loop, &fd, 1, NULL, acceptor_factory, acc, &s));
+    run_for(loop, 0.02);
+    int client = raw_connect(tapio_server_port(s), true);
+    RUN_UNTIL(loop, acc->n == 1, 5);
+    close(client);
+    CHECK_EQ_INT(busy_acc->n, 0);
+    tapio_server_close(busy_server, NULL, NULL);
+    CHECK_OK(tapio_loop_close(busy));
+}
+
 /* ------------------------------------------- binding given addresses */
 
 static tapio_server_address loopback_address(struct sockaddr_in *a, int port)
