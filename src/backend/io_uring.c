@@ -38,11 +38,18 @@
  * a completion whose tag is not one its watcher waits for belongs to a
  * request already cancelled, or to an fd closed and reused since, and is
  * dropped (its buffer given back to the ring, its accepted fd closed:
- * accept requests' tags carry ACCEPT_TAG so that such an fd is known). */
+ * accept requests' tags carry ACCEPT_TAG so that such an fd is known).
+ *
+ * A fork shares the ring between parent and child: its queues are memory
+ * both map, its requests the parent's. The child never touches it (a
+ * submission or a consumed completion there would be the parent's); its
+ * loop, if it runs on, takes a ring of its own. And the listening sockets
+ * both now hold are accepted from at readiness (see share_listeners). */
 #include "../internal.h"
 
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -95,6 +102,13 @@ typedef struct ring_state {
     uint32_t last_tag;
     bool single_issuer;  /* the ring takes submissions from `owner` only */
     uint64_t owner;      /* a this_thread() */
+    tapio_loop *loop;
+    tapio__list node;    /* in `rings` */
+    unsigned child_forks;  /* forks_in_child when the ring was made */
+    unsigned parent_forks; /* forks_in_parent when listeners were shared */
+    unsigned epoch;        /* counts the rings this one replaced */
+    bool shares_listeners; /* listeners are polled: a fork shares them */
+    bool ring_open;        /* `ring` is set up (replacing it may fail) */
     buffer_pool recv, dgram;
     /* The message header every datagram request shares (the kernel reads
      * only its name and control sizes). */
@@ -114,11 +128,102 @@ static uint64_t this_thread(void)
 
 static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
 
-/* Whether the calling thread may submit (another one must move the ring
- * first, in ring_backend_wait). */
+/* ---- fork --------------------------------------------------------------- */
+
+/* The forks this process went through as a parent and as a child. */
+static atomic_uint forks_in_parent, forks_in_child;
+/* Every ring of the process, whose listeners a fork is to share. */
+static pthread_mutex_t rings_lock = PTHREAD_MUTEX_INITIALIZER;
+static tapio__list rings = {&rings, &rings};
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+/* Whether the ring is the parent's, inherited by this child. */
+static bool inherited(const ring_state *st)
+{
+    return st->child_forks !=
+           atomic_load_explicit(&forks_in_child, memory_order_relaxed);
+}
+
+/* Whether the ring is set up and this process's to use. */
+static bool ring_is_ours(const ring_state *st)
+{
+    return st->ring_open && !inherited(st);
+}
+
+/* Whether the calling thread may submit (another thread or a forked
+ * child must replace the ring first, in ring_backend_wait). */
 static bool may_submit(const ring_state *st)
 {
-    return !st->single_issuer || st->owner == this_thread();
+    return ring_is_ours(st) &&
+           (!st->single_issuer || st->owner == this_thread());
+}
+
+static int set_receiving(ring_state *st, tapio__io *io, bool on);
+
+/* A listening socket that another process holds too is accepted from at
+ * readiness from now on: the kernel gives each new connection to one
+ * accept request, which would claim it for this process even while its
+ * loop is busy, where a poll wakes every process and the first to accept
+ * takes it. The accept requests are cancelled (their watchers are polled
+ * when the cancel completes). */
+static void share_listeners(ring_state *st)
+{
+    st->shares_listeners = true;
+    st->parent_forks = atomic_load(&forks_in_parent);
+    bool cancelled = false;
+    for (size_t fd = 0; fd < st->loop->nfds; fd++) {
+        tapio__io *io = st->loop->fds[fd];
+        if (io && io->accepted && io->recv_tag && !io->recv_cancelling)
+            cancelled |= set_receiving(st, io, false) == 0;
+    }
+    if (cancelled && may_submit(st))
+        io_uring_submit_and_get_events(&st->ring);
+}
+
+/* Before a fork, the rings this thread runs stop accepting by request,
+ * so that neither process holds an accept request the other's
+ * connections would wait in. Rings of other threads share their
+ * listeners at their next wait. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&rings_lock);
+    for (tapio__list *n = rings.next; n != &rings; n = n->next) {
+        ring_state *st = tapio__container_of(n, ring_state, node);
+        if (st->single_issuer && may_submit(st))
+            share_listeners(st);
+    }
+}
+
+static void after_fork_in_parent(void)
+{
+    atomic_fetch_add(&forks_in_parent, 1);
+    pthread_mutex_unlock(&rings_lock);
+}
+
+static void after_fork_in_child(void)
+{
+    atomic_fetch_add(&forks_in_child, 1);
+    pthread_mutex_unlock(&rings_lock);
+}
+
+static void watch_forks(void)
+{
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
+}
+
+static void ring_list_add(ring_state *st)
+{
+    pthread_once(&fork_watch, watch_forks);
+    pthread_mutex_lock(&rings_lock);
+    tapio__list_push(&rings, &st->node);
+    pthread_mutex_unlock(&rings_lock);
+}
+
+static void ring_list_remove(ring_state *st)
+{
+    pthread_mutex_lock(&rings_lock);
+    tapio__list_remove(&st->node);
+    pthread_mutex_unlock(&rings_lock);
 }
 
 /* Completions are posted only when the loop polls (DEFER_TASKRUN), not
@@ -128,7 +233,7 @@ static bool may_submit(const ring_state *st)
  * move_to_this_thread). Kernels before 6.1 lack these flags: a loop
  * that asked for io_uring gets COOP_TASKRUN, which any thread may submit
  * to; one that did not (`deferred_only`) gets epoll instead. */
-static int setup_ring(ring_state *st, bool deferred_only)
+static int make_ring(ring_state *st, bool deferred_only)
 {
     struct io_uring_params params = {0};
     params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL |
@@ -146,6 +251,16 @@ static int setup_ring(ring_state *st, bool deferred_only)
     return io_uring_queue_init_params(SQ_ENTRIES, &st->ring, &params);
 }
 
+/* A ring made now belongs to this process, whatever forks came before. */
+static int setup_ring(ring_state *st, bool deferred_only)
+{
+    int err = make_ring(st, deferred_only);
+    st->ring_open = err == 0;
+    if (st->ring_open)
+        st->child_forks = atomic_load(&forks_in_child);
+    return err;
+}
+
 static int ring_backend_init(tapio_loop *loop)
 {
     ring_state *st = calloc(1, sizeof(*st));
@@ -159,6 +274,8 @@ static int ring_backend_init(tapio_loop *loop)
                               .len = DGRAM_BUFFER_LEN,
                               .stride = DGRAM_BUFFER_STRIDE};
     st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
+    st->loop = loop;
+    st->parent_forks = atomic_load(&forks_in_parent);
     int err = setup_ring(st, loop->backend_by_default);
     if (err < 0) {
         free(st);
@@ -166,6 +283,7 @@ static int ring_backend_init(tapio_loop *loop)
     }
     loop->backend_data = st;
     loop->backend_fd = st->ring.ring_fd;
+    ring_list_add(st);
     return 0;
 }
 
@@ -176,8 +294,11 @@ static void ring_backend_destroy(tapio_loop *loop)
 {
     ring_state *st = state(loop);
     if (st) {
-        close_unclaimed(&st->ring);
-        io_uring_queue_exit(&st->ring);
+        ring_list_remove(st);
+        if (ring_is_ours(st)) /* a parent's are its own */
+            close_unclaimed(&st->ring);
+        if (st->ring_open)
+            io_uring_queue_exit(&st->ring);
         pool_free(&st->recv);
         pool_free(&st->dgram);
         free(st);
@@ -287,7 +408,7 @@ static bool completes_reads(ring_state *st, const tapio__io *io)
     if (io->by_readiness || io->recv_refused)
         return false;
     if (io->accepted)
-        return true;
+        return !st->shares_listeners;
     return io->received && pool_ready(&st->ring, &st->recv);
 }
 
@@ -388,9 +509,73 @@ static int set_receiving_datagrams(ring_state *st, tapio__io *io, bool on)
     return 0;
 }
 
+static void ring_backend_dispatch(tapio_loop *loop);
+
+/* A new ring in place of the old one, which this process lets go of
+ * (exiting it only unmaps it and closes its fd: in a forked child the
+ * parent's goes on). Its requests are gone with it, so every watcher is
+ * armed anew on the new one, by the loop's next batch of changes. */
+static int replace_ring(tapio_loop *loop)
+{
+    ring_state *st = state(loop);
+    if (st->ring_open)
+        io_uring_queue_exit(&st->ring);
+    st->ring_open = false;
+    pool_free(&st->recv);
+    pool_free(&st->dgram);
+    loop->backend_fd = -1;
+    for (size_t fd = 0; fd < loop->nfds; fd++) {
+        tapio__io *io = loop->fds[fd];
+        if (io) {
+            io->poll_tag = io->recv_tag = 0;
+            io->recv_cancelling = false;
+            io->registered = false;
+            io->armed = 0;
+        }
+    }
+    int err = setup_ring(st, loop->backend_by_default);
+    if (err < 0)
+        return err;
+    st->epoch++;
+    loop->backend_fd = st->ring.ring_fd;
+    for (size_t fd = 0; fd < loop->nfds; fd++) {
+        tapio__io *io = loop->fds[fd];
+        if (io && io->want)
+            tapio__io_set(loop, io, io->want);
+    }
+    return 0;
+}
+
+/* The ring this process may use: in a forked child, one of its own in
+ * place of the parent's (whose listeners it shares); a ring that could
+ * not be replaced before is tried again. */
+static int own_ring(tapio_loop *loop)
+{
+    ring_state *st = state(loop);
+    if (!TAPIO__UNLIKELY(!ring_is_ours(st)))
+        return 0;
+    if (inherited(st))
+        st->shares_listeners = true;
+    return replace_ring(loop);
+}
+
+/* The loop runs in another thread than before (asyncio allows it, one
+ * thread at a time), and a single-issuer ring refuses that thread: a new
+ * ring replaces it. What the old one completed is handed out first; what
+ * it had not (its work runs only in its own thread's waits, so no bytes
+ * were taken) is cancelled with it. */
+static int move_to_this_thread(tapio_loop *loop)
+{
+    ring_backend_dispatch(loop);
+    return replace_ring(loop);
+}
+
 static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
 {
     ring_state *st = state(loop);
+    int own = own_ring(loop);
+    if (own)
+        return own;
     unsigned poll_want = want;
     if (receives_datagrams(st, io)) {
         poll_want &= ~TAPIO__READ;
@@ -417,46 +602,16 @@ static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
 static void ring_backend_remove(tapio_loop *loop, tapio__io *io)
 {
     ring_state *st = state(loop);
+    if (own_ring(loop)) { /* no ring, so no request of the watcher's */
+        io->registered = false;
+        return;
+    }
     bool cancelled = io->poll_tag || (io->recv_tag && !io->recv_cancelling);
     (void)set_polling(st, io, 0);
     (void)set_receiving(st, io, false);
     if (cancelled && may_submit(st))
         io_uring_submit_and_get_events(&st->ring);
     io->registered = false;
-}
-
-static void ring_backend_dispatch(tapio_loop *loop);
-
-/* The loop runs in another thread than before (asyncio allows it, one
- * thread at a time), and a single-issuer ring refuses that thread: a new
- * ring replaces it. What the old one completed is handed out first; what
- * it had not (its work runs only in its own thread's waits, so no bytes
- * were taken) is cancelled with it, and every watcher is armed anew. */
-static int move_to_this_thread(tapio_loop *loop)
-{
-    ring_state *st = state(loop);
-    ring_backend_dispatch(loop);
-    io_uring_queue_exit(&st->ring);
-    pool_free(&st->recv);
-    pool_free(&st->dgram);
-    loop->backend_fd = -1;
-    int err = setup_ring(st, loop->backend_by_default);
-    if (err < 0)
-        return err;
-    loop->backend_fd = st->ring.ring_fd;
-    for (size_t fd = 0; fd < loop->nfds; fd++) {
-        tapio__io *io = loop->fds[fd];
-        if (!io)
-            continue;
-        io->poll_tag = io->recv_tag = 0;
-        io->recv_cancelling = false;
-        io->registered = false;
-        io->armed = 0;
-        if (io->want)
-            tapio__io_set(loop, io, io->want);
-    }
-    tapio__io_flush_changes(loop);
-    return 0;
 }
 
 static int ring_backend_wait(tapio_loop *loop, int timeout_ms)
@@ -466,11 +621,13 @@ static int ring_backend_wait(tapio_loop *loop, int timeout_ms)
     struct io_uring_cqe *cqe;
     int ret;
     if (TAPIO__UNLIKELY(!may_submit(st))) {
-        ret = move_to_this_thread(loop);
+        ret = ring_is_ours(st) ? move_to_this_thread(loop) : own_ring(loop);
         if (ret < 0)
             return ret;
-        ring = &st->ring;
+        tapio__io_flush_changes(loop);
     }
+    if (TAPIO__UNLIKELY(st->parent_forks != atomic_load(&forks_in_parent)))
+        share_listeners(st);
     if (timeout_ms == 0) {
         /* Not waiting, but the deferred work must run: it posts what is
          * ready (a loop with callbacks always ready would starve its
@@ -659,14 +816,21 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
 
 static void ring_backend_dispatch(tapio_loop *loop)
 {
-    struct io_uring *ring = &state(loop)->ring;
+    ring_state *st = state(loop);
+    struct io_uring *ring = &st->ring;
     struct io_uring_cqe *cqe;
-    unsigned head, seen = 0;
+    unsigned head, seen = 0, epoch = st->epoch;
+    if (!ring_is_ours(st))
+        return; /* the parent's, or none */
     io_uring_for_each_cqe(ring, head, cqe) {
         if (loop->interrupted)
             break; /* the rest is handed out by the next dispatch */
         seen++;
         completed(loop, cqe);
+        /* A callback forked (this is the child: the rest are the
+         * parent's) or the ring was replaced meanwhile. */
+        if (TAPIO__UNLIKELY(inherited(st) || st->epoch != epoch))
+            return;
     }
     io_uring_cq_advance(ring, seen);
 }
@@ -676,7 +840,7 @@ static int ring_backend_received_error(tapio_loop *loop, const tapio__io *io)
     struct io_uring *ring = &state(loop)->ring;
     struct io_uring_cqe *cqe;
     unsigned head;
-    if (!io->recv_tag)
+    if (!io->recv_tag || !ring_is_ours(state(loop)))
         return 0;
     uint64_t id = request_id(io->fd, io->recv_tag);
     io_uring_for_each_cqe(ring, head, cqe) {
