@@ -121,6 +121,12 @@ TAPIO__HIDDEN void tapio__io_dispatch(tapio_loop *loop, int fd, unsigned events)
 TAPIO__HIDDEN void tapio__io_deliver(tapio_loop *loop, tapio__io *io,
                                      unsigned events);
 TAPIO__HIDDEN void tapio__io_close_all(tapio_loop *loop);
+/* Every watcher to be registered anew (a backend replaced its kernel
+ * state): each with interest goes to the next batch of changes. */
+TAPIO__HIDDEN void tapio__io_register_all_again(tapio_loop *loop);
+
+/* Forks this process went through as a child, so far (src/fork.c). */
+TAPIO__HIDDEN unsigned tapio__forks_in_child(void);
 
 /* ---- backends ------------------------------------------------------- */
 

@@ -137,6 +137,19 @@ void tapio__io_flush_changes(tapio_loop *loop)
         tell_refused(loop, refused[k], errs[k]);
 }
 
+void tapio__io_register_all_again(tapio_loop *loop)
+{
+    for (size_t fd = 0; fd < loop->nfds; fd++) {
+        tapio__io *io = loop->fds[fd];
+        if (!io)
+            continue;
+        io->registered = false;
+        io->armed = 0;
+        if (io->want)
+            tapio__io_set(loop, io, io->want);
+    }
+}
+
 void tapio__io_dispatch(tapio_loop *loop, int fd, unsigned events)
 {
     if (fd < 0 || (size_t)fd >= loop->nfds)

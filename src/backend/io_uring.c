@@ -130,8 +130,9 @@ static ring_state *state(tapio_loop *loop) { return loop->backend_data; }
 
 /* ---- fork --------------------------------------------------------------- */
 
-/* The forks this process went through as a parent and as a child. */
-static atomic_uint forks_in_parent, forks_in_child;
+/* The forks this process went through as a parent (as a child: see
+ * src/fork.c). */
+static atomic_uint forks_in_parent;
 /* Every ring of the process, whose listeners a fork is to share. */
 static pthread_mutex_t rings_lock = PTHREAD_MUTEX_INITIALIZER;
 static tapio__list rings = {&rings, &rings};
@@ -140,8 +141,7 @@ static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
 /* Whether the ring is the parent's, inherited by this child. */
 static bool inherited(const ring_state *st)
 {
-    return st->child_forks !=
-           atomic_load_explicit(&forks_in_child, memory_order_relaxed);
+    return st->child_forks != tapio__forks_in_child();
 }
 
 /* Whether the ring is set up and this process's to use. */
@@ -202,7 +202,6 @@ static void after_fork_in_parent(void)
 
 static void after_fork_in_child(void)
 {
-    atomic_fetch_add(&forks_in_child, 1);
     pthread_mutex_unlock(&rings_lock);
 }
 
@@ -257,7 +256,7 @@ static int setup_ring(ring_state *st, bool deferred_only)
     int err = make_ring(st, deferred_only);
     st->ring_open = err == 0;
     if (st->ring_open)
-        st->child_forks = atomic_load(&forks_in_child);
+        st->child_forks = tapio__forks_in_child();
     return err;
 }
 
@@ -530,7 +529,6 @@ static int replace_ring(tapio_loop *loop)
             io->poll_tag = io->recv_tag = 0;
             io->recv_cancelling = false;
             io->registered = false;
-            io->armed = 0;
         }
     }
     int err = setup_ring(st, loop->backend_by_default);
@@ -538,11 +536,7 @@ static int replace_ring(tapio_loop *loop)
         return err;
     st->epoch++;
     loop->backend_fd = st->ring.ring_fd;
-    for (size_t fd = 0; fd < loop->nfds; fd++) {
-        tapio__io *io = loop->fds[fd];
-        if (io && io->want)
-            tapio__io_set(loop, io, io->want);
-    }
+    tapio__io_register_all_again(loop);
     return 0;
 }
 

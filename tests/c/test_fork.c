@@ -146,3 +146,33 @@ TEST(a_fork_in_a_callback_loses_no_bytes_of_the_batch)
         close(peers[i]);
     forked_pid = -1;
 }
+
+/* A child closes the loop and server it inherited without running them:
+ * the parent's loop keeps every watcher (the child's removals are its
+ * own) and serves its connection and new ones. */
+TEST(a_child_closing_its_inherited_loop_leaves_the_parents_alone)
+{
+    tapio_loop *loop = test_loop();
+    acceptor *acc = acceptor_new();
+    acc->echo = true;
+    tapio_server *s = listen_tcp(loop, "127.0.0.1", acc, NULL);
+    conn *client, *served;
+    connect_pair(loop, s, acc, &client, &served);
+    run_for(loop, 0.02);
+
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tapio_server_close(s, NULL, NULL);
+        _exit(tapio_loop_close(loop) == 0 ? 0 : 1);
+    }
+    CHECK_EQ_INT(child_status(pid), 0);
+
+    CHECK_OK(tapio_transport_write(client->t, "pong", 4));
+    RUN_UNTIL(loop, client->rx.len == 4, 5);
+    CHECK_MEM_EQ(client->rx.p, "pong", 4);
+    conn *later = connect_tcp(loop, "127.0.0.1", tapio_server_port(s));
+    CHECK_OK(tapio_transport_write(later->t, "again", 5));
+    RUN_UNTIL(loop, later->rx.len == 5, 5);
+    CHECK_MEM_EQ(later->rx.p, "again", 5);
+}
