@@ -50,26 +50,22 @@ static bool echoed_by_a_running_loop(tapio_loop *loop, int port)
     return got == 4 && memcmp(buf, "ping", 4) == 0;
 }
 
-/* The child serves a connection with the loop and server it inherited,
- * while the parent sits in waitpid: the connection is not left waiting
- * for the parent's loop. Afterwards the parent serves its old connection
- * and new ones as before. */
-TEST(a_forked_child_serves_with_the_loop_it_inherited)
+/* An echo server with a connection to it, the loop past its first
+ * iteration (accepting, receiving). */
+static tapio_server *echo_server_with_a_client(tapio_loop *loop, conn **client)
 {
-    tapio_loop *loop = test_loop();
     acceptor *acc = acceptor_new();
     acc->echo = true;
     tapio_server *s = listen_tcp(loop, "127.0.0.1", acc, NULL);
-    conn *client, *served;
-    connect_pair(loop, s, acc, &client, &served);
+    conn *served;
+    connect_pair(loop, s, acc, client, &served);
     run_for(loop, 0.02);
+    return s;
+}
 
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0)
-        _exit(echoed_by_a_running_loop(loop, tapio_server_port(s)) ? 0 : 1);
-    CHECK_EQ_INT(child_status(pid), 0);
-
+/* The parent's old connection and a new one are echoed. */
+static void check_still_serving(tapio_loop *loop, tapio_server *s, conn *client)
+{
     CHECK_OK(tapio_transport_write(client->t, "pong", 4));
     RUN_UNTIL(loop, client->rx.len == 4, 5);
     CHECK_MEM_EQ(client->rx.p, "pong", 4);
@@ -77,6 +73,25 @@ TEST(a_forked_child_serves_with_the_loop_it_inherited)
     CHECK_OK(tapio_transport_write(later->t, "again", 5));
     RUN_UNTIL(loop, later->rx.len == 5, 5);
     CHECK_MEM_EQ(later->rx.p, "again", 5);
+}
+
+/* The child serves a connection with the loop and server it inherited,
+ * while the parent sits in waitpid: the connection is not left waiting
+ * for the parent's loop. Afterwards the parent serves its old connection
+ * and new ones as before. */
+TEST(a_forked_child_serves_with_the_loop_it_inherited)
+{
+    tapio_loop *loop = test_loop();
+    conn *client;
+    tapio_server *s = echo_server_with_a_client(loop, &client);
+
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(echoed_by_a_running_loop(loop, tapio_server_port(s)) ? 0 : 1);
+    CHECK_EQ_INT(child_status(pid), 0);
+
+    check_still_serving(loop, s, client);
 }
 
 /* ---- a fork inside a protocol callback */
@@ -153,12 +168,8 @@ TEST(a_fork_in_a_callback_loses_no_bytes_of_the_batch)
 TEST(a_child_closing_its_inherited_loop_leaves_the_parents_alone)
 {
     tapio_loop *loop = test_loop();
-    acceptor *acc = acceptor_new();
-    acc->echo = true;
-    tapio_server *s = listen_tcp(loop, "127.0.0.1", acc, NULL);
-    conn *client, *served;
-    connect_pair(loop, s, acc, &client, &served);
-    run_for(loop, 0.02);
+    conn *client;
+    tapio_server *s = echo_server_with_a_client(loop, &client);
 
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -168,11 +179,5 @@ TEST(a_child_closing_its_inherited_loop_leaves_the_parents_alone)
     }
     CHECK_EQ_INT(child_status(pid), 0);
 
-    CHECK_OK(tapio_transport_write(client->t, "pong", 4));
-    RUN_UNTIL(loop, client->rx.len == 4, 5);
-    CHECK_MEM_EQ(client->rx.p, "pong", 4);
-    conn *later = connect_tcp(loop, "127.0.0.1", tapio_server_port(s));
-    CHECK_OK(tapio_transport_write(later->t, "again", 5));
-    RUN_UNTIL(loop, later->rx.len == 5, 5);
-    CHECK_MEM_EQ(later->rx.p, "again", 5);
+    check_still_serving(loop, s, client);
 }
