@@ -101,7 +101,8 @@ typedef struct ring_state {
     struct io_uring ring;
     uint32_t last_tag;
     bool single_issuer;  /* the ring takes submissions from `owner` only */
-    uint64_t owner;      /* a this_thread() */
+    /* a this_thread(); atomic, as a fork in another thread reads it */
+    _Atomic uint64_t owner;
     tapio_loop *loop;
     tapio__list node;    /* in `rings` */
     unsigned child_forks;  /* forks_in_child when the ring was made */
@@ -182,14 +183,16 @@ static void share_listeners(ring_state *st)
 
 /* Before a fork, the rings this thread runs stop accepting by request,
  * so that neither process holds an accept request the other's
- * connections would wait in. Rings of other threads share their
- * listeners at their next wait. */
+ * connections would wait in. Rings of other threads (and rings any
+ * thread may submit to) share their listeners at their next wait: only
+ * a single-issuer ring's owner may touch it. */
 static void before_fork(void)
 {
     pthread_mutex_lock(&rings_lock);
     for (tapio__list *n = rings.next; n != &rings; n = n->next) {
         ring_state *st = tapio__container_of(n, ring_state, node);
-        if (st->single_issuer && may_submit(st))
+        if (st->owner == this_thread() && st->single_issuer &&
+            may_submit(st))
             share_listeners(st);
     }
 }

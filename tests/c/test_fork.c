@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -179,5 +180,39 @@ TEST(a_child_closing_its_inherited_loop_leaves_the_parents_alone)
     }
     CHECK_EQ_INT(child_status(pid), 0);
 
+    check_still_serving(loop, s, client);
+}
+
+/* ---- a fork in another thread than the loop's */
+
+typedef struct forker {
+    pthread_t thread;
+    int child_status;
+} forker;
+
+static void *fork_and_wait(void *arg)
+{
+    forker *f = arg;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    f->child_status = pid < 0 ? -1 : child_status(pid);
+    return NULL;
+}
+
+/* Another thread forks while the loop serves in the test's thread (a
+ * multiprocessing pool started from a worker thread, say): the loop's
+ * ring is its own thread's to change, and after the fork its server and
+ * its connection still answer. */
+TEST(a_fork_in_another_thread_leaves_the_loop_serving)
+{
+    tapio_loop *loop = test_loop();
+    conn *client;
+    tapio_server *s = echo_server_with_a_client(loop, &client);
+    forker f = {.child_status = -2};
+    CHECK(pthread_create(&f.thread, NULL, fork_and_wait, &f) == 0);
+    run_for(loop, 0.1); /* serving while the other thread forks */
+    CHECK(pthread_join(f.thread, NULL) == 0);
+    CHECK_EQ_INT(f.child_status, 0);
     check_still_serving(loop, s, client);
 }
