@@ -125,8 +125,15 @@ TAPIO__HIDDEN void tapio__io_close_all(tapio_loop *loop);
  * state): each with interest goes to the next batch of changes. */
 TAPIO__HIDDEN void tapio__io_register_all_again(tapio_loop *loop);
 
-/* Forks this process went through as a child, so far (src/fork.c). */
-TAPIO__HIDDEN unsigned tapio__forks_in_child(void);
+/* Forks this process went through as a child, counted from the first
+ * tapio__watch_forks() on (src/fork.c); read on every watcher change, so
+ * a load and no call. */
+TAPIO__HIDDEN extern atomic_uint tapio__child_forks;
+TAPIO__HIDDEN void tapio__watch_forks(void);
+static inline unsigned tapio__forks_in_child(void)
+{
+    return atomic_load_explicit(&tapio__child_forks, memory_order_relaxed);
+}
 
 /* ---- backends ------------------------------------------------------- */
 

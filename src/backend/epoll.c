@@ -19,6 +19,7 @@ static int epoll_backend_init(tapio_loop *loop)
     loop->backend_data = st;
     if (!st)
         return -ENOMEM;
+    tapio__watch_forks();
     st->child_forks = tapio__forks_in_child();
     loop->backend_fd = epoll_create1(EPOLL_CLOEXEC);
     return loop->backend_fd < 0 ? -errno : 0;

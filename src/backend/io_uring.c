@@ -277,6 +277,7 @@ static int ring_backend_init(tapio_loop *loop)
                               .stride = DGRAM_BUFFER_STRIDE};
     st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
     st->loop = loop;
+    tapio__watch_forks();
     st->parent_forks = atomic_load(&forks_in_parent);
     int err = setup_ring(st, loop->backend_by_default);
     if (err < 0) {
