@@ -107,6 +107,14 @@ struct tapio__io {
     void (*refused)(tapio_loop *loop, tapio__io *io, int err);
 };
 
+/* Whether the watcher's receive request goes on after the completion
+ * being handed out (a multishot one): more of the stream may come through
+ * it, so its owner must not read the fd itself meanwhile. */
+static inline bool tapio__io_receiving(const tapio__io *io)
+{
+    return io->recv_tag != 0;
+}
+
 TAPIO__HIDDEN void tapio__io_init(tapio__io *io, int fd, tapio__io_cb cb);
 /* Claim the fd's slot in the loop; -EBUSY if another watcher has it. */
 TAPIO__HIDDEN int tapio__io_attach(tapio_loop *loop, tapio__io *io);

@@ -512,11 +512,13 @@ static void socket_received(tapio_loop *loop, tapio__io *io,
     take_received(f, data, n);
     /* A full buffer: more is likely waiting, and more after it. One read
      * takes up to what epoll's loop would have read, and the transfer
-     * goes on by readiness (see `bulk`). */
+     * goes on by readiness (see `bulk`). A receive that goes on is
+     * cancelled first: what it took comes before anything read. */
     if (n == TAPIO__RECV_BUFFER_SIZE && !t->read_stop && !is_closing(t)) {
         f->bulk = true;
         choose_read_mode(f);
-        read_into_protocol(f);
+        if (!tapio__io_receiving(&f->io))
+            read_into_protocol(f);
     }
 }
 

@@ -8,13 +8,19 @@
  * A watcher that takes bytes (io->received: sockets) has its READ interest
  * served by receive requests instead, into a ring of buffers the loop
  * provides to the kernel, so that an idle connection holds no buffer and
- * a read costs no system call of its own. Each receive completes once and
- * is made again with the next batch, like the polls: a multishot receive
- * would go on pulling everything that arrives into the loop's buffers,
- * and a paused reader would no longer hold its peer back through TCP's
- * window. A paused watcher's receive is cancelled; what the kernel
- * received before the cancel (one buffer at most) still goes to
- * io->received, whose owner holds it until reading resumes.
+ * a read costs no system call of its own. Where the kernel caps what a
+ * multishot receive takes at each wakeup (a length on the request; older
+ * kernels refuse it with EINVAL), one request per connection receives
+ * until it ends (out of buffers, EOF, an error, cancelled), taking at
+ * most one buffer's worth per wakeup, as a single receive would: no
+ * request is made again per message. Elsewhere each receive completes
+ * once and is made again with the next batch, like the polls. A paused
+ * watcher's receive is cancelled; the cancel reaches the kernel before
+ * the next wakeup's work runs (deferred task work), so what the kernel
+ * received before it is what one wakeup took, and it still goes to
+ * io->received, whose owner holds it until reading resumes. A watcher
+ * switched to readiness (a bulk transfer, a protocol that lends its
+ * buffer) has its receive cancelled the same way.
  *
  * A listener (io->accepted) has its READ interest served by a multishot
  * accept: one request takes every connection that arrives until it is
@@ -110,6 +116,7 @@ typedef struct ring_state {
     unsigned epoch;        /* counts the rings this one replaced */
     bool shares_listeners; /* listeners are polled: a fork shares them */
     bool ring_open;        /* `ring` is set up (replacing it may fail) */
+    bool single_receives;  /* the kernel refused a capped multishot one */
     buffer_pool recv, dgram;
     /* The message header every datagram request shares (the kernel reads
      * only its name and control sizes). */
@@ -457,12 +464,20 @@ static int set_polling(ring_state *st, tapio__io *io, unsigned mask)
     return 0;
 }
 
-static void prep_receive(struct io_uring_sqe *sqe, const tapio__io *io)
+static void prep_receive(ring_state *st, struct io_uring_sqe *sqe,
+                         const tapio__io *io)
 {
-    io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
-    /* Made again right after the last bytes were taken: the next ones are
-     * rarely there yet, so wait before trying. */
-    sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    if (st->single_receives) {
+        io_uring_prep_recv(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+        /* Made again right after the last bytes were taken: the next
+         * ones are rarely there yet, so wait before trying. */
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    } else {
+        /* The length caps each wakeup's intake. No POLL_FIRST: a
+         * multishot receive that starts by polling misses an EOF already
+         * queued behind the bytes on a Unix socket (Linux 6.18). */
+        io_uring_prep_recv_multishot(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+    }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RECV_GROUP;
 }
@@ -483,7 +498,7 @@ static int set_receiving(ring_state *st, tapio__io *io, bool on)
             io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL,
                                            SOCK_NONBLOCK | SOCK_CLOEXEC);
         } else {
-            prep_receive(sqe, io);
+            prep_receive(st, sqe, io);
         }
         io_uring_sqe_set_data64(sqe, request_id(io->fd, io->recv_tag));
     } else if (!on && io->recv_tag && !io->recv_cancelling) {
@@ -585,6 +600,12 @@ static int ring_backend_modify(tapio_loop *loop, tapio__io *io, unsigned want)
         int err = set_receiving(st, io, want & TAPIO__READ);
         if (err)
             return err;
+    } else if (io->received && io->recv_tag) {
+        /* Switched to readiness with a receive going on: it is cancelled
+         * before the poll is made, so that what it took comes first. */
+        int err = set_receiving(st, io, false);
+        if (err)
+            return err;
     }
     int err = set_polling(st, io, poll_want);
     if (!err)
@@ -677,15 +698,24 @@ static void poll_completed(tapio_loop *loop, tapio__io *io, int res)
 }
 
 /* A receive's completion: bytes, EOF (0) or an error; cancelled, or out
- * of buffers (the next one is made once buffers are back). */
+ * of buffers (the next one is made once buffers are back). A multishot
+ * receive goes on after a completion flagged IORING_CQE_F_MORE. */
 static void recv_completed(tapio_loop *loop, tapio__io *io,
                            const struct io_uring_cqe *cqe, const char *data)
 {
-    io->recv_tag = 0;
-    io->recv_cancelling = false;
-    requeue(loop, io);
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        io->recv_tag = 0;
+        io->recv_cancelling = false;
+        requeue(loop, io);
+    }
     if (cqe->res == -ENOBUFS || cqe->res == -ECANCELED)
         return;
+    ring_state *st = state(loop);
+    if (cqe->res == -EINVAL && !st->single_receives) {
+        /* A kernel without the cap: single receives from now on. */
+        st->single_receives = true;
+        return;
+    }
     if (cqe->res == -ENOTCONN) {
         /* A socket that was never connected (a listening one, handed
          * over as a connection) fails a receive at once, where readiness

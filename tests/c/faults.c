@@ -28,6 +28,7 @@ static const char *const names[FAULT_COUNT] = {
     [FAULT_CONNECT] = "connect",     [FAULT_PIPE2] = "pipe2",
     [FAULT_EVENTFD] = "eventfd",     [FAULT_PIDFD_OPEN] = "pidfd_open",
     [FAULT_EPOLL_CTL] = "epoll_ctl", [FAULT_MALLOC] = "malloc",
+    [FAULT_URING_RECV_MULTISHOT] = "multishot receive",
     [FAULT_CALLOC] = "calloc",       [FAULT_REALLOC] = "realloc",
     [FAULT_STRDUP] = "strdup",       [FAULT_POSIX_SPAWN] = "posix_spawn",
     [FAULT_URING_INIT] = "io_uring_queue_init_params",
@@ -237,6 +238,64 @@ int tapio_fault_io_uring_queue_init_params(unsigned entries,
 {
     FAIL_WITH(FAULT_URING_INIT, -errno);
     return io_uring_queue_init_params(entries, ring, p);
+}
+
+/* The flag of a no-op request that completes with sqe->len as its result
+ * (Linux 6.10); liburing 2.3 does not name it. */
+#define NOP_INJECT_RESULT (1U << 0)
+
+/* Each multishot receive with a length queued on `ring` counts as a call;
+ * the failing one becomes a no-op that completes with -errno under the
+ * same user_data, as the kernel's refusal would. */
+static void refuse_multishot_receives(struct io_uring *ring)
+{
+    for (unsigned i = ring->sq.sqe_head; i != ring->sq.sqe_tail; i++) {
+        struct io_uring_sqe *sqe = &ring->sq.sqes[i & ring->sq.ring_mask];
+        if (sqe->opcode != IORING_OP_RECV ||
+            !(sqe->ioprio & IORING_RECV_MULTISHOT) || !sqe->len ||
+            !should_fail(FAULT_URING_RECV_MULTISHOT))
+            continue;
+        __u64 user_data = sqe->user_data;
+        memset(sqe, 0, sizeof(*sqe));
+        sqe->opcode = IORING_OP_NOP;
+        sqe->rw_flags = NOP_INJECT_RESULT;
+        sqe->len = (__u32)-errno;
+        sqe->user_data = user_data;
+    }
+}
+
+int tapio_fault_io_uring_submit(struct io_uring *ring);
+int tapio_fault_io_uring_submit(struct io_uring *ring)
+{
+    refuse_multishot_receives(ring);
+    return io_uring_submit(ring);
+}
+
+int tapio_fault_io_uring_submit_and_get_events(struct io_uring *ring);
+int tapio_fault_io_uring_submit_and_get_events(struct io_uring *ring)
+{
+    refuse_multishot_receives(ring);
+    return io_uring_submit_and_get_events(ring);
+}
+
+int tapio_fault_io_uring_submit_and_wait(struct io_uring *ring,
+                                         unsigned wait_nr);
+int tapio_fault_io_uring_submit_and_wait(struct io_uring *ring,
+                                         unsigned wait_nr)
+{
+    refuse_multishot_receives(ring);
+    return io_uring_submit_and_wait(ring, wait_nr);
+}
+
+int tapio_fault_io_uring_submit_and_wait_timeout(
+    struct io_uring *ring, struct io_uring_cqe **cqe, unsigned wait_nr,
+    struct __kernel_timespec *ts, sigset_t *sigmask);
+int tapio_fault_io_uring_submit_and_wait_timeout(
+    struct io_uring *ring, struct io_uring_cqe **cqe, unsigned wait_nr,
+    struct __kernel_timespec *ts, sigset_t *sigmask)
+{
+    refuse_multishot_receives(ring);
+    return io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask);
 }
 
 void *tapio_fault_malloc(size_t n);

@@ -41,6 +41,11 @@ typedef enum fault_call {
     FAULT_STRDUP,
     FAULT_POSIX_SPAWN, /* returns the error instead of setting errno */
     FAULT_URING_INIT,  /* io_uring_queue_init_params: returns -errno */
+    /* A multishot receive with a length, refused as kernels before the
+     * per-wakeup cap refuse it: counted and rewritten, as the ring's
+     * queue goes to the kernel, into a request that completes with
+     * -errno. */
+    FAULT_URING_RECV_MULTISHOT,
     FAULT_COUNT
 } fault_call;
 

@@ -1013,6 +1013,7 @@ TEST(faults_io_uring_accepts_without_accept_calls)
 typedef struct pattern_sink {
     size_t got;
     bool in_order;
+    bool eof;
 } pattern_sink;
 
 static void check_pattern(tapio_transport *t, const void *data, size_t len,
@@ -1024,7 +1025,16 @@ static void check_pattern(tapio_transport *t, const void *data, size_t len,
     p->got += len;
 }
 
-static const tapio_protocol pattern_protocol = {.data_received = check_pattern};
+static bool note_eof(tapio_transport *t, void *user)
+{
+    (void)t;
+    pattern_sink *p = user;
+    p->eof = true;
+    return false;
+}
+
+static const tapio_protocol pattern_protocol = {.data_received = check_pattern,
+                                                .eof_received = note_eof};
 
 static void send_small_messages(tapio_loop *loop, int fd, pattern_sink *p,
                                 int count)
@@ -1076,6 +1086,82 @@ TEST(faults_io_uring_reads_bulk_transfers_by_readiness)
     CHECK(p.in_order);
     tapio_transport_close(t);
     CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_OK(tapio_loop_close(loop));
+    close(fds[1]);
+}
+
+/* A connection's bytes come through one multishot receive on io_uring: no
+ * request is made again per message. */
+TEST(faults_io_uring_one_receive_request_per_connection)
+{
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    int fds[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    fault_arm(FAULT_URING_RECV_MULTISHOT, UINT_MAX, EIO); /* counts */
+    pattern_sink p = {.in_order = true};
+    tapio_transport *t;
+    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
+    send_small_messages(loop, fds[1], &p, 20);
+    unsigned requests = fault_calls(FAULT_URING_RECV_MULTISHOT);
+    CHECK(!fault_disarm());
+    CHECK_EQ_INT(requests, ring ? 1 : 0);
+    CHECK(p.in_order);
+    tapio_transport_close(t);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_OK(tapio_loop_close(loop));
+    close(fds[1]);
+}
+
+/* A kernel before the per-wakeup cap refuses a multishot receive with a
+ * length (EINVAL): the ring asks once, then receives one request at a
+ * time, with the same results: small messages, bytes sent while paused,
+ * a bulk transfer, an EOF queued behind bytes, each once and in order. */
+TEST(faults_io_uring_single_receives_where_multishot_is_refused)
+{
+    enum { BULK_BYTES = 1 << 20 };
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    int fds[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    fault_arm(FAULT_URING_RECV_MULTISHOT, 1, EINVAL);
+    pattern_sink p = {.in_order = true};
+    tapio_transport *t;
+    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
+    send_small_messages(loop, fds[1], &p, 8);
+
+    tapio_transport_pause_reading(t);
+    unsigned char chunk[3000];
+    pattern_fill(chunk, p.got, sizeof chunk);
+    CHECK(write(fds[1], chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+    size_t before = p.got;
+    run_for(loop, 0.05);
+    CHECK_EQ_INT(p.got, before); /* nothing while paused */
+    tapio_transport_resume_reading(t);
+    RUN_UNTIL(loop, p.got == before + sizeof chunk, 10);
+
+    unsigned char *bulk = malloc(BULK_BYTES);
+    CHECK(bulk != NULL);
+    pattern_fill(bulk, p.got, BULK_BYTES);
+    size_t want = p.got + BULK_BYTES;
+    send_all(loop, fds[1], bulk, BULK_BYTES);
+    free(bulk);
+    RUN_UNTIL(loop, p.got == want, 10);
+    send_small_messages(loop, fds[1], &p, 8);
+
+    pattern_fill(chunk, p.got, 100);
+    CHECK(write(fds[1], chunk, 100) == 100);
+    CHECK(shutdown(fds[1], SHUT_WR) == 0);
+    RUN_UNTIL(loop, p.eof, 10);
+    unsigned requests = fault_calls(FAULT_URING_RECV_MULTISHOT);
+    bool refused = fault_disarm();
+    CHECK_EQ_INT(refused, ring);
+    CHECK_EQ_INT(requests, ring ? 1 : 0);
+    CHECK_EQ_INT(p.got, want + 8 * 100 + 100);
+    CHECK(p.in_order);
+    CHECK_OK(tapio_loop_run_once(loop)); /* connection_lost */
     CHECK_OK(tapio_loop_close(loop));
     close(fds[1]);
 }
