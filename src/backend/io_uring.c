@@ -9,18 +9,18 @@
  * served by receive requests instead, into a ring of buffers the loop
  * provides to the kernel, so that an idle connection holds no buffer and
  * a read costs no system call of its own. Where the kernel caps what a
- * multishot receive takes at each wakeup (a length on the request; older
- * kernels refuse it with EINVAL), one request per connection receives
- * until it ends (out of buffers, EOF, an error, cancelled), taking at
- * most one buffer's worth per wakeup, as a single receive would: no
- * request is made again per message. Elsewhere each receive completes
- * once and is made again with the next batch, like the polls. A paused
- * watcher's receive is cancelled; the cancel reaches the kernel before
- * the next wakeup's work runs (deferred task work), so what the kernel
- * received before it is what one wakeup took, and it still goes to
- * io->received, whose owner holds it until reading resumes. A watcher
- * switched to readiness (a bulk transfer, a protocol that lends its
- * buffer) has its receive cancelled the same way.
+ * multishot receive takes (a length per wakeup and a total; older
+ * kernels refuse them with EINVAL), one request per connection receives
+ * until it has taken 64 KiB or ends otherwise (out of buffers, EOF, an
+ * error, cancelled), and is made again with the next batch: not once per
+ * message, and never more than 128 KiB per iteration. Elsewhere each
+ * receive completes once and is made again with the next batch, like the
+ * polls. A paused watcher's receive is cancelled; the cancel reaches the
+ * kernel before the next wakeup's work runs (deferred task work), so
+ * what the kernel received before it still goes to io->received, whose
+ * owner holds it until reading resumes. A watcher switched to readiness
+ * (a bulk transfer, a protocol that lends its buffer) has its receive
+ * cancelled the same way.
  *
  * A listener (io->accepted) has its READ interest served by a multishot
  * accept: one request takes every connection that arrives until it is
@@ -74,6 +74,8 @@
 #define RECV_GROUP 0
 #define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE TAPIO__RECV_BUFFER_SIZE
+/* What a multishot receive takes before it ends and is made again. */
+#define MULTISHOT_TOTAL RECV_BUFFER_SIZE
 
 /* The datagram buffers: each datagram takes a whole one, behind the
  * kernel's header and room for any sender's address, and is cut where a
@@ -473,10 +475,16 @@ static void prep_receive(ring_state *st, struct io_uring_sqe *sqe,
          * ones are rarely there yet, so wait before trying. */
         sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     } else {
-        /* The length caps each wakeup's intake. No POLL_FIRST: a
-         * multishot receive that starts by polling misses an EOF already
-         * queued behind the bytes on a Unix socket (Linux 6.18). */
+        /* The length caps each wakeup's intake, and the total (optlen,
+         * which file_index aliases in liburing 2.3's header) ends the
+         * request once it has taken that much: it is made again with the
+         * next batch, so that a connection takes no more per iteration
+         * than a single receive would, plus one wakeup's worth. No
+         * POLL_FIRST: a multishot receive that starts by polling misses
+         * an EOF already queued behind the bytes on a Unix socket (Linux
+         * 6.18). */
         io_uring_prep_recv_multishot(sqe, io->fd, NULL, RECV_BUFFER_SIZE, 0);
+        sqe->file_index = MULTISHOT_TOTAL;
     }
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RECV_GROUP;
