@@ -57,6 +57,12 @@ typedef void (*tapio__io_cb)(tapio_loop *loop, tapio__io *io, unsigned events);
  * data (valid during the call only), 0 at EOF, or -errno. */
 typedef void (*tapio__io_received_cb)(tapio_loop *loop, tapio__io *io,
                                       const char *data, ssize_t n);
+/* What a completion-based backend's send for a watcher did: n >= 0 bytes
+ * of it sent (possibly fewer than asked), -errno, or -ECANCELED when it
+ * was cancelled unsent (the watcher removed, the ring replaced, the loop
+ * closed). */
+typedef void (*tapio__io_sent_cb)(tapio_loop *loop, tapio__io *io,
+                                  ssize_t n);
 /* What a completion-based backend accepted on a listening watcher: a new
  * connection's fd (non-blocking, close-on-exec; the callee owns it), or
  * -errno as accept4 would have failed. */
@@ -93,6 +99,11 @@ struct tapio__io {
     tapio__io_received_cb received;
     bool by_readiness;  /* ...except while this is set (a protocol that
                            lends its own buffer: read straight into it) */
+    /* Set by an owner that lets a completion-based backend send for it
+     * (tapio__backend.send); send_node links the watcher while a send is
+     * in flight. */
+    tapio__io_sent_cb sent;
+    tapio__list send_node;
     /* Set by a listener: such a backend serves its READ interest by
      * accepting and calling this with each new connection. */
     tapio__io_accepted_cb accepted;
@@ -163,6 +174,18 @@ typedef struct tapio__backend {
      * socket's error (a reset) before the owner's send, which then sees
      * only EPIPE. NULL for backends that do not receive. */
     int (*received_error)(tapio_loop *loop, const tapio__io *io);
+    /* Queue a send of len bytes at data for io (a socket), for push_sends:
+     * 0 when queued (data must stay as it is until io->sent reports the
+     * result; one send per watcher at a time), else negative, and the
+     * owner sends itself. NULL for backends that do not send. */
+    int (*send)(tapio_loop *loop, tapio__io *io, const void *data,
+                size_t len);
+    /* Cancel io's send in flight, if any, before its fd is closed (its
+     * result still comes to io->sent). */
+    void (*cancel_send)(tapio_loop *loop, tapio__io *io);
+    /* Submit the sends queued, and hand out (io->sent) those the kernel
+     * completed at once: the others complete in a later dispatch. */
+    void (*push_sends)(tapio_loop *loop);
 } tapio__backend;
 
 TAPIO__HIDDEN extern const tapio__backend tapio__backend_epoll;

@@ -10,6 +10,7 @@ void tapio__io_init(tapio__io *io, int fd, tapio__io_cb cb)
     memset(io, 0, sizeof(*io));
     io->fd = fd;
     io->cb = cb;
+    tapio__list_init(&io->send_node);
 }
 
 static int grow_fd_table(tapio_loop *loop, int fd)

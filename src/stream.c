@@ -26,6 +26,11 @@ typedef struct fd_transport {
 
     char *wbuf;          /* pending bytes are wbuf[wstart, wend) */
     size_t wstart, wend, wcap;
+    /* A completion-based backend sends wbuf[wstart, wstart + ring_sending)
+     * (the transport holds a reference meanwhile): those bytes stay put,
+     * in `pinned` if the buffer was replaced or let go since. */
+    size_t ring_sending;
+    char *pinned;
     /* In loop->write_flushes: the buffer holds what callbacks wrote this
      * iteration, to send when they are done (else it is empty or waits
      * for the fd to be writable). */
@@ -234,7 +239,7 @@ static void update_interest(fd_transport *f)
             schedule_handover(f);
         choose_read_mode(f);
     }
-    if ((f->wend > f->wstart && !flush_queued(f)) ||
+    if ((f->wend > f->wstart && !flush_queued(f) && !f->ring_sending) ||
         f->sf.active)
         want |= TAPIO__WRITE;
     if (want != f->io.want)
@@ -250,7 +255,8 @@ static void force_close(fd_transport *f, int err)
         return;
     if (flush_queued(f)) { /* what asyncio would have sent at write() */
         tapio__list_remove(&f->flush_node);
-        struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
+        struct iovec iov = {f->wbuf + f->wstart + f->ring_sending,
+                            buffered(f) - f->ring_sending};
         (void)kind_ops(f)->send(f, &iov, 1);
     }
     f->wstart = f->wend = 0;
@@ -548,12 +554,22 @@ static void maybe_resume_protocol(fd_transport *f)
         t->proto->resume_writing(t, t->user);
 }
 
+/* A write buffer let go: kept while a send from it is in flight. */
+static void pin_or_free(fd_transport *f, char *wbuf)
+{
+    if (f->ring_sending && !f->pinned)
+        f->pinned = wbuf;
+    else
+        free(wbuf);
+}
+
 static int reserve(fd_transport *f, size_t extra)
 {
     size_t len = buffered(f);
     if (f->wcap - f->wend >= extra)
         return 0;
-    if (f->wstart && f->wcap - len >= extra) { /* compact instead of grow */
+    if (f->wstart && f->wcap - len >= extra && !f->ring_sending) {
+        /* compact instead of grow */
         memmove(f->wbuf, f->wbuf + f->wstart, len);
         f->wstart = 0;
         f->wend = len;
@@ -567,7 +583,7 @@ static int reserve(fd_transport *f, size_t extra)
         return -ENOMEM;
     if (len)
         memcpy(wbuf, f->wbuf + f->wstart, len);
-    free(f->wbuf);
+    pin_or_free(f, f->wbuf);
     f->wbuf = wbuf;
     f->wcap = cap;
     f->wstart = 0;
@@ -692,6 +708,8 @@ static void send_failed(fd_transport *f, int err)
 
 static void flush_buffer(fd_transport *f)
 {
+    if (f->ring_sending)
+        return; /* its completion goes on (a stale readiness) */
     struct iovec iov = {f->wbuf + f->wstart, buffered(f)};
     ssize_t n = send_iov(f, &iov, 1);
     if (n < 0) {
@@ -706,24 +724,86 @@ static void flush_buffer(fd_transport *f)
         drained(f);
 }
 
+/* The end of a send made by the backend (socket_sent), or early. */
+static void ring_sent(fd_transport *f, ssize_t n)
+{
+    tapio_transport *t = &f->base;
+    f->ring_sending = 0;
+    free(f->pinned);
+    f->pinned = NULL;
+    if (released(t) || t->life == TAPIO__CLOSED)
+        return; /* the buffer was dropped */
+    if (n >= 0) {
+        f->wstart += (size_t)n;
+        maybe_resume_protocol(f);
+        if (!buffered(f)) {
+            drained(f);
+            return;
+        }
+    } else if (n != -ECANCELED) {
+        send_failed(f, (int)n);
+        return;
+    }
+    /* The rest (not taken, or written since): with the iteration's other
+     * writes, or once the socket has room. */
+    if (n > 0 && !flush_queued(f))
+        tapio__list_push(&t->loop->write_flushes, &f->flush_node);
+    update_interest(f);
+}
+
+static void socket_sent(tapio_loop *loop, tapio__io *io, ssize_t n)
+{
+    (void)loop;
+    fd_transport *f = tapio__container_of(io, fd_transport, io);
+    ring_sent(f, n);
+    tapio_transport_unref(&f->base);
+}
+
+/* On a backend that sends for its watchers (io_uring), a socket's
+ * coalesced writes go with the loop's next batch: the wait's system call
+ * sends them, where a send(2) of each would be a system call of its own.
+ * Nothing runs before the completion is handed out but the wait, so the
+ * transport looks as it would after a send(2), unless the socket is full. */
+static bool send_on_ring(fd_transport *f)
+{
+    tapio_loop *loop = f->base.loop;
+    size_t len = buffered(f);
+    if (!f->io.sent || !loop->backend->send ||
+        loop->backend->send(loop, &f->io, f->wbuf + f->wstart, len) < 0)
+        return false;
+    f->ring_sending = len;
+    tapio_transport_ref(&f->base);
+    return true;
+}
+
 /* Send the coalesced writes now: at the end of the iteration, or early,
  * when holding more would take the buffer over the high-water mark (a
  * direct send might not have paused the protocol). What the fd does not
  * take waits for it to be writable, as any unsent write. */
-static void flush_now(fd_transport *f)
+static bool flush_now(fd_transport *f, bool batched)
 {
     tapio__list_remove(&f->flush_node);
-    if (!buffered(f) || f->base.life == TAPIO__CLOSED)
-        return; /* aborted meanwhile: nothing to send */
-    flush_buffer(f);
+    if (!buffered(f) || f->base.life == TAPIO__CLOSED || f->ring_sending)
+        return false; /* aborted meanwhile, or sent when the send ends */
+    bool on_ring = batched && send_on_ring(f);
+    if (!on_ring)
+        flush_buffer(f);
     update_interest(f);
+    return on_ring;
 }
 
+/* The iteration's writes: on io_uring one system call sends them all, and
+ * what it sent at once is accounted for before the iteration ends, as
+ * send(2) calls would have been. */
 void tapio__flush_writes(tapio_loop *loop)
 {
+    bool on_ring = false;
     while (!tapio__list_empty(&loop->write_flushes))
-        flush_now(tapio__container_of(loop->write_flushes.next, fd_transport,
-                                      flush_node));
+        on_ring |= flush_now(tapio__container_of(loop->write_flushes.next,
+                                                 fd_transport, flush_node),
+                             true);
+    if (on_ring)
+        loop->backend->push_sends(loop);
 }
 
 /* The largest write worth copying to send it with others: an HTTP body of
@@ -762,7 +842,7 @@ static int fd_writev(tapio_transport *t, const struct iovec *iov, int iovcnt)
         /* Too much to hold or to copy (or no memory to): what is queued
          * goes first, this one then as a direct write. */
         if (flush_queued(f))
-            flush_now(f);
+            flush_now(f, false);
         if (t->life == TAPIO__CLOSED)
             return 0;
     }
@@ -1007,11 +1087,13 @@ static void fd_release(tapio_transport *t)
         close(f->sf.fd);
     }
     if (f->io.fd >= 0) {
+        if (f->ring_sending)
+            t->loop->backend->cancel_send(t->loop, &f->io);
         tapio__io_detach(t->loop, &f->io);
         close(f->io.fd);
         f->io.fd = -1;
     }
-    free(f->wbuf);
+    pin_or_free(f, f->wbuf);
     f->wbuf = NULL;
     f->wstart = f->wend = f->wcap = 0;
 }
@@ -1030,6 +1112,7 @@ static void read_pipe_release(tapio_transport *t)
 static void fd_free(tapio_transport *t)
 {
     free(fdt(t)->wbuf);
+    free(fdt(t)->pinned);
     held_free(fdt(t));
     free(t);
 }
@@ -1318,8 +1401,10 @@ static fd_transport *fd_transport_alloc(tapio_loop *loop, int fd,
                           TAPIO_DEFAULT_HIGH_WATER, &f->addr);
     tapio__io_init(&f->io, fd, on_io);
     f->io.refused = on_io_refused;
-    if (kind == TAPIO__SOCKET)
+    if (kind == TAPIO__SOCKET) {
         f->io.received = socket_received;
+        f->io.sent = socket_sent;
+    }
     tapio__list_init(&f->flush_node);
     if (kind == TAPIO__READ_PIPE)
         ((read_pipe *)f)->relay[0] = ((read_pipe *)f)->relay[1] = -1;

@@ -40,7 +40,17 @@
  * read into the loop's buffer takes, so that what is delivered, whole or
  * cut, is what the other backends deliver.
  *
- * A request's user_data is (fd << 32 | tag), the tag unique per request:
+ * A socket's writes, coalesced during an iteration, go out as one send
+ * request per socket, all in one system call at the iteration's end;
+ * those the kernel completed at once are handed out there and then, as
+ * send(2) calls would have been, and a send waiting for room completes
+ * in a later dispatch. The bytes stay put in the transport's buffer until
+ * the completion (see tapio__backend.send). A send's user_data is SEND_ID | the watcher's
+ * address: its owner holds the watcher until the completion, and a
+ * watcher removed, a ring replaced or a loop closed has its send
+ * cancelled, the owner told so.
+ *
+ * Other requests' user_data is (fd << 32 | tag), the tag unique per request:
  * a completion whose tag is not one its watcher waits for belongs to a
  * request already cancelled, or to an fd closed and reused since, and is
  * dropped (its buffer given back to the ring, its accepted fd closed:
@@ -66,6 +76,8 @@
 #define NO_COMPLETION UINT64_MAX
 /* The tag bit of accept requests; other tags stay below it. */
 #define ACCEPT_TAG 0x80000000u
+/* The bit of send requests' user_data (an fd << 32 never has it). */
+#define SEND_ID (UINT64_C(1) << 63)
 
 /* The receive buffers: the loop's, shared by all its connections (8 MiB
  * of address space, touched as traffic needs). 128 receives can complete
@@ -120,6 +132,7 @@ typedef struct ring_state {
     bool ring_open;        /* `ring` is set up (replacing it may fail) */
     bool single_receives;  /* the kernel refused a capped multishot one */
     buffer_pool recv, dgram;
+    tapio__list sends; /* watchers with a send in flight */
     /* The message header every datagram request shares (the kernel reads
      * only its name and control sizes). */
     struct msghdr dgram_msg;
@@ -286,6 +299,7 @@ static int ring_backend_init(tapio_loop *loop)
                               .stride = DGRAM_BUFFER_STRIDE};
     st->dgram_msg.msg_namelen = DGRAM_NAME_SIZE;
     st->loop = loop;
+    tapio__list_init(&st->sends);
     tapio__watch_forks();
     st->parent_forks = atomic_load(&forks_in_parent);
     int err = setup_ring(st, loop->backend_by_default);
@@ -301,6 +315,7 @@ static int ring_backend_init(tapio_loop *loop)
 
 static void close_unclaimed(struct io_uring *ring);
 static void pool_free(buffer_pool *p);
+static void sends_cancelled(tapio_loop *loop, tapio__list *sends);
 
 static void ring_backend_destroy(tapio_loop *loop)
 {
@@ -311,6 +326,7 @@ static void ring_backend_destroy(tapio_loop *loop)
             close_unclaimed(&st->ring);
         if (st->ring_open)
             io_uring_queue_exit(&st->ring);
+        sends_cancelled(loop, &st->sends); /* the owners let go */
         pool_free(&st->recv);
         pool_free(&st->dgram);
         free(st);
@@ -535,6 +551,79 @@ static int set_receiving_datagrams(ring_state *st, tapio__io *io, bool on)
     return 0;
 }
 
+/* ---- sends -------------------------------------------------------------- */
+
+static uint64_t send_id(const tapio__io *io)
+{
+    return SEND_ID | (uint64_t)(uintptr_t)io;
+}
+
+static int ring_backend_send(tapio_loop *loop, tapio__io *io,
+                             const void *data, size_t len)
+{
+    ring_state *st = state(loop);
+    if (!may_submit(st) || !tapio__list_empty(&io->send_node))
+        return -EAGAIN;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_send(sqe, io->fd, data, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, send_id(io));
+    tapio__list_push(&st->sends, &io->send_node);
+    return 0;
+}
+
+/* The owner lets go of the fd: a send still waiting for room is
+ * cancelled at once (it holds the file, and the peer waits for the close).
+ * Its result still comes to io->sent. */
+static void ring_backend_cancel_send(tapio_loop *loop, tapio__io *io)
+{
+    ring_state *st = state(loop);
+    if (tapio__list_empty(&io->send_node) || !may_submit(st))
+        return;
+    struct io_uring_sqe *sqe = get_sqe(st);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, send_id(io), 0);
+    io_uring_sqe_set_data64(sqe, NO_COMPLETION);
+    io_uring_submit_and_get_events(&st->ring);
+}
+
+static void send_completed(tapio_loop *loop, uint64_t id, int res)
+{
+    tapio__io *io = (tapio__io *)(uintptr_t)(id & ~SEND_ID);
+    tapio__list_remove(&io->send_node);
+    tapio__list_init(&io->send_node);
+    io->sent(loop, io, res);
+}
+
+static void ring_backend_push_sends(tapio_loop *loop)
+{
+    ring_state *st = state(loop);
+    if (!may_submit(st) || io_uring_submit(&st->ring) < 0)
+        return; /* they go with the next wait */
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    io_uring_for_each_cqe(&st->ring, head, cqe) {
+        uint64_t id = io_uring_cqe_get_data64(cqe);
+        if ((id & SEND_ID) && id != NO_COMPLETION) {
+            /* Handed out here; the dispatch passes over it. */
+            cqe->user_data = NO_COMPLETION;
+            send_completed(loop, id, cqe->res);
+        }
+    }
+}
+
+/* The owners of sends that will not complete are told, each once. */
+static void sends_cancelled(tapio_loop *loop, tapio__list *sends)
+{
+    while (!tapio__list_empty(sends))
+        send_completed(loop,
+                       send_id(tapio__container_of(sends->next, tapio__io,
+                                                   send_node)),
+                       -ECANCELED);
+}
+
 static void ring_backend_dispatch(tapio_loop *loop);
 
 /* A new ring in place of the old one, which this process lets go of
@@ -547,6 +636,16 @@ static int replace_ring(tapio_loop *loop)
     if (st->ring_open)
         io_uring_queue_exit(&st->ring);
     st->ring_open = false;
+    /* Sends the old ring had not completed sent nothing (a forked child's
+     * parent may still send them from its ring: the child's loop sends
+     * them again, as two loops holding the same buffered bytes would). */
+    tapio__list unsent;
+    tapio__list_init(&unsent);
+    if (!tapio__list_empty(&st->sends)) {
+        unsent = st->sends;
+        unsent.next->prev = unsent.prev->next = &unsent;
+        tapio__list_init(&st->sends);
+    }
     pool_free(&st->recv);
     pool_free(&st->dgram);
     loop->backend_fd = -1;
@@ -559,12 +658,13 @@ static int replace_ring(tapio_loop *loop)
         }
     }
     int err = setup_ring(st, loop->backend_by_default);
-    if (err < 0)
-        return err;
-    st->epoch++;
-    loop->backend_fd = st->ring.ring_fd;
-    tapio__io_register_all_again(loop);
-    return 0;
+    if (err == 0) {
+        st->epoch++;
+        loop->backend_fd = st->ring.ring_fd;
+        tapio__io_register_all_again(loop);
+    }
+    sends_cancelled(loop, &unsent);
+    return err;
 }
 
 /* The ring this process may use: in a forked child, one of its own in
@@ -757,7 +857,7 @@ static void accept_completed(tapio_loop *loop, tapio__io *io,
  * otherwise stay open, owned by nobody. */
 static void drop_completion(uint64_t id, const struct io_uring_cqe *cqe)
 {
-    if (id != NO_COMPLETION && ((uint32_t)id & ACCEPT_TAG) && cqe->res >= 0)
+    if (!(id & SEND_ID) && ((uint32_t)id & ACCEPT_TAG) && cqe->res >= 0)
         close(cqe->res);
 }
 
@@ -834,6 +934,10 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
         pool = pool_owns(&st->dgram, bid) ? &st->dgram : &st->recv;
         data = pool_buffer(pool, bid);
     }
+    if ((id & SEND_ID) && id != NO_COMPLETION) {
+        send_completed(loop, id, cqe->res);
+        return;
+    }
     tapio__io *io = id == NO_COMPLETION ? NULL : watcher_of(loop, id);
     uint32_t tag = (uint32_t)id;
     if (io && io->poll_tag == tag)
@@ -896,4 +1000,7 @@ const tapio__backend tapio__backend_io_uring = {
     .wait = ring_backend_wait,
     .dispatch = ring_backend_dispatch,
     .received_error = ring_backend_received_error,
+    .send = ring_backend_send,
+    .cancel_send = ring_backend_cancel_send,
+    .push_sends = ring_backend_push_sends,
 };

@@ -4,6 +4,7 @@
  * write_eof, abort and sendfile after queued writes. */
 #include "harness.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,5 +209,123 @@ TEST(sendfile_follows_queued_writes)
     CHECK_EQ_INT(read_all(peer, buf, sizeof buf), 8);
     CHECK_MEM_EQ(buf, "headbody", 8);
     close(h.file);
+    close(peer);
+}
+
+/* The iteration's writes leave when the socket is full: on io_uring a send
+ * request then waits for room in the kernel, with the bytes still counted
+ * as buffered. Fill the transport's socket behind its back, so that the
+ * coalesced write that follows cannot go. */
+static size_t fill_socket(tapio_transport *t)
+{
+    int fd = tapio_transport_fd(t);
+    int small = 16 * 1024;
+    CHECK(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    static char junk[4096];
+    size_t filled = 0;
+    ssize_t n;
+    while ((n = send(fd, junk, sizeof junk, MSG_DONTWAIT)) > 0)
+        filled += (size_t)n;
+    CHECK(n < 0 && errno == EAGAIN);
+    return filled;
+}
+
+static void write_tail(conn *c, void *arg)
+{
+    (void)arg;
+    CHECK_OK(tapio_transport_write(c->t, "tail", 4));
+}
+
+/* Drain the peer: the filler, then what follows it. */
+static size_t drain_peer(tapio_loop *loop, int peer, size_t filler,
+                         char *tail, size_t tail_cap, bool *eof)
+{
+    static char buf[4096];
+    size_t got = 0, tail_len = 0;
+    *eof = false;
+    for (int i = 0; i < 20000 && !*eof; i++) {
+        ssize_t n = recv(peer, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) {
+            *eof = true;
+        } else if (n > 0) {
+            for (ssize_t k = 0; k < n; k++, got++)
+                if (got >= filler && tail_len < tail_cap)
+                    tail[tail_len++] = buf[k];
+        } else {
+            CHECK(errno == EAGAIN);
+            if (tail_len == tail_cap)
+                break;
+            run_briefly(loop, 1);
+        }
+    }
+    CHECK_EQ_INT(got - tail_len, filler);
+    return tail_len;
+}
+
+TEST(coalesced_write_waiting_for_room_is_sent_when_there_is)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    set_nonblocking(peer);
+    size_t filler = fill_socket(c->t);
+    in_a_callback(loop, c, write_tail, NULL);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 4);
+    char tail[4];
+    bool eof;
+    CHECK_EQ_INT(drain_peer(loop, peer, filler, tail, 4, &eof), 4);
+    CHECK_MEM_EQ(tail, "tail", 4);
+    RUN_UNTIL(loop, tapio_transport_get_write_buffer_size(c->t) == 0, 5);
+    close(peer);
+}
+
+/* abort and close while that write waits: abort drops it and the peer sees
+ * the end at once; close sends it first. Nothing is left behind either
+ * way (the harness counts fds, the sanitizers memory). */
+TEST(abort_and_close_while_a_coalesced_write_waits_for_room)
+{
+    tapio_loop *loop = test_loop();
+    for (int abort = 0; abort <= 1; abort++) {
+        int peer;
+        conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+        set_nonblocking(peer);
+        size_t filler = fill_socket(c->t);
+        in_a_callback(loop, c, write_tail, NULL);
+        run_briefly(loop, 3);
+        if (abort)
+            tapio_transport_abort(c->t);
+        else
+            tapio_transport_close(c->t);
+        RUN_UNTIL(loop, abort ? c->lost == 1 : true, 5);
+        char tail[4];
+        bool eof;
+        size_t n = drain_peer(loop, peer, filler, tail, sizeof tail, &eof);
+        if (abort) {
+            CHECK_EQ_INT(n, 0);
+        } else {
+            CHECK_EQ_INT(n, 4);
+            CHECK_MEM_EQ(tail, "tail", 4);
+            RUN_UNTIL(loop, c->lost == 1, 5);
+            n = drain_peer(loop, peer, 0, tail, sizeof tail, &eof);
+            CHECK_EQ_INT(n, 0);
+        }
+        CHECK(eof);
+        CHECK_OK(c->lost_err);
+        close(peer);
+    }
+}
+
+/* The loop closed while that write waits: nothing leaks. */
+TEST(loop_closed_while_a_coalesced_write_waits_for_room)
+{
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    fill_socket(c->t);
+    in_a_callback(loop, c, write_tail, NULL);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 4);
+    test_loop_close();
     close(peer);
 }

@@ -1182,6 +1182,57 @@ TEST(faults_io_uring_single_receives_where_multishot_is_refused)
     close(fds[1]);
 }
 
+/* On io_uring the iteration's writes go out as send requests in one
+ * system call: libtapio makes no send(2) of its own for them. */
+typedef struct write_step {
+    tapio_transport *t;
+    bool done;
+} write_step;
+
+static void write_in_callback(tapio_loop *loop, void *arg)
+{
+    (void)loop;
+    write_step *w = arg;
+    CHECK_OK(tapio_transport_write(w->t, "ping", 4));
+    w->done = true;
+}
+
+TEST(faults_io_uring_sends_without_send_calls)
+{
+    enum { WRITES = 20 };
+    tapio_loop *loop;
+    CHECK_OK(tapio_loop_new(&loop));
+    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
+    int fds[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    pattern_sink p = {.in_order = true};
+    tapio_transport *t;
+    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
+    CHECK_OK(tapio_loop_run_once(loop)); /* connection_made */
+    fault_arm(FAULT_SEND, UINT_MAX, EIO); /* counts, never fails */
+    for (int i = 0; i < WRITES; i++) {
+        write_step w = {t, false};
+        CHECK(tapio_call_soon(loop, write_in_callback, &w) != NULL);
+        for (int j = 0; j < 1000 && !w.done; j++)
+            CHECK_OK(tapio_loop_run_once(loop));
+        CHECK(w.done);
+        CHECK_EQ_INT(tapio_transport_get_write_buffer_size(t), 0);
+        char buf[8];
+        CHECK(recv(fds[1], buf, sizeof buf, MSG_DONTWAIT) == 4);
+        CHECK(memcmp(buf, "ping", 4) == 0);
+    }
+    unsigned sends = fault_calls(FAULT_SEND);
+    CHECK(!fault_disarm());
+    if (ring)
+        CHECK_EQ_INT(sends, 0);
+    else
+        CHECK(sends >= WRITES);
+    tapio_transport_close(t);
+    CHECK_OK(tapio_loop_run_once(loop));
+    CHECK_OK(tapio_loop_close(loop));
+    close(fds[1]);
+}
+
 /* io_uring receives datagrams by completion too, each with its sender's
  * address: libtapio makes no recvfrom(2) of its own for them (the other
  * backends make one per datagram, and one more that finds none). */
