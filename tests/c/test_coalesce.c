@@ -262,16 +262,26 @@ static size_t drain_peer(tapio_loop *loop, int peer, size_t filler,
     return tail_len;
 }
 
+/* A connection whose coalesced "tail" waits for room behind `*filler`
+ * bytes the peer has not read. */
+static conn *write_waiting_for_room(tapio_loop *loop, int *peer,
+                                    size_t *filler)
+{
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, peer);
+    set_nonblocking(*peer);
+    *filler = fill_socket(c->t);
+    in_a_callback(loop, c, write_tail, NULL);
+    run_briefly(loop, 3);
+    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 4);
+    return c;
+}
+
 TEST(coalesced_write_waiting_for_room_is_sent_when_there_is)
 {
     tapio_loop *loop = test_loop();
     int peer;
-    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
-    set_nonblocking(peer);
-    size_t filler = fill_socket(c->t);
-    in_a_callback(loop, c, write_tail, NULL);
-    run_briefly(loop, 3);
-    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 4);
+    size_t filler;
+    conn *c = write_waiting_for_room(loop, &peer, &filler);
     char tail[4];
     bool eof;
     CHECK_EQ_INT(drain_peer(loop, peer, filler, tail, 4, &eof), 4);
@@ -288,11 +298,8 @@ TEST(abort_and_close_while_a_coalesced_write_waits_for_room)
     tapio_loop *loop = test_loop();
     for (int abort = 0; abort <= 1; abort++) {
         int peer;
-        conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
-        set_nonblocking(peer);
-        size_t filler = fill_socket(c->t);
-        in_a_callback(loop, c, write_tail, NULL);
-        run_briefly(loop, 3);
+        size_t filler;
+        conn *c = write_waiting_for_room(loop, &peer, &filler);
         if (abort)
             tapio_transport_abort(c->t);
         else
@@ -321,11 +328,8 @@ TEST(loop_closed_while_a_coalesced_write_waits_for_room)
 {
     tapio_loop *loop = test_loop();
     int peer;
-    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
-    fill_socket(c->t);
-    in_a_callback(loop, c, write_tail, NULL);
-    run_briefly(loop, 3);
-    CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c->t), 4);
+    size_t filler;
+    write_waiting_for_room(loop, &peer, &filler);
     test_loop_close();
     close(peer);
 }

@@ -1058,44 +1058,68 @@ static void send_small_messages(tapio_loop *loop, int fd, pattern_sink *p,
     send_messages_of(loop, fd, p, 100, count);
 }
 
+/* A transport over one end of a Unix socket pair, its protocol checking
+ * the pattern; `ring` tells whether the loop runs on io_uring. */
+typedef struct pattern_conn {
+    tapio_loop *loop;
+    bool ring;
+    int peer;
+    tapio_transport *t;
+    pattern_sink p;
+} pattern_conn;
+
+static void pattern_conn_open(pattern_conn *c)
+{
+    CHECK_OK(tapio_loop_new(&c->loop));
+    c->ring = strcmp(tapio_loop_backend(c->loop), "io_uring") == 0;
+    int fds[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
+    c->peer = fds[1];
+    c->p = (pattern_sink){.in_order = true};
+    CHECK_OK(tapio_transport_from_fd(c->loop, fds[0], &pattern_protocol,
+                                     &c->p, &c->t));
+}
+
+/* Everything arrived in order; the transport (unless lost already), the
+ * loop and the peer are closed. */
+static void pattern_conn_close(pattern_conn *c)
+{
+    CHECK(c->p.in_order);
+    if (!c->p.eof)
+        tapio_transport_close(c->t);
+    CHECK_OK(tapio_loop_run_once(c->loop));
+    CHECK_OK(tapio_loop_close(c->loop));
+    close(c->peer);
+}
+
 TEST(faults_io_uring_reads_bulk_transfers_by_readiness)
 {
     enum { BULK_BYTES = 4 << 20, SMALL_MESSAGES = 12 };
-    tapio_loop *loop;
-    CHECK_OK(tapio_loop_new(&loop));
-    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
-    int fds[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    pattern_sink p = {.in_order = true};
-    tapio_transport *t;
-    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
+    pattern_conn c;
+    pattern_conn_open(&c);
     for (int round = 0; round < 2; round++) {
         unsigned char *bulk = malloc(BULK_BYTES);
         CHECK(bulk != NULL);
-        pattern_fill(bulk, p.got, BULK_BYTES);
-        size_t want = p.got + BULK_BYTES;
+        pattern_fill(bulk, c.p.got, BULK_BYTES);
+        size_t want = c.p.got + BULK_BYTES;
         fault_arm(FAULT_READ, UINT_MAX, EIO); /* counts, never fails */
-        send_all(loop, fds[1], bulk, BULK_BYTES);
+        send_all(c.loop, c.peer, bulk, BULK_BYTES);
         free(bulk);
-        RUN_UNTIL(loop, p.got == want, 10);
+        RUN_UNTIL(c.loop, c.p.got == want, 10);
         CHECK(fault_calls(FAULT_READ) > 0);
         CHECK(!fault_disarm());
         /* A few small reads end the bulk transfer; the rest are received. */
-        send_small_messages(loop, fds[1], &p, 8);
+        send_small_messages(c.loop, c.peer, &c.p, 8);
         fault_arm(FAULT_READ, UINT_MAX, EIO);
-        send_small_messages(loop, fds[1], &p, SMALL_MESSAGES);
+        send_small_messages(c.loop, c.peer, &c.p, SMALL_MESSAGES);
         unsigned reads = fault_calls(FAULT_READ);
         CHECK(!fault_disarm());
-        if (ring)
+        if (c.ring)
             CHECK_EQ_INT(reads, 0);
         else
             CHECK(reads >= SMALL_MESSAGES);
     }
-    CHECK(p.in_order);
-    tapio_transport_close(t);
-    CHECK_OK(tapio_loop_run_once(loop));
-    CHECK_OK(tapio_loop_close(loop));
-    close(fds[1]);
+    pattern_conn_close(&c);
 }
 
 /* On io_uring a connection's bytes come through a multishot receive that
@@ -1104,30 +1128,20 @@ TEST(faults_io_uring_reads_bulk_transfers_by_readiness)
  * a single receive would, plus one wakeup's worth). */
 TEST(faults_io_uring_a_receive_request_per_64_kib)
 {
-    tapio_loop *loop;
-    CHECK_OK(tapio_loop_new(&loop));
-    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
-    int fds[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
     fault_arm(FAULT_URING_RECV_MULTISHOT, UINT_MAX, EIO); /* counts */
-    pattern_sink p = {.in_order = true};
-    tapio_transport *t;
-    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
-    send_messages_of(loop, fds[1], &p, 100, 20);
-    CHECK_EQ_INT(fault_calls(FAULT_URING_RECV_MULTISHOT), ring ? 1 : 0);
+    pattern_conn c;
+    pattern_conn_open(&c);
+    send_messages_of(c.loop, c.peer, &c.p, 100, 20);
+    CHECK_EQ_INT(fault_calls(FAULT_URING_RECV_MULTISHOT), c.ring ? 1 : 0);
     /* 200 KB more: 3 or 4 requests of 64 KiB and a bit. */
-    send_messages_of(loop, fds[1], &p, 1000, 200);
+    send_messages_of(c.loop, c.peer, &c.p, 1000, 200);
     unsigned requests = fault_calls(FAULT_URING_RECV_MULTISHOT);
     CHECK(!fault_disarm());
-    if (ring)
+    if (c.ring)
         CHECK(requests >= 3 && requests <= 5);
     else
         CHECK_EQ_INT(requests, 0);
-    CHECK(p.in_order);
-    tapio_transport_close(t);
-    CHECK_OK(tapio_loop_run_once(loop));
-    CHECK_OK(tapio_loop_close(loop));
-    close(fds[1]);
+    pattern_conn_close(&c);
 }
 
 /* A kernel before the per-wakeup cap refuses a multishot receive with a
@@ -1137,49 +1151,40 @@ TEST(faults_io_uring_a_receive_request_per_64_kib)
 TEST(faults_io_uring_single_receives_where_multishot_is_refused)
 {
     enum { BULK_BYTES = 1 << 20 };
-    tapio_loop *loop;
-    CHECK_OK(tapio_loop_new(&loop));
-    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
-    int fds[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
     fault_arm(FAULT_URING_RECV_MULTISHOT, 1, EINVAL);
-    pattern_sink p = {.in_order = true};
-    tapio_transport *t;
-    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
-    send_small_messages(loop, fds[1], &p, 8);
+    pattern_conn c;
+    pattern_conn_open(&c);
+    send_small_messages(c.loop, c.peer, &c.p, 8);
 
-    tapio_transport_pause_reading(t);
+    tapio_transport_pause_reading(c.t);
     unsigned char chunk[3000];
-    pattern_fill(chunk, p.got, sizeof chunk);
-    CHECK(write(fds[1], chunk, sizeof chunk) == (ssize_t)sizeof chunk);
-    size_t before = p.got;
-    run_for(loop, 0.05);
-    CHECK_EQ_INT(p.got, before); /* nothing while paused */
-    tapio_transport_resume_reading(t);
-    RUN_UNTIL(loop, p.got == before + sizeof chunk, 10);
+    pattern_fill(chunk, c.p.got, sizeof chunk);
+    CHECK(write(c.peer, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+    size_t before = c.p.got;
+    run_for(c.loop, 0.05);
+    CHECK_EQ_INT(c.p.got, before); /* nothing while paused */
+    tapio_transport_resume_reading(c.t);
+    RUN_UNTIL(c.loop, c.p.got == before + sizeof chunk, 10);
 
     unsigned char *bulk = malloc(BULK_BYTES);
     CHECK(bulk != NULL);
-    pattern_fill(bulk, p.got, BULK_BYTES);
-    size_t want = p.got + BULK_BYTES;
-    send_all(loop, fds[1], bulk, BULK_BYTES);
+    pattern_fill(bulk, c.p.got, BULK_BYTES);
+    size_t want = c.p.got + BULK_BYTES;
+    send_all(c.loop, c.peer, bulk, BULK_BYTES);
     free(bulk);
-    RUN_UNTIL(loop, p.got == want, 10);
-    send_small_messages(loop, fds[1], &p, 8);
+    RUN_UNTIL(c.loop, c.p.got == want, 10);
+    send_small_messages(c.loop, c.peer, &c.p, 8);
 
-    pattern_fill(chunk, p.got, 100);
-    CHECK(write(fds[1], chunk, 100) == 100);
-    CHECK(shutdown(fds[1], SHUT_WR) == 0);
-    RUN_UNTIL(loop, p.eof, 10);
+    pattern_fill(chunk, c.p.got, 100);
+    CHECK(write(c.peer, chunk, 100) == 100);
+    CHECK(shutdown(c.peer, SHUT_WR) == 0);
+    RUN_UNTIL(c.loop, c.p.eof, 10);
     unsigned requests = fault_calls(FAULT_URING_RECV_MULTISHOT);
     bool refused = fault_disarm();
-    CHECK_EQ_INT(refused, ring);
-    CHECK_EQ_INT(requests, ring ? 1 : 0);
-    CHECK_EQ_INT(p.got, want + 8 * 100 + 100);
-    CHECK(p.in_order);
-    CHECK_OK(tapio_loop_run_once(loop)); /* connection_lost */
-    CHECK_OK(tapio_loop_close(loop));
-    close(fds[1]);
+    CHECK_EQ_INT(refused, c.ring);
+    CHECK_EQ_INT(requests, c.ring ? 1 : 0);
+    CHECK_EQ_INT(c.p.got, want + 8 * 100 + 100);
+    pattern_conn_close(&c); /* connection_lost */
 }
 
 /* On io_uring the iteration's writes go out as send requests in one
@@ -1200,37 +1205,28 @@ static void write_in_callback(tapio_loop *loop, void *arg)
 TEST(faults_io_uring_sends_without_send_calls)
 {
     enum { WRITES = 20 };
-    tapio_loop *loop;
-    CHECK_OK(tapio_loop_new(&loop));
-    bool ring = strcmp(tapio_loop_backend(loop), "io_uring") == 0;
-    int fds[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0);
-    pattern_sink p = {.in_order = true};
-    tapio_transport *t;
-    CHECK_OK(tapio_transport_from_fd(loop, fds[0], &pattern_protocol, &p, &t));
-    CHECK_OK(tapio_loop_run_once(loop)); /* connection_made */
+    pattern_conn c;
+    pattern_conn_open(&c);
+    CHECK_OK(tapio_loop_run_once(c.loop)); /* connection_made */
     fault_arm(FAULT_SEND, UINT_MAX, EIO); /* counts, never fails */
     for (int i = 0; i < WRITES; i++) {
-        write_step w = {t, false};
-        CHECK(tapio_call_soon(loop, write_in_callback, &w) != NULL);
+        write_step w = {c.t, false};
+        CHECK(tapio_call_soon(c.loop, write_in_callback, &w) != NULL);
         for (int j = 0; j < 1000 && !w.done; j++)
-            CHECK_OK(tapio_loop_run_once(loop));
+            CHECK_OK(tapio_loop_run_once(c.loop));
         CHECK(w.done);
-        CHECK_EQ_INT(tapio_transport_get_write_buffer_size(t), 0);
+        CHECK_EQ_INT(tapio_transport_get_write_buffer_size(c.t), 0);
         char buf[8];
-        CHECK(recv(fds[1], buf, sizeof buf, MSG_DONTWAIT) == 4);
+        CHECK(recv(c.peer, buf, sizeof buf, MSG_DONTWAIT) == 4);
         CHECK(memcmp(buf, "ping", 4) == 0);
     }
     unsigned sends = fault_calls(FAULT_SEND);
     CHECK(!fault_disarm());
-    if (ring)
+    if (c.ring)
         CHECK_EQ_INT(sends, 0);
     else
         CHECK(sends >= WRITES);
-    tapio_transport_close(t);
-    CHECK_OK(tapio_loop_run_once(loop));
-    CHECK_OK(tapio_loop_close(loop));
-    close(fds[1]);
+    pattern_conn_close(&c);
 }
 
 /* io_uring receives datagrams by completion too, each with its sender's
