@@ -724,7 +724,8 @@ static void flush_buffer(fd_transport *f)
         drained(f);
 }
 
-/* The end of a send made by the backend (socket_sent), or early. */
+/* A send the backend made from the buffer ended: n bytes sent, -errno,
+ * or -ECANCELED with nothing sent. */
 static void ring_sent(fd_transport *f, ssize_t n)
 {
     tapio_transport *t = &f->base;
@@ -744,10 +745,8 @@ static void ring_sent(fd_transport *f, ssize_t n)
         send_failed(f, (int)n);
         return;
     }
-    /* The rest (not taken, or written since): with the iteration's other
-     * writes, or once the socket has room. */
-    if (n > 0 && !flush_queued(f))
-        tapio__list_push(&t->loop->write_flushes, &f->flush_node);
+    /* The rest (not taken, or written since) goes once the socket has
+     * room, as after a partial send(2). */
     update_interest(f);
 }
 
@@ -760,10 +759,9 @@ static void socket_sent(tapio_loop *loop, tapio__io *io, ssize_t n)
 }
 
 /* On a backend that sends for its watchers (io_uring), a socket's
- * coalesced writes go with the loop's next batch: the wait's system call
- * sends them, where a send(2) of each would be a system call of its own.
- * Nothing runs before the completion is handed out but the wait, so the
- * transport looks as it would after a send(2), unless the socket is full. */
+ * coalesced writes become a send request; the iteration's requests go in
+ * one system call (tapio__flush_writes), where a send(2) of each would be
+ * a system call of its own. */
 static bool send_on_ring(fd_transport *f)
 {
     tapio_loop *loop = f->base.loop;

@@ -45,10 +45,10 @@
  * those the kernel completed at once are handed out there and then, as
  * send(2) calls would have been, and a send waiting for room completes
  * in a later dispatch. The bytes stay put in the transport's buffer until
- * the completion (see tapio__backend.send). A send's user_data is SEND_ID | the watcher's
- * address: its owner holds the watcher until the completion, and a
- * watcher removed, a ring replaced or a loop closed has its send
- * cancelled, the owner told so.
+ * the completion (see tapio__backend.send). A send's user_data is
+ * SEND_ID | the watcher's address: its owner holds the watcher until the
+ * completion, and a watcher let go, a ring replaced or a loop closed has
+ * its send cancelled, the owner told so.
  *
  * Other requests' user_data is (fd << 32 | tag), the tag unique per request:
  * a completion whose tag is not one its watcher waits for belongs to a
@@ -926,6 +926,10 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
 {
     ring_state *st = state(loop);
     uint64_t id = io_uring_cqe_get_data64(cqe);
+    if ((id & SEND_ID) && id != NO_COMPLETION) { /* no buffer in it */
+        send_completed(loop, id, cqe->res);
+        return;
+    }
     char *data = NULL;
     unsigned bid = 0;
     buffer_pool *pool = NULL;
@@ -933,10 +937,6 @@ static void completed(tapio_loop *loop, const struct io_uring_cqe *cqe)
         bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         pool = pool_owns(&st->dgram, bid) ? &st->dgram : &st->recv;
         data = pool_buffer(pool, bid);
-    }
-    if ((id & SEND_ID) && id != NO_COMPLETION) {
-        send_completed(loop, id, cqe->res);
-        return;
     }
     tapio__io *io = id == NO_COMPLETION ? NULL : watcher_of(loop, id);
     uint32_t tag = (uint32_t)id;
