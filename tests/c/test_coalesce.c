@@ -333,3 +333,41 @@ TEST(loop_closed_while_a_coalesced_write_waits_for_room)
     test_loop_close();
     close(peer);
 }
+
+/* The iteration's writes when the socket has room for part of them: the
+ * rest goes once there is more, in order. */
+enum { PART_WRITES = 3, PART_WRITE = 16 * 1024 };
+
+static void write_parts(conn *c, void *arg)
+{
+    const unsigned char *data = arg;
+    for (int i = 0; i < PART_WRITES; i++)
+        CHECK_OK(tapio_transport_write(c->t, data + i * PART_WRITE,
+                                       PART_WRITE));
+}
+
+TEST(coalesced_write_partly_sent_sends_the_rest_when_there_is_room)
+{
+    enum { TOTAL = PART_WRITES * PART_WRITE };
+    tapio_loop *loop = test_loop();
+    int peer;
+    conn *c = conn_with_raw_peer(loop, AF_UNIX, &peer);
+    set_nonblocking(peer);
+    size_t filler = fill_socket(c->t);
+    static char room[4096];
+    CHECK(recv(peer, room, sizeof room, 0) == (ssize_t)sizeof room);
+    unsigned char *data = pattern_new(TOTAL);
+    in_a_callback(loop, c, write_parts, data);
+    run_briefly(loop, 3);
+    size_t left = tapio_transport_get_write_buffer_size(c->t);
+    CHECK(left > 0 && left < TOTAL); /* part of it went */
+    static char tail[TOTAL];
+    bool eof;
+    CHECK_EQ_INT(drain_peer(loop, peer, filler - sizeof room, tail,
+                            sizeof tail, &eof),
+                 sizeof tail);
+    CHECK(pattern_check(tail, 0, sizeof tail));
+    RUN_UNTIL(loop, tapio_transport_get_write_buffer_size(c->t) == 0, 5);
+    free(data);
+    close(peer);
+}
