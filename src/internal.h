@@ -88,6 +88,7 @@ struct tapio__io {
      * receive or a listener's accept (being cancelled: what it took
      * still comes). */
     uint32_t poll_tag, recv_tag;
+    uint32_t recv_taken; /* bytes the multishot receive took so far */
     unsigned char polled;
     bool recv_cancelling;
     bool recv_refused;  /* the ring cannot receive or accept on this fd

@@ -13,7 +13,8 @@
  * kernels refuse them with EINVAL), one request per connection receives
  * until it has taken 64 KiB or ends otherwise (out of buffers, EOF, an
  * error, cancelled), and is made again with the next batch: not once per
- * message, and never more than 128 KiB per iteration. Elsewhere each
+ * message, and never more than 128 KiB per iteration (a request that
+ * takes more shows a kernel that ignores the total). Elsewhere each
  * receive completes once and is made again with the next batch, like the
  * polls. A paused watcher's receive is cancelled; the cancel reaches the
  * kernel before the next wakeup's work runs (deferred task work), so
@@ -86,8 +87,11 @@
 #define RECV_GROUP 0
 #define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE TAPIO__RECV_BUFFER_SIZE
-/* What a multishot receive takes before it ends and is made again. */
+/* What a multishot receive takes before it ends and is made again, and
+ * the most it can take (the wakeup that crosses the total goes on to the
+ * length's cap). */
 #define MULTISHOT_TOTAL RECV_BUFFER_SIZE
+#define MULTISHOT_MOST (MULTISHOT_TOTAL + RECV_BUFFER_SIZE)
 
 /* The datagram buffers: each datagram takes a whole one, behind the
  * kernel's header and room for any sender's address, and is cut where a
@@ -517,6 +521,7 @@ static int set_receiving(ring_state *st, tapio__io *io, bool on)
             return -EBUSY;
         io->recv_tag = next_tag(st);
         io->recv_cancelling = false;
+        io->recv_taken = 0;
         if (io->accepted) {
             io->recv_tag |= ACCEPT_TAG;
             io_uring_prep_multishot_accept(sqe, io->fd, NULL, NULL,
@@ -823,6 +828,14 @@ static void recv_completed(tapio_loop *loop, tapio__io *io,
         /* A kernel without the cap: single receives from now on. */
         st->single_receives = true;
         return;
+    }
+    if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_MORE) &&
+        (io->recv_taken += (uint32_t)cqe->res) > MULTISHOT_MOST) {
+        /* A kernel that took the length but not the total: the request
+         * would go on taking what arrives. Single receives from now on,
+         * this request's bytes handed out first. */
+        st->single_receives = true;
+        (void)set_receiving(st, io, false);
     }
     if (cqe->res == -ENOTCONN) {
         /* A socket that was never connected (a listening one, handed

@@ -29,6 +29,8 @@ static const char *const names[FAULT_COUNT] = {
     [FAULT_EVENTFD] = "eventfd",     [FAULT_PIDFD_OPEN] = "pidfd_open",
     [FAULT_EPOLL_CTL] = "epoll_ctl", [FAULT_MALLOC] = "malloc",
     [FAULT_URING_RECV_MULTISHOT] = "multishot receive",
+    [FAULT_URING_RECV_TOTAL] = "multishot receive's total",
+    [FAULT_URING_RECV_SINGLE] = "single receive",
     [FAULT_CALLOC] = "calloc",       [FAULT_REALLOC] = "realloc",
     [FAULT_STRDUP] = "strdup",       [FAULT_POSIX_SPAWN] = "posix_spawn",
     [FAULT_URING_INIT] = "io_uring_queue_init_params",
@@ -244,16 +246,23 @@ int tapio_fault_io_uring_queue_init_params(unsigned entries,
  * (Linux 6.10); liburing 2.3 does not name it. */
 #define NOP_INJECT_RESULT (1U << 0)
 
-/* Each multishot receive with a length queued on `ring` counts as a call;
- * the failing one becomes a no-op that completes with -errno under the
- * same user_data, as the kernel's refusal would. */
-static void refuse_multishot_receives(struct io_uring *ring)
+/* The receive requests queued on `ring`, as it goes to the kernel: each
+ * counts as a call of its kind. The failing multishot one becomes a no-op
+ * that completes with -errno under the same user_data, as the kernel's
+ * refusal would; the one whose total is to be ignored loses it. */
+static void rewrite_receives(struct io_uring *ring)
 {
     for (unsigned i = ring->sq.sqe_head; i != ring->sq.sqe_tail; i++) {
         struct io_uring_sqe *sqe = &ring->sq.sqes[i & ring->sq.ring_mask];
-        if (sqe->opcode != IORING_OP_RECV ||
-            !(sqe->ioprio & IORING_RECV_MULTISHOT) || !sqe->len ||
-            !should_fail(FAULT_URING_RECV_MULTISHOT))
+        if (sqe->opcode != IORING_OP_RECV)
+            continue;
+        if (!(sqe->ioprio & IORING_RECV_MULTISHOT)) {
+            (void)should_fail(FAULT_URING_RECV_SINGLE);
+            continue;
+        }
+        if (should_fail(FAULT_URING_RECV_TOTAL))
+            sqe->file_index = 0;
+        if (!should_fail(FAULT_URING_RECV_MULTISHOT))
             continue;
         __u64 user_data = sqe->user_data;
         memset(sqe, 0, sizeof(*sqe));
@@ -267,14 +276,14 @@ static void refuse_multishot_receives(struct io_uring *ring)
 int tapio_fault_io_uring_submit(struct io_uring *ring);
 int tapio_fault_io_uring_submit(struct io_uring *ring)
 {
-    refuse_multishot_receives(ring);
+    rewrite_receives(ring);
     return io_uring_submit(ring);
 }
 
 int tapio_fault_io_uring_submit_and_get_events(struct io_uring *ring);
 int tapio_fault_io_uring_submit_and_get_events(struct io_uring *ring)
 {
-    refuse_multishot_receives(ring);
+    rewrite_receives(ring);
     return io_uring_submit_and_get_events(ring);
 }
 
@@ -283,7 +292,7 @@ int tapio_fault_io_uring_submit_and_wait(struct io_uring *ring,
 int tapio_fault_io_uring_submit_and_wait(struct io_uring *ring,
                                          unsigned wait_nr)
 {
-    refuse_multishot_receives(ring);
+    rewrite_receives(ring);
     return io_uring_submit_and_wait(ring, wait_nr);
 }
 
@@ -294,7 +303,7 @@ int tapio_fault_io_uring_submit_and_wait_timeout(
     struct io_uring *ring, struct io_uring_cqe **cqe, unsigned wait_nr,
     struct __kernel_timespec *ts, sigset_t *sigmask)
 {
-    refuse_multishot_receives(ring);
+    rewrite_receives(ring);
     return io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask);
 }
 

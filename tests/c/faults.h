@@ -46,6 +46,11 @@ typedef enum fault_call {
      * queue goes to the kernel, into a request that completes with
      * -errno. */
     FAULT_URING_RECV_MULTISHOT,
+    /* The same request with its total cap ignored (sent without it), as a
+     * kernel that took the length but not the total would. */
+    FAULT_URING_RECV_TOTAL,
+    /* A single receive request (counted, never failed). */
+    FAULT_URING_RECV_SINGLE,
     FAULT_COUNT
 } fault_call;
 

@@ -1187,6 +1187,28 @@ TEST(faults_io_uring_single_receives_where_multishot_is_refused)
     pattern_conn_close(&c); /* connection_lost */
 }
 
+/* A kernel that took a multishot receive's length but ignored its total
+ * would let the request take whatever arrives: the ring sees it take more
+ * than a capped one can, and receives one request at a time from then on,
+ * every byte once and in order. */
+TEST(faults_io_uring_single_receives_where_the_total_is_ignored)
+{
+    fault_arm(FAULT_URING_RECV_TOTAL, 1, 0);
+    pattern_conn c;
+    pattern_conn_open(&c);
+    send_messages_of(c.loop, c.peer, &c.p, 1000, 300);
+    unsigned multishot = fault_calls(FAULT_URING_RECV_MULTISHOT);
+    unsigned single = fault_calls(FAULT_URING_RECV_SINGLE);
+    bool ignored = fault_disarm();
+    CHECK_EQ_INT(ignored, c.ring);
+    CHECK_EQ_INT(multishot, c.ring ? 1 : 0);
+    if (c.ring) /* about 170 messages after the first 128 KiB */
+        CHECK(single >= 100);
+    else
+        CHECK_EQ_INT(single, 0);
+    pattern_conn_close(&c);
+}
+
 /* On io_uring the iteration's writes go out as send requests in one
  * system call: libtapio makes no send(2) of its own for them. */
 typedef struct write_step {
