@@ -28,12 +28,12 @@ static const char *const names[FAULT_COUNT] = {
     [FAULT_CONNECT] = "connect",     [FAULT_PIPE2] = "pipe2",
     [FAULT_EVENTFD] = "eventfd",     [FAULT_PIDFD_OPEN] = "pidfd_open",
     [FAULT_EPOLL_CTL] = "epoll_ctl", [FAULT_MALLOC] = "malloc",
-    [FAULT_URING_RECV_MULTISHOT] = "multishot receive",
-    [FAULT_URING_RECV_TOTAL] = "multishot receive's total",
-    [FAULT_URING_RECV_SINGLE] = "single receive",
     [FAULT_CALLOC] = "calloc",       [FAULT_REALLOC] = "realloc",
     [FAULT_STRDUP] = "strdup",       [FAULT_POSIX_SPAWN] = "posix_spawn",
     [FAULT_URING_INIT] = "io_uring_queue_init_params",
+    [FAULT_URING_RECV_MULTISHOT] = "multishot receive",
+    [FAULT_URING_RECV_TOTAL] = "multishot receive's total",
+    [FAULT_URING_RECV_SINGLE] = "single receive",
 };
 
 /* Worker threads (name resolution, exit waiters) call some of these too:
