@@ -314,6 +314,7 @@ struct tapio_loop {
     /* Callbacks are running: stream writes are queued and each transport
      * flushed once (one writev) when they are done, before the next poll. */
     bool dispatching;
+    unsigned iterations; /* counts run_iteration's calls (wraps) */
     tapio__list write_flushes;   /* fd transports with queued writes */
     tapio_poll_hook before_poll, after_poll;
     void *poll_hook_arg;

@@ -316,6 +316,7 @@ static void run_timers(tapio_loop *loop, tapio_handle *due)
  * then I/O callbacks, then the timers that were due when the poll ended. */
 static void run_iteration(tapio_loop *loop)
 {
+    loop->iterations++;
     tapio__io_flush_changes(loop);
     int timeout = poll_timeout_ms(loop);
     bool hooked = timeout != 0 && (loop->before_poll || loop->after_poll);

@@ -61,6 +61,8 @@ typedef struct fd_transport {
      * cache; the loop's one buffer stays in it. */
     bool bulk;
     unsigned char small_reads; /* in a row, in a bulk transfer */
+    /* The loop iteration whose dispatch last handed bytes over. */
+    unsigned data_iteration;
 
     tapio__addresses addr;
 } fd_transport;
@@ -506,7 +508,6 @@ static void schedule_handover(fd_transport *f)
 static void socket_received(tapio_loop *loop, tapio__io *io,
                             const char *data, ssize_t n)
 {
-    (void)loop;
     fd_transport *f = tapio__container_of(io, fd_transport, io);
     tapio_transport *t = &f->base;
     if (is_closing(t))
@@ -515,6 +516,16 @@ static void socket_received(tapio_loop *loop, tapio__io *io,
         hold(f, data, n);
         return;
     }
+    if (n <= 0 && f->data_iteration == loop->iterations) {
+        /* An end behind bytes of the same dispatch (a multishot receive
+         * completes both at once) comes an iteration later, as a read
+         * finds it after the callbacks the bytes woke: asyncio's order. */
+        hold(f, NULL, n);
+        schedule_handover(f);
+        return;
+    }
+    if (n > 0)
+        f->data_iteration = loop->iterations;
     take_received(f, data, n);
     /* A full buffer: more is likely waiting, and more after it. One read
      * takes up to what epoll's loop would have read, and the transfer

@@ -413,3 +413,59 @@ TEST(receiving_switch_away_inside_buffer_updated)
     free(data);
     close(fds[1]);
 }
+
+/* Bytes and the EOF behind them, both there before the loop looks: the
+ * EOF comes after the callbacks the bytes' data_received scheduled, as
+ * asyncio's next read finds it (an HTTP server's request handler starts
+ * before the connection is lost). */
+typedef struct eof_order {
+    conn *c;
+    bool soon_ran;
+    bool soon_before_eof;
+} eof_order;
+
+static eof_order order;
+
+static void note_soon(tapio_loop *loop, void *arg)
+{
+    (void)loop, (void)arg;
+    order.soon_ran = true;
+}
+
+static void data_then_soon(tapio_transport *t, const void *data, size_t len,
+                           void *user)
+{
+    conn_on_data(t, data, len, user);
+    CHECK(tapio_call_soon(tapio_transport_loop(t), note_soon, NULL) != NULL);
+}
+
+static bool eof_after_soon(tapio_transport *t, void *user)
+{
+    order.soon_before_eof = order.soon_ran;
+    return conn_on_eof(t, user);
+}
+
+static const tapio_protocol eof_order_protocol = {
+    .connection_made = conn_on_made,
+    .data_received = data_then_soon,
+    .eof_received = eof_after_soon,
+    .connection_lost = conn_on_lost,
+};
+
+TEST(receiving_eof_comes_after_the_callbacks_its_bytes_scheduled)
+{
+    tapio_loop *loop = test_loop();
+    for (int domain = 0; domain < 2; domain++) {
+        order = (eof_order){0};
+        int fds[2];
+        socket_pair(domain ? AF_INET : AF_UNIX, fds);
+        CHECK(send(fds[1], "req", 3, 0) == 3);
+        CHECK(shutdown(fds[1], SHUT_WR) == 0);
+        conn *c = conn_new();
+        conn_wrap(loop, fds[0], &eof_order_protocol, c);
+        RUN_UNTIL(loop, c->lost, 5);
+        CHECK_EQ_INT(c->rx.len, 3);
+        CHECK(order.soon_before_eof);
+        close(fds[1]);
+    }
+}

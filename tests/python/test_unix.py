@@ -2,6 +2,7 @@
 transport tests shared with TCP are in stream_transport_cases.py; the
 Unix-only ones (paths, socket files, errors) are here."""
 
+import asyncio
 import os
 import pathlib
 import socket
@@ -32,6 +33,33 @@ class UnixTests(UnixEndpoints):
             transport.write(b"unix")
             return await protocol.received(4)
         return self.run_coro(test())
+
+    def test_eof_comes_after_the_callbacks_its_bytes_scheduled(self):
+        """Bytes and the EOF behind them, both there before the loop reads:
+        what data_received scheduled runs before eof_received (asyncio's
+        next read finds the EOF), so a request handler starts before the
+        connection is lost."""
+        events = []
+        ours, peer = socket.socketpair()
+        self.addCleanup(peer.close)
+        peer.sendall(b"req")
+        peer.shutdown(socket.SHUT_WR)
+
+        class Protocol(RecordingProtocol):
+            def data_received(self, data):
+                super().data_received(data)
+                events.append("data")
+                asyncio.get_running_loop().call_soon(events.append, "soon")
+
+            def eof_received(self):
+                events.append("eof")
+                return super().eof_received()
+
+        async def test():
+            _, protocol = await self.loop.create_connection(Protocol, sock=ours)
+            self.assertIsNone(await protocol.lost)
+        self.run_coro(test())
+        self.assertEqual(events, ["data", "soon", "eof"])
 
     def test_addresses(self):
         path = self.socket_path()
